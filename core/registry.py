@@ -1,0 +1,35 @@
+"""Registries of implementations, picked by versioned name from config (spaCy style).
+
+An implementation registers a factory under a name such as
+``"reelsift.text_embedder.onnx.v1"``; settings name the factory, so swapping an
+implementation is a config change, not a code change. Built on ``catalogue``, the
+library spaCy's own registry uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import catalogue
+
+from core.errors import InvalidConfig
+
+text_embedders = catalogue.create("reelsift", "text_embedders", entry_points=True)
+entity_extractors = catalogue.create("reelsift", "entity_extractors", entry_points=True)
+visual_embedders = catalogue.create("reelsift", "visual_embedders", entry_points=True)
+audio_embedders = catalogue.create("reelsift", "audio_embedders", entry_points=True)
+risk_models = catalogue.create("reelsift", "risk_models", entry_points=True)
+rankers = catalogue.create("reelsift", "rankers", entry_points=True)
+
+
+def resolve(registry: catalogue.Registry, name: str) -> Callable[..., Any]:
+    """Look up ``name`` or fail with the list of names that do exist."""
+    try:
+        return registry.get(name)
+    except catalogue.RegistryError as exc:
+        known = ", ".join(sorted(registry.get_all())) or "none"
+        raise InvalidConfig(
+            f"no implementation named {name!r} in registry {registry.namespace[-1]!r}; "
+            f"known names: {known}"
+        ) from exc
