@@ -23,3 +23,15 @@ class TextEmbedder(Protocol):
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+@runtime_checkable
+class JointTextImageEmbedder(Protocol):
+    """A CLIP-type model: texts and RGB images (H, W, 3 uint8) in one L2-normalised space."""
+
+    model: ModelRef
+    dim: int
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray: ...

@@ -1,0 +1,143 @@
+"""The item store: create, read and move items through their states.
+
+A state change is one transaction. Listeners (the recommender's catalog, for one) are
+told after the commit and before ``transition`` returns, so a removed or pending item
+leaves every in-process feed before the caller hears back. Other replicas follow the
+``updated_at`` column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.contracts import ITEM_TRANSITIONS, ItemState
+from core.errors import Conflict, NotFound
+from core.storage.db import transaction
+from core.storage.tables import AnalysisRow, EmbeddingRow, ItemRow
+
+
+@dataclass(frozen=True)
+class StateChange:
+    item_id: str
+    before: ItemState
+    after: ItemState
+    reason: str | None
+
+
+StateListener = Callable[[StateChange], None]
+
+
+def content_fingerprint(fields: dict[str, Any]) -> str:
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class InvalidTransition(Conflict):
+    code = "E108"
+
+
+class ItemStore:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self._listeners: list[StateListener] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: StateListener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def get(self, session: Session, item_id: str) -> ItemRow:
+        row = session.get(ItemRow, item_id)
+        if row is None:
+            raise NotFound(f"no item with id {item_id!r}", item_id=item_id)
+        return row
+
+    def find(self, session: Session, item_id: str) -> ItemRow | None:
+        return session.get(ItemRow, item_id)
+
+    def latest_analysis(self, session: Session, item_id: str) -> dict[str, Any] | None:
+        row = session.scalars(
+            select(AnalysisRow)
+            .where(AnalysisRow.item_id == item_id)
+            .order_by(AnalysisRow.id.desc())
+            .limit(1)
+        ).first()
+        return row.payload if row else None
+
+    def embeddings(self, session: Session, item_id: str) -> dict[str, tuple[str, np.ndarray]]:
+        """kind -> (model_id, vector) for one item."""
+        rows = session.scalars(select(EmbeddingRow).where(EmbeddingRow.item_id == item_id))
+        return {
+            r.kind: (r.model_id, np.frombuffer(r.vector, dtype=np.float32).copy()) for r in rows
+        }
+
+    @staticmethod
+    def put_embedding(
+        session: Session, item_id: str, kind: str, model_id: str, vector: np.ndarray
+    ) -> None:
+        vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        existing = session.scalars(
+            select(EmbeddingRow).where(
+                EmbeddingRow.item_id == item_id,
+                EmbeddingRow.kind == kind,
+                EmbeddingRow.model_id == model_id,
+            )
+        ).first()
+        if existing is not None:
+            existing.vector = vec.tobytes()
+            existing.dim = int(vec.shape[0])
+            return
+        session.add(
+            EmbeddingRow(
+                item_id=item_id, kind=kind, model_id=model_id, dim=int(vec.shape[0]),
+                vector=vec.tobytes(),
+            )
+        )
+
+    def transition(
+        self, item_id: str, new_state: ItemState, reason: str | None = None,
+        session: Session | None = None,
+    ) -> StateChange:
+        """Move one item to ``new_state``; within ``session`` if given (caller commits)."""
+        if session is not None:
+            change = self._apply(session, item_id, new_state, reason)
+            # The caller owns the transaction; it must call notify() after commit.
+            return change
+        with transaction(self.sessions) as own:
+            change = self._apply(own, item_id, new_state, reason)
+        self.notify([change])
+        return change
+
+    def notify(self, changes: Sequence[StateChange]) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for change in changes:
+            if change.before == change.after:
+                continue
+            for listener in listeners:
+                listener(change)
+
+    def _apply(
+        self, session: Session, item_id: str, new_state: ItemState, reason: str | None
+    ) -> StateChange:
+        row = session.get(ItemRow, item_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no item with id {item_id!r}", item_id=item_id)
+        before = ItemState(row.state)
+        if new_state != before and new_state not in ITEM_TRANSITIONS[before]:
+            raise InvalidTransition(
+                f"item {item_id!r} cannot go from {before.value} to {new_state.value}",
+                item_id=item_id, state=before.value,
+            )
+        row.state = new_state.value
+        row.state_reason = reason
+        return StateChange(item_id=item_id, before=before, after=new_state, reason=reason)
