@@ -9,6 +9,8 @@ import importlib
 
 TABLE_MODULES = [
     "core.storage.tables",
+    "moderation.review.tables",
+    "serving.auth",
 ]
 
 

@@ -1,0 +1,87 @@
+"""Speech recognition with a transformers model from a local directory.
+
+Two families, told apart by the model's config: encoder-decoder models (Whisper) are
+loaded with ``AutoModelForSpeechSeq2Seq`` and decoded with ``generate``; CTC models
+(wav2vec2, HuBERT, ...) with ``AutoModelForCTC`` and greedy argmax decoding. Audio is
+resampled to the processor's rate and cut into 30 s chunks (Whisper's window). The
+directory is resolved offline through ``analyzers.model_registry``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analyzers.media.audio_decode import resample
+from analyzers.model_registry import ModelRegistry, ModelSpec
+from core.contracts import ModelRef
+from core.errors import ModelLoadFailed
+
+DEFAULT_ASR_SPEC = ModelSpec(
+    role="speech_recognition", name="openai/whisper-tiny", hf_repo="openai/whisper-tiny"
+)
+CHUNK_SECONDS = 30.0
+
+
+class SpeechRecognizer:
+    def __init__(
+        self, model_dir: Path, ref: ModelRef, max_new_tokens: int = 128, threads: int = 0
+    ) -> None:
+        from transformers import (
+            AutoConfig,
+            AutoModelForCTC,
+            AutoModelForSpeechSeq2Seq,
+            AutoProcessor,
+        )
+
+        self.threads = threads
+        try:
+            config = AutoConfig.from_pretrained(str(model_dir))
+            self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+            family = AutoModelForSpeechSeq2Seq if self.seq2seq else AutoModelForCTC
+            self.network: Any = family.from_pretrained(str(model_dir)).eval()
+            self.processor: Any = AutoProcessor.from_pretrained(str(model_dir))
+        except Exception as exc:
+            raise ModelLoadFailed(
+                f"speech recognition model in {model_dir} failed to load: {exc}"
+            ) from exc
+        extractor = getattr(self.processor, "feature_extractor", self.processor)
+        self.sample_rate = int(getattr(extractor, "sampling_rate", 16_000))
+        self.max_new_tokens = max_new_tokens
+        self.model = ModelRef(name=ref.name, version=ref.version, source=ref.source)
+
+    @classmethod
+    def from_registry(
+        cls, registry: ModelRegistry, spec: ModelSpec = DEFAULT_ASR_SPEC, threads: int = 0
+    ) -> SpeechRecognizer:
+        resolved = registry.resolve(spec)
+        return cls(resolved.path, resolved.ref, threads=threads)
+
+    def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
+        audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, self.sample_rate)
+        step = int(CHUNK_SECONDS * self.sample_rate)
+        texts = [self._transcribe_chunk(audio[i : i + step]) for i in range(0, len(audio), step)]
+        return " ".join(t.strip() for t in texts if t.strip())
+
+    def _transcribe_chunk(self, chunk: np.ndarray) -> str:
+        import torch
+
+        previous_threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            inputs = self.processor(chunk, sampling_rate=self.sample_rate, return_tensors="pt")
+            with torch.inference_mode():
+                if self.seq2seq:
+                    ids = self.network.generate(
+                        inputs["input_features"], max_new_tokens=self.max_new_tokens
+                    )
+                else:
+                    logits = self.network(inputs["input_values"]).logits
+                    ids = logits.argmax(dim=-1)
+            return str(self.processor.batch_decode(ids, skip_special_tokens=True)[0])
+        finally:
+            if self.threads:
+                torch.set_num_threads(previous_threads)

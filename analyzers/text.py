@@ -1,0 +1,80 @@
+"""The text analyzer: language, entities, keywords and the text embedding of one document.
+
+A document is an item's title and text joined by a newline (``document_text``); every
+character offset the analyzer reports (entities here, risk spans in moderation) points
+into that string. An absent embedding model leaves the embedding and keywords "not
+assessed" with the reason; entities and language still come from what is there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzers.base import TextEmbedder
+from analyzers.entities import EntityPipeline
+from analyzers.keywords import KeywordExtractor
+from analyzers.language import LanguageIdentifier
+from core.contracts import NotAssessed, TextAnalysis
+
+
+def document_text(title: str, text: str) -> str:
+    return f"{title}\n{text}" if title else text
+
+
+@dataclass
+class TextResult:
+    analysis: TextAnalysis
+    vector: np.ndarray | None
+
+
+class TextAnalyzer:
+    def __init__(
+        self,
+        embedder: TextEmbedder | None,
+        entities: EntityPipeline,
+        language: LanguageIdentifier,
+        *,
+        embedder_unavailable_reason: str | None = None,
+        keywords_top_n: int = 5,
+    ) -> None:
+        self.embedder = embedder
+        self.entities = entities
+        self.language = language
+        self.keywords = KeywordExtractor(embedder, top_n=keywords_top_n) if embedder else None
+        self.embedder_unavailable_reason = embedder_unavailable_reason or "no text embedding model"
+
+    def analyze(self, documents: Sequence[str]) -> list[TextResult]:
+        docs = self.entities.parse(documents)
+        missing: list[NotAssessed] = []
+        vectors: np.ndarray | None = None
+        keywords = None
+        if self.embedder is not None:
+            vectors = self.embedder.encode(documents)
+            assert self.keywords is not None
+            keywords = self.keywords.extract(docs, vectors)
+        else:
+            missing = [
+                NotAssessed(output="embedding", reason=self.embedder_unavailable_reason),
+                NotAssessed(output="keywords", reason=self.embedder_unavailable_reason),
+            ]
+        results = []
+        for i, (document, doc) in enumerate(zip(documents, docs, strict=True)):
+            language = self.language.identify(document)
+            not_assessed = list(missing)
+            if language is None:
+                not_assessed.append(
+                    NotAssessed(output="language", reason="too few letters to identify a language")
+                )
+            analysis = TextAnalysis(
+                language=language,
+                entities=self.entities.entities(doc),
+                keywords=keywords[i] if keywords is not None else [],
+                embedding_model=self.embedder.model.id if self.embedder else None,
+                embedding_dim=self.embedder.dim if self.embedder else None,
+                not_assessed=not_assessed,
+            )
+            results.append(TextResult(analysis, vectors[i] if vectors is not None else None))
+        return results

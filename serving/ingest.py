@@ -1,0 +1,218 @@
+"""Upload intake: validate, store, analyze, route; every accepted item ends in a known state.
+
+The flow for one item (or a batch, analyzed together so the embedding runs batched):
+``received`` is committed first, so a crash mid-analysis leaves a row that
+``resume_unfinished`` picks up at the next start; the analysis, the embedding and the
+routed state are then written in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from analyzers.text import TextAnalyzer, document_text
+from core.contracts import ItemAnalysis, ItemState
+from core.errors import Conflict, InvalidInput, PayloadTooLarge, ReelsiftError
+from core.storage.db import transaction
+from core.storage.items import ItemStore, StateChange, content_fingerprint
+from core.storage.tables import AnalysisRow, ItemRow
+from serving.schemas import EmbeddingInfo, ItemOut, TextItemIn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Route:
+    state: ItemState
+    reason: str | None
+
+
+# Decides an analyzed item's state; moderation's policy plugs in here.
+Router = Callable[[ItemAnalysis], Route]
+
+
+def hold_for_review(_analysis: ItemAnalysis) -> Route:
+    """Without risk models nothing is known to be safe, so nothing is auto-approved."""
+    return Route(ItemState.PENDING_REVIEW, "risk not assessed: no moderation policy configured")
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    max_text_chars: int = 20_000
+    max_title_chars: int = 500
+    max_tags: int = 50
+
+
+def check_text_item(item: TextItemIn, limits: TextLimits) -> None:
+    if not item.text.strip():
+        raise InvalidInput("field 'text' is empty or only whitespace", field="text")
+    if len(item.text) > limits.max_text_chars:
+        raise PayloadTooLarge(
+            f"field 'text' has {len(item.text)} characters; the limit is "
+            f"{limits.max_text_chars} (REELSIFT_MAX_TEXT_CHARS)",
+            field="text", limit=limits.max_text_chars,
+        )
+    if len(item.title) > limits.max_title_chars:
+        raise PayloadTooLarge(
+            f"field 'title' has {len(item.title)} characters; the limit is "
+            f"{limits.max_title_chars} (REELSIFT_MAX_TITLE_CHARS)",
+            field="title", limit=limits.max_title_chars,
+        )
+    if len(item.tags) > limits.max_tags:
+        raise InvalidInput(f"{len(item.tags)} tags; at most {limits.max_tags} allowed", field="tags")
+    for name, value in (("text", item.text), ("title", item.title), *(("tags", t) for t in item.tags)):
+        if "\x00" in value:
+            raise InvalidInput(f"field {name!r} contains a NUL character", field=name)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(
+                f"field {name!r} is not valid Unicode (lone surrogate at {exc.start})", field=name
+            ) from exc
+
+
+def fingerprint(item: TextItemIn) -> str:
+    return content_fingerprint(
+        {"creator_id": item.creator_id, "title": item.title, "text": item.text, "tags": item.tags}
+    )
+
+
+class IngestService:
+    def __init__(
+        self, store: ItemStore, analyzer: TextAnalyzer, limits: TextLimits, router: Router
+    ) -> None:
+        self.store = store
+        self.analyzer = analyzer
+        self.limits = limits
+        self.router = router
+
+    # -- reads -------------------------------------------------------------------------
+    def get_item(self, item_id: str, *, include_vectors: bool = False) -> ItemOut:
+        with transaction(self.store.sessions) as session:
+            row = self.store.get(session, item_id)
+            return self._to_out(session, row, include_vectors)
+
+    def _to_out(self, session: object, row: ItemRow, include_vectors: bool) -> ItemOut:
+        from sqlalchemy.orm import Session
+
+        assert isinstance(session, Session)
+        vectors = self.store.embeddings(session, row.id)
+        return ItemOut(
+            id=row.id, creator_id=row.creator_id, title=row.title, text=row.text, tags=row.tags,
+            state=row.state, state_reason=row.state_reason, created_at=row.created_at,
+            updated_at=row.updated_at, analysis=self.store.latest_analysis(session, row.id),
+            embeddings=[
+                EmbeddingInfo(
+                    kind=kind, model_id=model_id, dim=int(vec.shape[0]),
+                    vector=[float(x) for x in vec] if include_vectors else None,
+                )
+                for kind, (model_id, vec) in sorted(vectors.items())
+            ],
+        )
+
+    # -- writes ------------------------------------------------------------------------
+    def submit_text_items(self, items: Sequence[TextItemIn]) -> list[tuple[ItemOut, bool]]:
+        """Store and analyze; returns (item, created) in input order. Raises on bad input."""
+        for item in items:
+            check_text_item(item, self.limits)
+        seen: dict[str, str] = {}
+        for item in items:
+            digest = fingerprint(item)
+            if seen.setdefault(item.id, digest) != digest:
+                raise Conflict(f"item id {item.id!r} appears twice in one request with different content")
+
+        new: list[TextItemIn] = []
+        with transaction(self.store.sessions) as session:
+            existing = {
+                row.id: row
+                for row in session.scalars(select(ItemRow).where(ItemRow.id.in_(list(seen))))
+            }
+            for item in items:
+                row = existing.get(item.id)
+                if row is not None:
+                    if row.content_sha256 != seen[item.id]:
+                        raise Conflict(
+                            f"item {item.id!r} already exists with different content; "
+                            "ids are immutable, use a new id",
+                            item_id=item.id,
+                        )
+                    continue
+                if any(n.id == item.id for n in new):
+                    continue
+                kwargs = {} if item.created_at is None else {"created_at": item.created_at}
+                session.add(
+                    ItemRow(
+                        id=item.id, creator_id=item.creator_id, title=item.title, text=item.text,
+                        tags=item.tags, state=ItemState.RECEIVED.value,
+                        content_sha256=seen[item.id], **kwargs,
+                    )
+                )
+                new.append(item)
+        if new:
+            self._analyze_and_route([n.id for n in new])
+        created_ids = {n.id for n in new}
+        out = []
+        with transaction(self.store.sessions) as session:
+            for item in items:
+                row = self.store.get(session, item.id)
+                out.append((self._to_out(session, row, False), item.id in created_ids))
+        return out
+
+    def _analyze_and_route(self, item_ids: list[str]) -> None:
+        changes: list[StateChange] = []
+        with transaction(self.store.sessions) as session:
+            rows = [self.store.get(session, i) for i in item_ids]
+            documents = [document_text(r.title, r.text) for r in rows]
+            for row in rows:
+                changes.append(self.store.transition(row.id, ItemState.ANALYZING, session=session))
+        self.store.notify(changes)
+        try:
+            results = self.analyzer.analyze(documents)
+        except Exception as exc:
+            log.exception("analysis failed for %s", item_ids)
+            self._fail(item_ids, f"analysis failed: {type(exc).__name__}: {exc}")
+            raise
+        changes = []
+        with transaction(self.store.sessions) as session:
+            for item_id, result in zip(item_ids, results, strict=True):
+                analysis = ItemAnalysis(text=result.analysis)
+                if result.vector is not None and result.analysis.embedding_model:
+                    analysis.models["text_embedding"] = result.analysis.embedding_model
+                    self.store.put_embedding(
+                        session, item_id, "text", result.analysis.embedding_model, result.vector
+                    )
+                route = self.router(analysis)
+                session.add(AnalysisRow(item_id=item_id, payload=analysis.model_dump(mode="json")))
+                changes.append(
+                    self.store.transition(item_id, route.state, route.reason, session=session)
+                )
+        self.store.notify(changes)
+
+    def _fail(self, item_ids: Sequence[str], reason: str) -> None:
+        for item_id in item_ids:
+            try:
+                self.store.transition(item_id, ItemState.FAILED, reason)
+            except ReelsiftError:
+                log.exception("could not mark %s failed", item_id)
+
+    def resume_unfinished(self) -> int:
+        """Finish items a crash left in ``received``/``analyzing``; returns how many."""
+        with transaction(self.store.sessions) as session:
+            stuck = list(
+                session.scalars(
+                    select(ItemRow.id).where(
+                        ItemRow.state.in_([ItemState.RECEIVED.value, ItemState.ANALYZING.value])
+                    )
+                )
+            )
+            for item_id in stuck:
+                # Back to received so the normal path replays received -> analyzing -> routed.
+                row = self.store.get(session, item_id)
+                row.state = ItemState.RECEIVED.value
+        if stuck:
+            self._analyze_and_route(stuck)
+        return len(stuck)

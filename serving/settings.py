@@ -1,0 +1,62 @@
+"""All configuration, in one pydantic-settings class: env prefix ``REELSIFT_``, optional ``.env``.
+
+Nothing else in the project reads the environment; packages below ``serving`` receive
+plain arguments built from this object.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REELSIFT_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(Path("var"), description="SQLite file, media blobs, indexes, caches")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default is SQLite under data_dir"
+    )
+    host: str = "127.0.0.1"
+    port: int = 3000
+
+    # Models: explicit local paths per role win over pip packages and the HF cache.
+    model_paths: dict[str, Path] = Field(default_factory=dict)
+    hf_cache_dir: Path | None = None
+    text_embedder: str = "reelsift.text_embedder.onnx.v1"
+    spacy_pipeline: str | None = Field(None, description="installed spaCy pipeline name or path")
+    inference_threads: int | None = None
+
+    # Limits.
+    max_text_chars: int = 20_000
+    max_title_chars: int = 500
+    max_tags: int = 50
+    max_batch_items: int = 256
+    embed_max_batch_size: int = 128
+    embed_max_latency_ms: int = 100
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'reelsift.db').resolve()}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
