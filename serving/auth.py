@@ -78,6 +78,14 @@ class Principal:
                 role=self.role.value, permission=str(permission),
             )
 
+    def require_any(self, *permissions: Permission) -> None:
+        if not any(self.allows(p) for p in permissions):
+            wanted = " or ".join(p.value for p in permissions)
+            raise Forbidden(
+                f"role {self.role.value} may not use this endpoint (needs {wanted})",
+                role=self.role.value,
+            )
+
 
 def allows(role: Role | str, permission: Permission | str) -> bool:
     return Permission(permission) in ROLE_PERMISSIONS[Role(role)]

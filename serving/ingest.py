@@ -11,33 +11,54 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+from pydantic import ValidationError
 from sqlalchemy import select
 
+from analyzers.fusion import ItemFuser, fuse
 from analyzers.text import TextAnalyzer, document_text
-from core.contracts import ItemAnalysis, ItemState
+from core.contracts import (
+    ItemAnalysis,
+    ItemState,
+    Label,
+    NotAssessed,
+    RiskCategory,
+    RiskScore,
+)
 from core.errors import Conflict, InvalidInput, PayloadTooLarge, ReelsiftError
 from core.storage.db import transaction
 from core.storage.items import ItemStore, StateChange, content_fingerprint
 from core.storage.tables import AnalysisRow, ItemRow
-from serving.schemas import EmbeddingInfo, ItemOut, TextItemIn
+from serving.errors import validation_error_body
+from serving.schemas import BatchOut, BatchResult, EmbeddingInfo, ItemOut, TextItemIn
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Route:
-    state: ItemState
-    reason: str | None
+# Moves an analyzed item out of ``analyzing`` given its risk scores: moderation's policy
+# and review queue in the running service (see serving/wiring.py).
+ModerationGate = Callable[[str, list[RiskScore]], None]
+# (titles, documents, the documents' text vectors or None) -> risk scores per document.
+TextRiskScorer = Callable[
+    [Sequence[str], Sequence[str], np.ndarray | None], list[list[RiskScore]]
+]
+# text vectors -> hierarchical labels per document.
+Labeler = Callable[[np.ndarray], list[list[Label]]]
 
 
-# Decides an analyzed item's state; moderation's policy plugs in here.
-Router = Callable[[ItemAnalysis], Route]
+@dataclass
+class Enrichment:
+    """Optional stages after the text analyzer; each absent one is reported, not faked."""
+
+    risk: TextRiskScorer | None = None
+    labels: Labeler | None = None
+    fuser: ItemFuser | None = None
 
 
-def hold_for_review(_analysis: ItemAnalysis) -> Route:
-    """Without risk models nothing is known to be safe, so nothing is auto-approved."""
-    return Route(ItemState.PENDING_REVIEW, "risk not assessed: no moderation policy configured")
+def unassessed_risk(reason: str) -> list[RiskScore]:
+    return [RiskScore(category=c, score=None, not_assessed_reason=reason) for c in RiskCategory]
 
 
 @dataclass(frozen=True)
@@ -81,14 +102,57 @@ def fingerprint(item: TextItemIn) -> str:
     )
 
 
+def analyze_documents(
+    analyzer: TextAnalyzer, stages: Enrichment, titles: Sequence[str], documents: Sequence[str]
+) -> tuple[list[ItemAnalysis], list[dict[str, tuple[str, np.ndarray]]]]:
+    """Analyses and vectors (kind -> (model id, vector)) for a batch of documents."""
+    results = analyzer.analyze(documents)
+    have_vectors = all(r.vector is not None for r in results)
+    matrix = np.stack([r.vector for r in results]) if have_vectors and results else None  # type: ignore[misc]
+    risks = (
+        stages.risk(titles, documents, matrix)
+        if stages.risk is not None
+        else [unassessed_risk("no text risk model configured") for _ in documents]
+    )
+    labels = stages.labels(matrix) if stages.labels is not None and matrix is not None else None
+    analyses, vectors = [], []
+    for i, result in enumerate(results):
+        analysis = ItemAnalysis(text=result.analysis, risk=risks[i])
+        item_vectors: dict[str, tuple[str, np.ndarray]] = {}
+        if result.vector is not None and result.analysis.embedding_model:
+            analysis.models["text_embedding"] = result.analysis.embedding_model
+            item_vectors["text"] = (result.analysis.embedding_model, result.vector)
+            if stages.fuser is not None:
+                fused = fuse(stages.fuser, text=result.vector)
+                analysis.models["fusion"] = fused.fusion_model
+                item_vectors["fused"] = (fused.fusion_model, fused.as_array())
+        if labels is not None:
+            analysis.labels = labels[i]
+        else:
+            analysis.not_assessed.append(NotAssessed(
+                output="labels",
+                reason="no taxonomy classifier" if stages.labels is None
+                else "no text embedding to classify",
+            ))
+        analyses.append(analysis)
+        vectors.append(item_vectors)
+    return analyses, vectors
+
+
 class IngestService:
     def __init__(
-        self, store: ItemStore, analyzer: TextAnalyzer, limits: TextLimits, router: Router
+        self,
+        store: ItemStore,
+        analyzer: TextAnalyzer,
+        limits: TextLimits,
+        gate: ModerationGate,
+        enrichment: Enrichment | None = None,
     ) -> None:
         self.store = store
         self.analyzer = analyzer
         self.limits = limits
-        self.router = router
+        self.gate = gate
+        self.enrichment = enrichment or Enrichment()
 
     # -- reads -------------------------------------------------------------------------
     def get_item(self, item_id: str, *, include_vectors: bool = False) -> ItemOut:
@@ -167,30 +231,27 @@ class IngestService:
         with transaction(self.store.sessions) as session:
             rows = [self.store.get(session, i) for i in item_ids]
             documents = [document_text(r.title, r.text) for r in rows]
+            titles = [r.title for r in rows]
             for row in rows:
                 changes.append(self.store.transition(row.id, ItemState.ANALYZING, session=session))
         self.store.notify(changes)
         try:
-            results = self.analyzer.analyze(documents)
+            analyses, vectors = analyze_documents(
+                self.analyzer, self.enrichment, titles, documents
+            )
         except Exception as exc:
             log.exception("analysis failed for %s", item_ids)
             self._fail(item_ids, f"analysis failed: {type(exc).__name__}: {exc}")
             raise
-        changes = []
         with transaction(self.store.sessions) as session:
-            for item_id, result in zip(item_ids, results, strict=True):
-                analysis = ItemAnalysis(text=result.analysis)
-                if result.vector is not None and result.analysis.embedding_model:
-                    analysis.models["text_embedding"] = result.analysis.embedding_model
-                    self.store.put_embedding(
-                        session, item_id, "text", result.analysis.embedding_model, result.vector
-                    )
-                route = self.router(analysis)
+            for item_id, analysis, item_vectors in zip(item_ids, analyses, vectors, strict=True):
                 session.add(AnalysisRow(item_id=item_id, payload=analysis.model_dump(mode="json")))
-                changes.append(
-                    self.store.transition(item_id, route.state, route.reason, session=session)
-                )
-        self.store.notify(changes)
+                for kind, (model_id, vector) in item_vectors.items():
+                    self.store.put_embedding(session, item_id, kind, model_id, vector)
+        # The analysis is durable; routing is a separate step (a crash in between leaves
+        # the item in ``analyzing`` for resume_unfinished).
+        for item_id, analysis in zip(item_ids, analyses, strict=True):
+            self.gate(item_id, analysis.risk)
 
     def _fail(self, item_ids: Sequence[str], reason: str) -> None:
         for item_id in item_ids:
@@ -216,3 +277,28 @@ class IngestService:
         if stuck:
             self._analyze_and_route(stuck)
         return len(stuck)
+
+
+def submit_batch(ingest: IngestService, raw_items: list[dict[str, Any]]) -> BatchOut:
+    """Each item is validated and stored on its own: one bad item does not sink the rest."""
+    results: dict[int, BatchResult] = {}
+    valid: list[tuple[int, TextItemIn]] = []
+    for index, raw in enumerate(raw_items):
+        try:
+            valid.append((index, TextItemIn.model_validate(raw)))
+        except ValidationError as exc:
+            status, body = validation_error_body(list(exc.errors()))  # type: ignore[arg-type]
+            results[index] = BatchResult(index=index, status=status, error=body)
+    try:
+        submitted = ingest.submit_text_items([item for _, item in valid])
+        for (index, _), (out, created) in zip(valid, submitted, strict=True):
+            results[index] = BatchResult(index=index, status=201 if created else 200, item=out)
+    except ReelsiftError:
+        # Some item broke a rule: fall back to one at a time to say which.
+        for index, item in valid:
+            try:
+                [(out, created)] = ingest.submit_text_items([item])
+                results[index] = BatchResult(index=index, status=201 if created else 200, item=out)
+            except ReelsiftError as exc:
+                results[index] = BatchResult(index=index, status=exc.status, error=exc.to_dict())
+    return BatchOut(results=[results[i] for i in sorted(results)])

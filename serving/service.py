@@ -23,9 +23,32 @@ import numpy as np
 from fastapi import FastAPI, Query, Response
 
 from core.contracts import ModelRef
-from core.errors import InvalidInput, ReelsiftError
-from serving.errors import install_error_handlers, validation_error_body
-from serving.schemas import BatchIn, BatchOut, BatchResult, ItemOut, TextItemIn
+from core.errors import InvalidInput
+from moderation.review.models import (
+    AuditEntry,
+    CalibrationReport,
+    DecisionView,
+    ReportOutcome,
+    ReviewStats,
+    TaskFilter,
+    TaskView,
+)
+from recommender.events import IngestResult
+from recommender.service import FeedContext, FeedRequest, FeedResponse
+from serving.auth import Permission
+from serving.deps import Caller
+from serving.errors import install_error_handlers
+from serving.ingest import submit_batch
+from serving.schemas import (
+    AppealIn,
+    BatchIn,
+    BatchOut,
+    DecisionIn,
+    EventsIn,
+    ItemOut,
+    ReportIn,
+    TextItemIn,
+)
 from serving.settings import get_settings
 from serving.wiring import (
     BatchedTextEmbedder,
@@ -126,52 +149,120 @@ class Reelsift:
         return components
 
     # -- items ---------------------------------------------------------------------------
-    @api.post("/items", status_code=201, response_model=ItemOut)
-    def create_item(self, item: TextItemIn, response: Response) -> ItemOut:
+    @api.post("/items", status_code=201, response_model=ItemOut, tags=["items"])
+    def create_item(self, item: TextItemIn, response: Response, caller: Caller) -> ItemOut:
+        caller.require(Permission.UPLOAD)
         [(out, created)] = self.components.ingest.submit_text_items([item])
         if not created:
             response.status_code = 200  # same id, same content: idempotent replay
         return out
 
-    @api.post("/items/batch", response_model=BatchOut)
-    def create_items(self, batch: BatchIn) -> BatchOut:
+    @api.post("/items/batch", response_model=BatchOut, tags=["items"])
+    def create_items(self, batch: BatchIn, caller: Caller) -> BatchOut:
+        caller.require(Permission.UPLOAD)
         if len(batch.items) > settings.max_batch_items:
             raise InvalidInput(
                 f"{len(batch.items)} items in one batch; the limit is {settings.max_batch_items}"
             )
-        return BatchOut(results=self._submit_each(batch.items))
+        return submit_batch(self.components.ingest, batch.items)
 
-    @api.get("/items/{item_id}", response_model=ItemOut)
+    @api.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
     def get_item(
-        self, item_id: str, include_vectors: Annotated[bool, Query()] = False
+        self, item_id: str, caller: Caller, include_vectors: Annotated[bool, Query()] = False
     ) -> ItemOut:
+        caller.require_any(Permission.UPLOAD, Permission.REVIEW, Permission.FEED)
         return self.components.ingest.get_item(item_id, include_vectors=include_vectors)
 
-    # -- helpers -----------------------------------------------------------------------
-    def _submit_each(self, raw_items: list[dict[str, Any]]) -> list[BatchResult]:
-        from pydantic import ValidationError
+    # -- review queue ----------------------------------------------------------------------
+    @api.get("/review/tasks", response_model=list[TaskView], tags=["review"])
+    def list_tasks(self, caller: Caller, filters: Annotated[TaskFilter, Query()]) -> list[TaskView]:
+        caller.require(Permission.REVIEW)
+        return self.components.review.list_tasks(filters)
 
-        results: dict[int, BatchResult] = {}
-        valid: list[tuple[int, TextItemIn]] = []
-        for index, raw in enumerate(raw_items):
-            try:
-                valid.append((index, TextItemIn.model_validate(raw)))
-            except ValidationError as exc:
-                status, body = validation_error_body(list(exc.errors()))  # type: ignore[arg-type]
-                results[index] = BatchResult(index=index, status=status, error=body)
-        ingest = self.components.ingest
-        try:
-            submitted = ingest.submit_text_items([item for _, item in valid])
-            for (index, _), (out, created) in zip(valid, submitted, strict=True):
-                results[index] = BatchResult(index=index, status=201 if created else 200, item=out)
-        except ReelsiftError:
-            # One bad item must not sink the others: fall back to one at a time.
-            for index, item in valid:
-                try:
-                    [(out, created)] = ingest.submit_text_items([item])
-                    results[index] = BatchResult(
-                        index=index, status=201 if created else 200, item=out
-                    )
-                except ReelsiftError as exc:
-                    results[index] = BatchResult(index=index, status=exc.status, error=exc.to_dict())
-        return [results[i] for i in sorted(results)]
+    @api.get("/review/tasks/{task_id}", response_model=TaskView, tags=["review"])
+    def get_task(self, task_id: int, caller: Caller) -> TaskView:
+        caller.require(Permission.REVIEW)
+        return self.components.review.get_task(task_id)
+
+    @api.post("/review/claim", response_model=TaskView | None, tags=["review"])
+    def claim_task(self, caller: Caller, response: Response) -> TaskView | None:
+        task = self.components.review.claim(caller)
+        if task is None:
+            response.status_code = 204  # nothing this moderator may take right now
+        return task
+
+    @api.post("/review/tasks/{task_id}/heartbeat", response_model=TaskView, tags=["review"])
+    def heartbeat(self, task_id: int, caller: Caller) -> TaskView:
+        return self.components.review.heartbeat(task_id, caller)
+
+    @api.post("/review/tasks/{task_id}/release", response_model=TaskView, tags=["review"])
+    def release(self, task_id: int, caller: Caller) -> TaskView:
+        return self.components.review.release(task_id, caller)
+
+    @api.post("/review/tasks/{task_id}/decision", response_model=DecisionView, tags=["review"])
+    def decide(self, task_id: int, body: DecisionIn, caller: Caller) -> DecisionView:
+        return self.components.review.decide(
+            task_id, caller, body.action, body.policy_codes, body.note
+        )
+
+    @api.get("/review/stats", response_model=ReviewStats, tags=["review"])
+    def review_stats(self, caller: Caller) -> ReviewStats:
+        caller.require(Permission.REVIEW)
+        return self.components.review.stats()
+
+    @api.get("/review/items/{item_id}/history", response_model=list[AuditEntry], tags=["review"])
+    def item_history(self, item_id: str, caller: Caller) -> list[AuditEntry]:
+        caller.require(Permission.REVIEW)
+        return self.components.review.item_history(item_id)
+
+    @api.get("/review/policy", tags=["review"])
+    def policy_codes(self, caller: Caller) -> dict[str, Any]:
+        caller.require(Permission.REVIEW)
+        return {"version": self.components.policy.version,
+                "codes": self.components.policy.config.model_dump(mode="json")["codes"]}
+
+    @api.get("/review/calibration", response_model=CalibrationReport, tags=["review"])
+    def calibration(
+        self, caller: Caller, target_recall: Annotated[float, Query(gt=0, le=1)] = 0.95
+    ) -> CalibrationReport:
+        caller.require(Permission.ADMIN)
+        return self.components.review.calibration(target_recall)
+
+    # -- reports and appeals ---------------------------------------------------------------
+    @api.post("/reports", response_model=ReportOutcome, tags=["review"])
+    def report(self, body: ReportIn, caller: Caller) -> ReportOutcome:
+        caller.require(Permission.EVENTS)
+        return self.components.review.report(body.item_id, body.reporter_id, body.reason)
+
+    @api.post("/appeals", response_model=TaskView, status_code=201, tags=["review"])
+    def appeal(self, body: AppealIn, caller: Caller) -> TaskView:
+        caller.require(Permission.UPLOAD)
+        return self.components.review.appeal(body.item_id, caller, body.note)
+
+    # -- feed and events -------------------------------------------------------------------
+    @api.get("/feed", response_model=FeedResponse, tags=["feed"])
+    def get_feed(
+        self, caller: Caller, user_id: Annotated[str, Query(min_length=1, max_length=128)],
+        k: Annotated[int, Query(ge=1, le=100)] = 10,
+        exclude: Annotated[list[str] | None, Query()] = None,
+        device: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> FeedResponse:
+        caller.require(Permission.FEED)
+        request = FeedRequest(user_id=user_id, k=k, exclude=exclude or [],
+                              context=FeedContext(device=device))
+        return self.components.recommender.feed.handle(request)
+
+    @api.post("/feed", response_model=FeedResponse, tags=["feed"])
+    def post_feed(self, body: FeedRequest, caller: Caller) -> FeedResponse:
+        caller.require(Permission.FEED)
+        return self.components.recommender.feed.handle(body)
+
+    @api.post("/events", response_model=IngestResult, tags=["feed"])
+    def post_events(self, body: EventsIn, caller: Caller) -> IngestResult:
+        caller.require(Permission.EVENTS)
+        return self.components.recommender.events.ingest(body.events)
+
+    # -- who am I --------------------------------------------------------------------------
+    @api.get("/me", tags=["auth"])
+    def whoami(self, caller: Caller) -> dict[str, str]:
+        return {"name": caller.name, "role": caller.role.value}

@@ -28,9 +28,21 @@ class Settings(BaseSettings):
     # Models: explicit local paths per role win over pip packages and the HF cache.
     model_paths: dict[str, Path] = Field(default_factory=dict)
     hf_cache_dir: Path | None = None
+    model_cache_dir: Path | None = Field(
+        None, description="ONNX exports and node-embedding caches; default data_dir/cache"
+    )
     text_embedder: str = "reelsift.text_embedder.onnx.v1"
     spacy_pipeline: str | None = Field(None, description="installed spaCy pipeline name or path")
     inference_threads: int | None = None
+
+    # Moderation, taxonomy.
+    policy_file: Path | None = Field(None, description="policy YAML; default: the packaged one")
+    text_risk_dir: Path | None = Field(None, description="text risk artifacts; default: shipped")
+    taxonomy_tree: Path | None = Field(None, description="custom tree TSV/YAML; default IAB 3.1")
+    taxonomy_heads_dir: Path | None = None
+    taxonomy_max_labels: int = 3
+    taxonomy_min_confidence: float = 0.3
+    auth_required: bool = True
 
     # Limits.
     max_text_chars: int = 20_000
@@ -38,7 +50,9 @@ class Settings(BaseSettings):
     max_tags: int = 50
     max_batch_items: int = 256
     embed_max_batch_size: int = 128
-    embed_max_latency_ms: int = 100
+    # BentoML sheds requests it predicts will exceed this; bulk calls (taxonomy warm-up,
+    # keyword candidates) need seconds on a small CPU, so the bound is generous.
+    embed_max_latency_ms: int = 30_000
 
     @property
     def db_url(self) -> str:
@@ -50,7 +64,7 @@ class Settings(BaseSettings):
 
     @property
     def cache_dir(self) -> Path:
-        return self.data_dir / "cache"
+        return self.model_cache_dir or self.data_dir / "cache"
 
     @property
     def index_dir(self) -> Path:

@@ -13,17 +13,26 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analyzers.base import TextEmbedder
 from analyzers.entities import EntityPipeline
+from analyzers.fusion import ItemFuser
 from analyzers.language import LanguageIdentifier
 from analyzers.model_registry import ModelRegistry
 from analyzers.text import TextAnalyzer
-from core.contracts import ModelRef
-from core.errors import ModelLoadFailed, ModelNotAvailable
+from core.contracts import ModelRef, RiskCategory, RiskScore
+from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
 from core.registry import resolve, text_embedders
 from core.storage.blobs import BlobStore
 from core.storage.db import make_engine, make_session_factory, upgrade
 from core.storage.items import ItemStore
-from serving.ingest import IngestService, Router, TextLimits, hold_for_review
+from moderation.policy import Policy
+from moderation.review.service import ReviewService
+from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR
+from moderation.risk.model import TextRiskModel
+from recommender.service import Recommender
+from recommender.settings import RecommenderSettings
+from serving.auth import ApiKeyStore
+from serving.ingest import Enrichment, IngestService, ModerationGate, TextLimits
 from serving.settings import Settings
+from taxonomy.classifier import ClassifierSettings, TaxonomyClassifier
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +61,21 @@ class BatchedTextEmbedder:
     other side, so the model sees full batches even when each request sends one text.
     """
 
-    def __init__(self, client: Any, model: ModelRef, dim: int) -> None:
+    def __init__(self, client: Any, model: ModelRef, dim: int, chunk: int = 64) -> None:
         self.client = client
         self.model = model
         self.dim = dim
+        self.chunk = chunk
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.asarray(self.client.encode(texts=list(texts)), dtype=np.float32)
+        # Chunks no larger than a batch keep one bulk caller from starving the others.
+        parts = [
+            np.asarray(self.client.encode(texts=list(texts[i : i + self.chunk])), dtype=np.float32)
+            for i in range(0, len(texts), self.chunk)
+        ]
+        return np.concatenate(parts)
 
 
 @dataclass
@@ -70,8 +85,113 @@ class Components:
     sessions: sessionmaker[Session]
     items: ItemStore
     blobs: BlobStore
+    keys: ApiKeyStore
     text_analyzer: TextAnalyzer
+    policy: Policy
+    review: ReviewService
     ingest: IngestService
+    recommender: Recommender
+    taxonomy: TaxonomyClassifier | None
+    text_risk: TextRiskModel | None
+    fuser: ItemFuser | None
+
+    def close(self) -> None:
+        self.recommender.close()
+        self.engine.dispose()
+
+
+def build_text_risk(settings: Settings, embedder: TextEmbedder | None) -> TextRiskModel | None:
+    try:
+        return TextRiskModel.load(settings.text_risk_dir or DEFAULT_ARTIFACT_DIR, embedder=embedder)
+    except (ModelNotAvailable, ModelLoadFailed, InvalidConfig) as exc:
+        log.error("text risk model unavailable, risk will be 'not assessed': %s", exc)
+        return None
+
+
+def build_taxonomy(settings: Settings, embedder: TextEmbedder | None) -> TaxonomyClassifier | None:
+    if embedder is None:
+        return None
+    classifier = TaxonomyClassifier.load(
+        embedder,
+        tree=settings.taxonomy_tree,
+        heads_dir=settings.taxonomy_heads_dir,
+        cache_dir=settings.cache_dir,
+        settings=ClassifierSettings(
+            max_labels=settings.taxonomy_max_labels,
+            min_confidence=settings.taxonomy_min_confidence,
+        ),
+    )
+    classifier.warm()
+    return classifier
+
+
+def merge_title_clickbait(
+    model: TextRiskModel, titles: Sequence[str], scores: list[list[RiskScore]]
+) -> list[list[RiskScore]]:
+    """Clickbait is judged on titles only: the model learned it from headlines and calls
+    ordinary prose clickbait, so bodies are scored with ``headlines=False``."""
+    titled = [i for i, t in enumerate(titles) if t.strip()]
+    if not titled:
+        return scores
+    title_scores = model.score([titles[i] for i in titled], headlines=True)
+    for i, per_title in zip(titled, title_scores, strict=True):
+        clickbait = next(s for s in per_title if s.category == RiskCategory.CLICKBAIT)
+        scores[i] = [clickbait if s.category == RiskCategory.CLICKBAIT else s for s in scores[i]]
+    return scores
+
+
+def policy_gate(review: ReviewService) -> ModerationGate:
+    def gate(item_id: str, scores: list[RiskScore]) -> None:
+        review.apply_policy(item_id, review.policy.route(scores, item_id))
+
+    return gate
+
+
+@dataclass
+class AnalysisStack:
+    """Everything that turns text into an analysis; no database needed."""
+
+    analyzer: TextAnalyzer
+    enrichment: Enrichment
+    text_risk: TextRiskModel | None
+    taxonomy: TaxonomyClassifier | None
+    fuser: ItemFuser | None
+
+
+def text_limits(settings: Settings) -> TextLimits:
+    return TextLimits(
+        max_text_chars=settings.max_text_chars,
+        max_title_chars=settings.max_title_chars,
+        max_tags=settings.max_tags,
+    )
+
+
+def build_analysis_stack(
+    settings: Settings, embedder: TextEmbedder | None, embedder_unavailable_reason: str | None
+) -> AnalysisStack:
+    analyzer = TextAnalyzer(
+        embedder,
+        EntityPipeline(settings.spacy_pipeline),
+        LanguageIdentifier(),
+        embedder_unavailable_reason=embedder_unavailable_reason,
+    )
+    fuser = ItemFuser(text_model=embedder.model.id) if embedder is not None else None
+    text_risk = build_text_risk(settings, embedder)
+    taxonomy = build_taxonomy(settings, embedder)
+
+    def score_text_risk(
+        titles: Sequence[str], documents: Sequence[str], vectors: np.ndarray | None
+    ) -> list[list[RiskScore]]:
+        assert text_risk is not None
+        scores = text_risk.score(documents, vectors, headlines=False)
+        return merge_title_clickbait(text_risk, titles, scores)
+
+    enrichment = Enrichment(
+        risk=score_text_risk if text_risk is not None else None,
+        labels=taxonomy.classify if taxonomy is not None else None,
+        fuser=fuser,
+    )
+    return AnalysisStack(analyzer, enrichment, text_risk, taxonomy, fuser)
 
 
 def build_components(
@@ -79,7 +199,6 @@ def build_components(
     *,
     embedder: TextEmbedder | None = None,
     embedder_unavailable_reason: str | None = None,
-    router: Router | None = None,
     migrate: bool = True,
 ) -> Components:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -88,19 +207,25 @@ def build_components(
         upgrade(engine)
     sessions = make_session_factory(engine)
     items = ItemStore(sessions)
-    analyzer = TextAnalyzer(
-        embedder,
-        EntityPipeline(settings.spacy_pipeline),
-        LanguageIdentifier(),
-        embedder_unavailable_reason=embedder_unavailable_reason,
+    stack = build_analysis_stack(settings, embedder, embedder_unavailable_reason)
+    policy = Policy.load(settings.policy_file)
+    review = ReviewService(sessions, items, policy)
+    recommender = Recommender.open(
+        sessions,
+        RecommenderSettings(
+            index_dir=settings.index_dir,
+            model_dir=settings.data_dir / "models" / "ranker",
+            fused_model_id=stack.fuser.model.id if stack.fuser is not None else None,
+        ),
+        items,
     )
-    limits = TextLimits(
-        max_text_chars=settings.max_text_chars,
-        max_title_chars=settings.max_title_chars,
-        max_tags=settings.max_tags,
+    ingest = IngestService(
+        items, stack.analyzer, text_limits(settings), policy_gate(review), stack.enrichment
     )
-    ingest = IngestService(items, analyzer, limits, router or hold_for_review)
     return Components(
         settings=settings, engine=engine, sessions=sessions, items=items,
-        blobs=BlobStore(settings.media_dir), text_analyzer=analyzer, ingest=ingest,
+        blobs=BlobStore(settings.media_dir), keys=ApiKeyStore(sessions),
+        text_analyzer=stack.analyzer, policy=policy, review=review, ingest=ingest,
+        recommender=recommender, taxonomy=stack.taxonomy, text_risk=stack.text_risk,
+        fuser=stack.fuser,
     )

@@ -11,6 +11,7 @@ TABLE_MODULES = [
     "core.storage.tables",
     "moderation.review.tables",
     "serving.auth",
+    "recommender.tables",
 ]
 
 

@@ -1,0 +1,390 @@
+"""``TextRiskModel``: calibrated text risk scores with evidence spans, for batches.
+
+Loaded from a directory written by ``training.train_text_risk`` (the shipped one is
+``moderation/risk/artifacts``), plus blocklists (``moderation/risk/blocklists``). It
+returns one ``RiskScore`` per ``RiskCategory`` per text; see ``heads.py`` for which head
+scores which category and why.
+
+Two stacks are shipped per head. With sentence embeddings (passed in, or computed by an
+optional ``TextEmbedder`` given at load) the *full* stack is used and scores name
+``reelsift.text_risk.v1``; without them the *lexical* stack (TF-IDF n-grams and
+alt-profanity-check) scores and names ``reelsift.text_risk.lexical.v1``, so stored
+scores always say which one produced them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analyzers.base import TextEmbedder
+from core.contracts import Evidence, ModelRef, RiskCategory, RiskScore
+from core.errors import InvalidConfig, InvalidInput, PayloadTooLarge
+from core.registry import risk_models
+from moderation.risk import artifacts
+from moderation.risk.blocklist import DEFAULT_BLOCKLIST_DIR, Blocklist, load_blocklists
+from moderation.risk.features import (
+    logit,
+    normalise_all,
+    normalise_text,
+    profanity_probability,
+    transform,
+    words_with_spans,
+)
+from moderation.risk.heads import CATEGORY_HEADS
+
+log = logging.getLogger(__name__)
+
+LEXICAL_MODEL_NAME = "reelsift.text_risk.lexical.v1"
+MAX_EVIDENCE_SPANS = 3
+# A word is evidence only if it pushes at least this share of the top word's push: keeps
+# "bitch" and drops the "you" beside it.
+RELATIVE_EVIDENCE_WEIGHT = 0.25
+# A word scored alone by alt-profanity-check above this counts as a profane word.
+PROFANE_WORD_PROBABILITY = 0.5
+NOT_A_HEADLINE = (
+    "clickbait is assessed on titles/headlines only (its model learned from news headlines)"
+)
+
+
+class TextRiskModel:
+    """Scores texts for every text risk category; see the module docstring."""
+
+    def __init__(
+        self,
+        manifest: dict[str, Any],
+        bundle: dict[str, Any],
+        blocklists: Sequence[Blocklist] = (),
+        *,
+        embedder: TextEmbedder | None = None,
+        evidence_threshold: float = 0.5,
+        max_text_chars: int = 100_000,
+        source: str = "inline",
+    ) -> None:
+        self.manifest = manifest
+        self._vectorizers: dict[str, dict[str, Any]] = bundle["vectorizers"]
+        self._heads: dict[str, dict[str, Any]] = bundle["heads"]
+        missing = {head for head in CATEGORY_HEADS.values()} - set(self._heads)
+        if missing:
+            raise InvalidConfig(f"text risk bundle lacks heads {sorted(missing)}")
+        self.model = ModelRef(name=manifest["name"], version=manifest["version"], source=source)
+        self.lexical_model = ModelRef(
+            name=LEXICAL_MODEL_NAME, version=manifest["version"], source=source
+        )
+        self.embedding_model_id: str = manifest["embedding_model"]["id"]
+        self.embedding_model_name: str = manifest["embedding_model"]["name"]
+        self.embedding_dim = int(manifest["embedding_model"]["dim"])
+        self.thresholds: dict[str, float] = dict(manifest.get("thresholds", {}))
+        self.evidence_threshold = evidence_threshold
+        self.max_text_chars = max_text_chars
+        self.blocklists: dict[RiskCategory, list[Blocklist]] = {}
+        for blocklist in blocklists:
+            self.blocklists.setdefault(blocklist.category, []).append(blocklist)
+        if embedder is not None and (
+            embedder.model.name != self.embedding_model_name or embedder.dim != self.embedding_dim
+        ):
+            raise InvalidConfig(
+                f"text risk model was trained on {self.embedding_model_id} "
+                f"({self.embedding_dim} dims) but the embedder is {embedder.model.id} "
+                f"({embedder.dim} dims); pass a matching embedder or none (lexical scoring)"
+            )
+        self.embedder = embedder
+
+    @classmethod
+    def load(
+        cls,
+        path: Path | str = artifacts.DEFAULT_ARTIFACT_DIR,
+        *,
+        embedder: TextEmbedder | None = None,
+        blocklist_dir: Path | str | None = DEFAULT_BLOCKLIST_DIR,
+        evidence_threshold: float = 0.5,
+    ) -> TextRiskModel:
+        """Load a trained directory; refuses files whose sha256 differs from the manifest."""
+        directory = Path(path)
+        manifest = artifacts.read_manifest(directory)
+        bundle = artifacts.load_bundle(directory, manifest)
+        blocklists = load_blocklists(Path(blocklist_dir)) if blocklist_dir is not None else []
+        return cls(
+            manifest, bundle, blocklists, embedder=embedder,
+            evidence_threshold=evidence_threshold, source=f"path:{directory}",
+        )
+
+    # ------------------------------------------------------------------ scoring
+
+    def _check_texts(self, texts: Sequence[str]) -> list[str]:
+        if isinstance(texts, str):
+            raise InvalidInput("texts must be a sequence of strings, not one string")
+        checked = list(texts)
+        for index, text in enumerate(checked):
+            if not isinstance(text, str):
+                raise InvalidInput(
+                    f"texts[{index}] is {type(text).__name__}, expected str", index=index
+                )
+            if len(text) > self.max_text_chars:
+                raise PayloadTooLarge(
+                    f"texts[{index}] has {len(text)} characters; the text risk model takes at "
+                    f"most {self.max_text_chars}",
+                    index=index, limit=self.max_text_chars,
+                )
+        return checked
+
+    def _check_embeddings(self, embeddings: np.ndarray, count: int) -> np.ndarray:
+        array = np.asarray(embeddings, dtype=np.float32)
+        if array.shape != (count, self.embedding_dim):
+            raise InvalidInput(
+                f"embeddings have shape {array.shape}; expected ({count}, {self.embedding_dim}) "
+                f"from {self.embedding_model_id}",
+                expected_dim=self.embedding_dim,
+            )
+        if not np.isfinite(array).all():
+            raise InvalidInput("embeddings contain NaN or infinite values")
+        return array
+
+    def head_probabilities(
+        self, texts: Sequence[str], embeddings: np.ndarray | None = None
+    ) -> tuple[dict[str, np.ndarray], bool]:
+        """Calibrated probability of every head for every text, and whether the
+        full (embedding) stack was used."""
+        checked = self._check_texts(texts)
+        if embeddings is None and self.embedder is not None and checked:
+            embeddings = self.embedder.encode(checked)
+        vectors = (
+            self._check_embeddings(embeddings, len(checked)) if embeddings is not None else None
+        )
+        if not checked:
+            return {name: np.zeros(0) for name in self._heads}, vectors is not None
+        normalised = normalise_all(checked)
+        features = {
+            name: transform(vectorizers, normalised)
+            for name, vectorizers in self._vectorizers.items()
+        }
+        needs_profanity = any(parts["uses_profanity_check"] for parts in self._heads.values())
+        profanity = logit(profanity_probability(checked)) if needs_profanity else None
+        probabilities: dict[str, np.ndarray] = {}
+        for name, parts in self._heads.items():
+            columns = [parts["lexical"].decision_function(features[parts["dataset"]])]
+            if vectors is not None:
+                columns.append(parts["embedding"].decision_function(vectors))
+            if parts["uses_profanity_check"]:
+                assert profanity is not None
+                columns.append(profanity)
+            stack = parts["stack_full"] if vectors is not None else parts["stack_lexical"]
+            probabilities[name] = stack.predict_proba(np.column_stack(columns))[:, 1]
+        return probabilities, vectors is not None
+
+    def score(
+        self,
+        texts: Sequence[str],
+        embeddings: np.ndarray | None = None,
+        *,
+        headlines: bool | Sequence[bool] = True,
+    ) -> list[list[RiskScore]]:
+        """One ``RiskScore`` per ``RiskCategory`` (contract order) for each text.
+
+        ``embeddings``: ``(len(texts), dim)`` vectors from the embedding model named in
+        the manifest; when ``None`` the model's own embedder is used if it has one,
+        otherwise the lexical stack scores.
+
+        ``headlines``: whether each text is a title/headline. The clickbait head learned
+        from news headlines and calls most casual prose clickbait, so for texts marked
+        ``False`` (bodies, comments) clickbait is reported as not assessed.
+        """
+        checked = self._check_texts(texts)
+        is_headline = self._check_headlines(headlines, len(checked))
+        probabilities, used_embeddings = self.head_probabilities(checked, embeddings)
+        model = self.model if used_embeddings else self.lexical_model
+        evidence = self._model_evidence(checked, probabilities)
+        results: list[list[RiskScore]] = []
+        for row, text in enumerate(checked):
+            if not text.strip():
+                results.append([
+                    RiskScore(category=c, not_assessed_reason="text is empty") for c in RiskCategory
+                ])
+                continue
+            scores: list[RiskScore] = []
+            for category in RiskCategory:
+                head = CATEGORY_HEADS.get(category)
+                if category is RiskCategory.CLICKBAIT and not is_headline[row]:
+                    scores.append(self._apply_blocklists(
+                        category, text, None, no_model_reason=NOT_A_HEADLINE
+                    ))
+                    continue
+                model_score = (
+                    None if head is None else
+                    RiskScore(
+                        category=category, score=float(probabilities[head][row]),
+                        model=model.id, evidence=evidence[(category, row)],
+                    )
+                )
+                scores.append(self._apply_blocklists(category, text, model_score))
+            results.append(scores)
+        return results
+
+    def _check_headlines(self, headlines: bool | Sequence[bool], count: int) -> list[bool]:
+        if isinstance(headlines, bool):
+            return [headlines] * count
+        flags = list(headlines)
+        if len(flags) != count or not all(isinstance(f, bool) for f in flags):
+            raise InvalidInput(
+                f"headlines must be one bool or {count} bools (one per text); got {len(flags)} "
+                "values"
+            )
+        return flags
+
+    def _apply_blocklists(
+        self,
+        category: RiskCategory,
+        text: str,
+        model_score: RiskScore | None,
+        *,
+        no_model_reason: str = "no text model for this category",
+    ) -> RiskScore:
+        lists = self.blocklists.get(category, [])
+        best: tuple[float, Blocklist] | None = None
+        found: list[Evidence] = []
+        for blocklist in lists:
+            matches = blocklist.find(text)
+            if matches:
+                found.extend(blocklist.evidence(matches))
+                severity = max(m.severity for m in matches)
+                if best is None or severity > best[0]:
+                    best = (severity, blocklist)
+        if model_score is not None:
+            if best is None:
+                return model_score
+            assert model_score.score is not None
+            if best[0] > model_score.score:
+                # The list, not the model, set this score: the stored output says so.
+                return RiskScore(
+                    category=category, score=best[0], model=best[1].model.id,
+                    evidence=found + model_score.evidence,
+                )
+            return model_score.model_copy(update={"evidence": model_score.evidence + found})
+        if best is not None:
+            return RiskScore(
+                category=category, score=best[0], model=best[1].model.id, evidence=found
+            )
+        if lists:
+            names = ", ".join(f"{b.name} ({len(b)} terms)" for b in lists)
+            reason = (
+                f"{no_model_reason}; blocklist {names} found no term, and a "
+                "term list cannot show a text is free of it"
+            )
+        else:
+            reason = f"{no_model_reason}; no blocklist configured for this category"
+        return RiskScore(category=category, not_assessed_reason=reason)
+
+    # ----------------------------------------------------------------- evidence
+
+    def _model_evidence(
+        self, texts: list[str], probabilities: dict[str, np.ndarray]
+    ) -> dict[tuple[RiskCategory, int], list[Evidence]]:
+        """Spans for texts a head flags: the words that pushed its n-gram model up most,
+        plus, for profanity, the words alt-profanity-check calls profane on their own."""
+        evidence: dict[tuple[RiskCategory, int], list[Evidence]] = {
+            (category, row): [] for category in CATEGORY_HEADS for row in range(len(texts))
+        }
+        word_spans: dict[int, list[tuple[int, int, str]]] = {}
+        for head, probs in probabilities.items():
+            flagged = [int(r) for r in np.flatnonzero(probs >= self.evidence_threshold)]
+            if not flagged:
+                continue
+            for row in flagged:
+                if row not in word_spans:
+                    word_spans[row] = words_with_spans(texts[row])
+            head_spans = self._top_words(head, [word_spans[r] for r in flagged])
+            for row, spans in zip(flagged, head_spans, strict=True):
+                if not spans:
+                    spans = [_whole_text_span(texts[row], head)]
+                for category, category_head in CATEGORY_HEADS.items():
+                    if category_head == head:
+                        evidence[(category, row)].extend(spans)
+        abusive_flagged = [
+            r for r in word_spans if probabilities["abusive"][r] >= self.evidence_threshold
+        ]
+        for row, spans in self._profane_words(abusive_flagged, word_spans).items():
+            current = evidence[(RiskCategory.PROFANITY, row)]
+            taken = {(e.start, e.end) for e in current}
+            # Profane words first: for profanity they are the most direct evidence.
+            current[:0] = [e for e in spans if (e.start, e.end) not in taken]
+        return evidence
+
+    def _top_words(
+        self, head: str, rows: list[list[tuple[int, int, str]]]
+    ) -> list[list[Evidence]]:
+        parts = self._heads[head]
+        flat = [word for words in rows for word in words]
+        if not flat:
+            return [[] for _ in rows]
+        # Texts repeat words a lot: each distinct word is vectorised once per call.
+        keys = [normalise_text(w[2]).lower() for w in flat]
+        distinct = list(dict.fromkeys(keys))
+        position = {key: i for i, key in enumerate(distinct)}
+        features = transform(self._vectorizers[parts["dataset"]], distinct)
+        # Only the n-gram weights: the word's own push on the lexical classifier.
+        coef = np.asarray(parts["lexical"].coef_).ravel()
+        per_word = np.asarray(features @ coef).ravel()
+        contributions = per_word[[position[key] for key in keys]]
+        out: list[list[Evidence]] = []
+        offset = 0
+        for words in rows:
+            weights = contributions[offset : offset + len(words)]
+            offset += len(words)
+            top = float(weights.max()) if len(weights) else 0.0
+            order = [
+                i for i in np.argsort(-weights, kind="stable")
+                if weights[i] > 0 and weights[i] >= RELATIVE_EVIDENCE_WEIGHT * top
+            ]
+            out.append([
+                Evidence(
+                    kind="text_span", start=words[i][0], end=words[i][1], text=words[i][2],
+                    detail=f"{head} n-gram weight {weights[i]:.2f}",
+                )
+                for i in sorted(order[:MAX_EVIDENCE_SPANS], key=lambda i: words[i][0])
+            ])
+        return out
+
+    def _profane_words(
+        self, rows: list[int], word_spans: dict[int, list[tuple[int, int, str]]]
+    ) -> dict[int, list[Evidence]]:
+        flat = [(row, span) for row in rows for span in word_spans[row]]
+        if not flat:
+            return {}
+        keys = [span[2].lower() for _, span in flat]
+        distinct = list(dict.fromkeys(keys))
+        per_word = dict(zip(distinct, profanity_probability(distinct), strict=True))
+        probs = [per_word[key] for key in keys]
+        found: dict[int, list[Evidence]] = {}
+        for (row, (start, end, word)), p in zip(flat, probs, strict=True):
+            if p >= PROFANE_WORD_PROBABILITY:
+                found.setdefault(row, []).append(
+                    Evidence(
+                        kind="text_span", start=start, end=end, text=word,
+                        detail=f"alt-profanity-check p={p:.2f} for this word alone",
+                    )
+                )
+        return found
+
+
+def _whole_text_span(text: str, head: str) -> Evidence:
+    return Evidence(
+        kind="text_span", start=0, end=len(text), text=text,
+        detail=f"{head}: score comes from the whole text's meaning; no single word stands out",
+    )
+
+
+@risk_models.register(artifacts.MODEL_NAME)
+def make_text_risk_model(
+    path: Path | str | None = None,
+    embedder: TextEmbedder | None = None,
+    blocklist_dir: Path | str | None = DEFAULT_BLOCKLIST_DIR,
+    evidence_threshold: float = 0.5,
+) -> TextRiskModel:
+    return TextRiskModel.load(
+        path or artifacts.DEFAULT_ARTIFACT_DIR, embedder=embedder,
+        blocklist_dir=blocklist_dir, evidence_threshold=evidence_threshold,
+    )

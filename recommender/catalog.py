@@ -1,0 +1,317 @@
+"""The catalog: approved items only, their vector index and inverted indexes.
+
+The database is the source of truth; the catalog is rebuilt from it at start
+(``Catalog.load``), reusing a persisted vector index under ``index_dir`` when it matches
+the fused-vector model. It follows item state changes through
+``ItemStore.subscribe(catalog.on_state_change)``: an approved item is added, and an item
+that leaves ``approved`` is dropped from the vector index (alive bitmap) and every
+inverted index before the listener returns, so the next feed cannot show it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.contracts import ItemState
+from core.storage.items import StateChange
+from core.storage.tables import AnalysisRow, EmbeddingRow, ItemRow
+from recommender.settings import RecommenderSettings
+from recommender.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+FUSED = "fused"
+NO_MODEL = "none"
+
+
+@dataclass(slots=True, frozen=True)
+class CatalogItem:
+    """What matching and ranking need to know about one approved item."""
+
+    id: str
+    creator_id: str
+    created_at: float  # epoch seconds
+    tags: tuple[str, ...] = ()
+    # (label id, confidence) for the leaf and each ancestor, as the taxonomy returns them
+    categories: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def top_category(self) -> str | None:
+        return self.categories[-1][0] if self.categories else None
+
+
+def epoch(ts: datetime) -> float:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.timestamp()
+
+
+def normalise_tag(tag: str) -> str:
+    return sys.intern(tag.strip().lstrip("#").lower())
+
+
+def categories_from_labels(labels: Iterable[dict[str, Any]]) -> tuple[tuple[str, float], ...]:
+    """Label dicts (``core.contracts.Label``) to (id, confidence), best confidence per id.
+
+    The order keeps the taxonomy's (ancestors first, leaf last) so ``top_category`` is the
+    most specific label.
+    """
+    best: dict[str, float] = {}
+    for label in labels:
+        label_id = str(label.get("id", "")).strip()
+        if not label_id:
+            continue
+        conf = float(label.get("confidence", 1.0))
+        best[label_id] = max(conf, best.get(label_id, 0.0))
+    return tuple((sys.intern(k), v) for k, v in best.items())
+
+
+class Catalog:
+    def __init__(self, settings: RecommenderSettings, dim: int, model_id: str) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._reset_index(dim, model_id)
+        # dicts used as insertion-ordered sets: O(1) removal, newest last
+        self._items: dict[str, CatalogItem] = {}
+        self.by_tag: dict[str, dict[str, None]] = {}
+        self.by_category: dict[str, dict[str, None]] = {}
+        self.by_creator: dict[str, dict[str, None]] = {}
+        self.category_names: dict[str, str] = {}
+        self._sessions: sessionmaker[Session] | None = None
+
+    def _reset_index(self, dim: int, model_id: str) -> None:
+        s = self.settings
+        self.index = VectorIndex(
+            dim, model_id, exact_below=s.exact_index_below, hnsw_m=s.hnsw_m,
+            ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search,
+            rebuild_fraction=s.rebuild_tombstone_fraction,
+        )
+
+    def save(self) -> None:
+        """Persist the vector index under ``settings.index_dir`` (a cache of the database)."""
+        self.index.save(self.settings.index_dir)
+
+    # -- reads --------------------------------------------------------------------------
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, item_id: str) -> CatalogItem | None:
+        return self._items.get(item_id)
+
+    def newest(self, limit: int) -> Iterator[CatalogItem]:
+        """Items in reverse insertion order (creation order for a bulk load)."""
+        with self._lock:
+            ids = list(_take(reversed(self._items), limit))
+        for item_id in ids:
+            item = self._items.get(item_id)
+            if item is not None:
+                yield item
+
+    def newest_in(self, bucket: dict[str, None], limit: int) -> list[str]:
+        with self._lock:
+            return list(_take(reversed(bucket), limit))
+
+    def vectors(self, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
+        return self.index.vectors(item_ids)
+
+    def item_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._items)
+
+    # -- updates ------------------------------------------------------------------------
+    def add(self, item: CatalogItem, vector: np.ndarray | None = None) -> None:
+        with self._lock:
+            if item.id in self._items:
+                self._unindex(self._items[item.id])
+            self._items[item.id] = item
+            for tag in item.tags:
+                self.by_tag.setdefault(tag, {})[item.id] = None
+            for cat, _ in item.categories:
+                self.by_category.setdefault(cat, {})[item.id] = None
+            self.by_creator.setdefault(item.creator_id, {})[item.id] = None
+            if vector is not None:
+                self.index.add([item.id], vector)
+
+    def add_many(self, items: list[CatalogItem], vectors: np.ndarray | None) -> None:
+        """Bulk add; ``vectors`` aligned with ``items`` (rows for all of them) or None."""
+        with self._lock:
+            for item in items:
+                self.add(item)
+            if vectors is not None and len(items):
+                self.index.add([i.id for i in items], vectors)
+
+    def remove(self, item_id: str) -> bool:
+        with self._lock:
+            item = self._items.pop(item_id, None)
+            self.index.remove(item_id)
+            if item is None:
+                return False
+            self._unindex(item)
+            return True
+
+    def _unindex(self, item: CatalogItem) -> None:
+        for tag in item.tags:
+            _discard(self.by_tag, tag, item.id)
+        for cat, _ in item.categories:
+            _discard(self.by_category, cat, item.id)
+        _discard(self.by_creator, item.creator_id, item.id)
+
+    def on_state_change(self, change: StateChange) -> None:
+        """``ItemStore`` listener: runs synchronously inside ``transition``."""
+        if change.after == ItemState.APPROVED:
+            if self._sessions is None:
+                log.warning("catalog has no database to load approved item %s", change.item_id)
+                return
+            with self._sessions() as session:
+                self._load_items(session, [change.item_id])
+        elif change.before == ItemState.APPROVED or change.item_id in self._items:
+            self.remove(change.item_id)
+
+    # -- loading ------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, sessions: sessionmaker[Session], settings: RecommenderSettings, *,
+        default_dim: int = 256,
+    ) -> Catalog:
+        """Build from the database: approved items, latest labels, one model's vectors."""
+        with sessions() as session:
+            model_id, dim = _pick_fused_model(session, settings.fused_model_id, default_dim)
+            catalog = cls(settings, dim, model_id)
+            catalog._sessions = sessions
+            persisted = settings.index_dir / "catalog.json"
+            if persisted.exists():
+                try:
+                    loaded = VectorIndex.load(
+                        settings.index_dir, exact_below=settings.exact_index_below,
+                        hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
+                        ef_search=settings.hnsw_ef_search,
+                        rebuild_fraction=settings.rebuild_tombstone_fraction,
+                    )
+                    if loaded.model_id == model_id and loaded.dim == dim:
+                        catalog.index = loaded
+                    else:
+                        log.info("persisted index is for %s; rebuilding", loaded.model_id)
+                except Exception as exc:  # a corrupt cache is rebuilt, never fatal
+                    log.warning("could not load persisted index (%s); rebuilding", exc)
+            approved = select(ItemRow.id).where(ItemRow.state == ItemState.APPROVED.value)
+            ids = list(session.scalars(approved.order_by(ItemRow.created_at, ItemRow.id)))
+            for start in range(0, len(ids), 5000):
+                catalog._load_items(session, ids[start : start + 5000])
+            catalog.index.retain_only(set(catalog._items))
+        return catalog
+
+    def attach(self, sessions: sessionmaker[Session]) -> None:
+        """Give a catalog built in memory a database to read newly approved items from."""
+        self._sessions = sessions
+
+    def _load_items(self, session: Session, ids: list[str]) -> None:
+        rows = session.scalars(
+            select(ItemRow).where(
+                ItemRow.id.in_(ids), ItemRow.state == ItemState.APPROVED.value
+            )
+        ).all()
+        order = {item_id: n for n, item_id in enumerate(ids)}
+        rows = sorted(rows, key=lambda r: order[r.id])
+        labels = _latest_labels(session, [r.id for r in rows])
+        if self.index.model_id == NO_MODEL and self.index.rows == 0:
+            # Started on an empty database: the first fused vectors pick the model.
+            model_id, dim = _pick_fused_model(session, None, self.index.dim)
+            if model_id != NO_MODEL:
+                self._reset_index(dim, model_id)
+        vectors = _fused_vectors(session, [r.id for r in rows], self.index.model_id)
+        with self._lock:
+            for row in rows:
+                item_labels = labels.get(row.id, [])
+                for label in item_labels:
+                    if label.get("id") and label.get("name"):
+                        self.category_names[str(label["id"])] = str(label["name"])
+                item = CatalogItem(
+                    id=row.id, creator_id=sys.intern(row.creator_id),
+                    created_at=epoch(row.created_at),
+                    tags=tuple(dict.fromkeys(normalise_tag(t) for t in (row.tags or []) if t)),
+                    categories=categories_from_labels(item_labels),
+                )
+                vec = vectors.get(row.id)
+                if vec is not None and vec.shape[0] != self.index.dim:
+                    log.warning("item %s fused vector has dim %d, index %d; not indexed",
+                                row.id, vec.shape[0], self.index.dim)
+                    vec = None
+                # a row the persisted index already holds is revived, not re-added
+                self.add(item, vec)
+
+
+def _take(it: Iterator[str], limit: int) -> Iterator[str]:
+    for n, value in enumerate(it):
+        if n >= limit:
+            return
+        yield value
+
+
+def _discard(index: dict[str, dict[str, None]], key: str, item_id: str) -> None:
+    bucket = index.get(key)
+    if bucket is not None:
+        bucket.pop(item_id, None)
+        if not bucket:
+            del index[key]
+
+
+def _pick_fused_model(
+    session: Session, configured: str | None, default_dim: int
+) -> tuple[str, int]:
+    if configured:
+        dim = session.scalar(
+            select(EmbeddingRow.dim).where(
+                EmbeddingRow.kind == FUSED, EmbeddingRow.model_id == configured
+            ).limit(1)
+        )
+        return configured, int(dim or default_dim)
+    row = session.execute(
+        select(EmbeddingRow.model_id, EmbeddingRow.dim, func.count())
+        .where(EmbeddingRow.kind == FUSED)
+        .group_by(EmbeddingRow.model_id, EmbeddingRow.dim)
+        .order_by(func.count().desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return NO_MODEL, default_dim
+    return str(row[0]), int(row[1])
+
+
+def _latest_labels(session: Session, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    if not ids:
+        return {}
+    latest = (
+        select(func.max(AnalysisRow.id)).where(AnalysisRow.item_id.in_(ids))
+        .group_by(AnalysisRow.item_id)
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in session.scalars(select(AnalysisRow).where(AnalysisRow.id.in_(latest))):
+        payload = row.payload or {}
+        labels = payload.get("labels") or []
+        out[row.item_id] = [lab for lab in labels if isinstance(lab, dict)]
+    return out
+
+
+def _fused_vectors(session: Session, ids: list[str], model_id: str) -> dict[str, np.ndarray]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(EmbeddingRow.item_id, EmbeddingRow.vector).where(
+            EmbeddingRow.item_id.in_(ids), EmbeddingRow.kind == FUSED,
+            EmbeddingRow.model_id == model_id,
+        )
+    )
+    return {item_id: np.frombuffer(vec, dtype=np.float32).copy() for item_id, vec in rows}

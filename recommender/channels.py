@@ -1,0 +1,253 @@
+"""Matching channels: each proposes scored candidates under its own name.
+
+A channel implements ``match(request, limit) -> [(item_id, score)]``; scores are
+comparable only within a channel, so the matcher rescales each channel's list to
+(0, 1] by its best score before merging. Every candidate keeps the name and score of
+each channel that proposed it: ranking uses them as features, re-ranking for reasons.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from recommender.catalog import Catalog
+from recommender.cohorts import Cohorts
+from recommender.covisitation import CoVisitation
+from recommender.popularity import ItemStats
+from recommender.profiles import UserProfile
+from recommender.settings import RecommenderSettings
+
+
+@dataclass
+class MatchRequest:
+    user_id: str
+    profile: UserProfile | None
+    now: float
+    exclude: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Candidate:
+    item_id: str
+    channels: dict[str, float] = field(default_factory=dict)  # name -> rescaled score
+
+    @property
+    def best(self) -> float:
+        return max(self.channels.values(), default=0.0)
+
+
+class Channel(Protocol):
+    name: str
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]: ...
+
+
+class EmbeddingChannel:
+    """ANN over fused item vectors with the user vector (cosine)."""
+
+    name = "embedding"
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        profile = request.profile
+        vector = profile.vector if profile is not None else None
+        if vector is None or vector.shape[0] != self.catalog.index.dim:
+            return []
+        # Over-fetch so excluded (seen) items do not eat the quota.
+        hits = self.catalog.index.search(vector, limit + min(len(request.exclude), 2 * limit))
+        return [(i, s) for i, s in hits if i not in request.exclude][:limit]
+
+
+class TagCategoryChannel:
+    """Newest items under the user's strongest tags and categories, by affinity."""
+
+    name = "tag_category"
+
+    def __init__(self, catalog: Catalog, top_tags: int = 8, top_categories: int = 5) -> None:
+        self.catalog = catalog
+        self.top_tags = top_tags
+        self.top_categories = top_categories
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        profile = request.profile
+        if profile is None:
+            return []
+        keys = [
+            (self.catalog.by_tag, k, v) for k, v in profile.tags.top(self.top_tags, request.now)
+        ] + [
+            (self.catalog.by_category, k, v)
+            for k, v in profile.categories.top(self.top_categories, request.now)
+        ]
+        if not keys:
+            return []
+        per_key = max(8, 3 * limit // len(keys))
+        scores: dict[str, float] = {}
+        for index, key, affinity in keys:
+            bucket = index.get(key)
+            if not bucket:
+                continue
+            for item_id in self.catalog.newest_in(bucket, per_key + len(request.exclude)):
+                if item_id not in request.exclude:
+                    scores[item_id] = scores.get(item_id, 0.0) + affinity
+        return _top(scores, limit)
+
+
+class CoVisitationChannel:
+    """Items watched in the same sessions as the user's recent positives."""
+
+    name = "covisitation"
+
+    def __init__(self, covisitation: CoVisitation, recent: int = 10) -> None:
+        self.covisitation = covisitation
+        self.recent = recent
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        profile = request.profile
+        if profile is None or not profile.recent_positives:
+            return []
+        scores: dict[str, float] = {}
+        recent = list(profile.recent_positives)[-self.recent:]
+        for rank, (seed, _) in enumerate(reversed(recent)):
+            recency = 1.0 / (1.0 + rank)  # the latest positive speaks loudest
+            for item_id, count in self.covisitation.neighbours_of(seed, limit):
+                if item_id not in request.exclude:
+                    scores[item_id] = scores.get(item_id, 0.0) + recency * count
+        return _top(scores, limit)
+
+
+class CohortChannel:
+    """What users with similar vectors engage with (largest cohort for new users)."""
+
+    name = "cohort"
+
+    def __init__(self, cohorts: Cohorts) -> None:
+        self.cohorts = cohorts
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        cohort = self.cohorts.cohort_of(request.profile)
+        if cohort is None:
+            return []
+        items = self.cohorts.top(cohort, limit + len(request.exclude))
+        return [(i, s) for i, s in items if i not in request.exclude][:limit]
+
+
+class TrendingChannel:
+    """Time-decayed popularity over everyone's positive feedback."""
+
+    name = "trending"
+
+    def __init__(self, stats: ItemStats) -> None:
+        self.stats = stats
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        items = self.stats.top_trending(limit + len(request.exclude), request.now)
+        return [(i, s) for i, s in items if i not in request.exclude][:limit]
+
+
+class FreshChannel:
+    """The newest approved items within ``fresh_window_hours`` (cold start for items)."""
+
+    name = "fresh"
+
+    def __init__(self, catalog: Catalog, window_hours: float) -> None:
+        self.catalog = catalog
+        self.window_s = window_hours * 3600.0
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        for item in self.catalog.newest(4 * limit + len(request.exclude)):
+            age = request.now - item.created_at
+            if item.id in request.exclude or age > self.window_s:
+                continue
+            out.append((item.id, 1.0 - max(age, 0.0) / self.window_s))
+            if len(out) >= limit:
+                break
+        out.sort(key=lambda kv: kv[1], reverse=True)
+        return out
+
+
+class FollowedCreatorsChannel:
+    """Newest items of the creators the user follows."""
+
+    name = "followed"
+
+    def __init__(self, catalog: Catalog, window_hours: float) -> None:
+        self.catalog = catalog
+        self.window_s = window_hours * 3600.0
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        profile = request.profile
+        if profile is None or not profile.followed:
+            return []
+        per_creator = max(4, limit // len(profile.followed))
+        scores: dict[str, float] = {}
+        for creator in profile.followed:
+            bucket = self.catalog.by_creator.get(creator)
+            if not bucket:
+                continue
+            for item_id in self.catalog.newest_in(bucket, per_creator + len(request.exclude)):
+                item = self.catalog.get(item_id)
+                if item is None or item_id in request.exclude:
+                    continue
+                age = max(request.now - item.created_at, 0.0)
+                scores[item_id] = math.exp(-age / self.window_s)
+        return _top(scores, limit)
+
+
+def _top(scores: dict[str, float], limit: int) -> list[tuple[str, float]]:
+    return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:limit]
+
+
+class Matcher:
+    """Runs every channel within its quota and merges to ``candidate_limit`` candidates."""
+
+    def __init__(self, channels: Sequence[Channel], settings: RecommenderSettings,
+                 catalog: Catalog) -> None:
+        self.channels = list(channels)
+        self.settings = settings
+        self.catalog = catalog
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [c.name for c in self.channels]
+
+    def match(self, request: MatchRequest) -> list[Candidate]:
+        merged: dict[str, Candidate] = {}
+        for channel in self.channels:
+            quota = self.settings.quotas.for_channel(channel.name)
+            if quota <= 0:
+                continue
+            hits = channel.match(request, quota)
+            top = max((s for _, s in hits), default=0.0)
+            for item_id, score in hits:
+                if item_id in request.exclude or item_id not in self.catalog:
+                    continue
+                rescaled = score / top if top > 0 else 0.0
+                cand = merged.get(item_id)
+                if cand is None:
+                    cand = merged[item_id] = Candidate(item_id)
+                cand.channels[channel.name] = max(rescaled, 1e-6)
+        ranked = sorted(
+            merged.values(), key=lambda c: c.best + 0.1 * len(c.channels), reverse=True
+        )
+        return ranked[: self.settings.candidate_limit]
+
+
+def default_channels(
+    settings: RecommenderSettings, catalog: Catalog, stats: ItemStats,
+    covisitation: CoVisitation, cohorts: Cohorts,
+) -> list[Channel]:
+    return [
+        EmbeddingChannel(catalog),
+        TagCategoryChannel(catalog),
+        CoVisitationChannel(covisitation),
+        CohortChannel(cohorts),
+        TrendingChannel(stats),
+        FreshChannel(catalog, settings.fresh_window_hours),
+        FollowedCreatorsChannel(catalog, settings.fresh_window_hours * 4),
+    ]

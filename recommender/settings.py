@@ -1,0 +1,89 @@
+"""Every tunable of the recommender in one pydantic object, so serving can load it from config.
+
+Defaults follow the issue text and the Toutiao-style practice the profile rules document;
+each field says what it changes. Quotas are per channel and sum to the candidate budget.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class ChannelQuotas(BaseModel):
+    """How many candidates each matching channel may contribute before merging."""
+
+    embedding: int = Field(default=150, ge=0)
+    tag_category: int = Field(default=100, ge=0)
+    covisitation: int = Field(default=60, ge=0)
+    cohort: int = Field(default=60, ge=0)
+    trending: int = Field(default=60, ge=0)
+    fresh: int = Field(default=40, ge=0)
+    followed: int = Field(default=40, ge=0)
+
+    def for_channel(self, name: str) -> int:
+        return int(getattr(self, name, 0))
+
+
+class ProfileSettings(BaseModel):
+    """The profile rules of ``recommender.profiles`` (each documented there)."""
+
+    half_life_hours: float = Field(default=72.0, gt=0, description="interest decay half-life")
+    short_view_ms: int = Field(default=2000, ge=0, description="shorter views are bounces")
+    short_view_ratio: float = Field(default=0.1, ge=0, le=1, description="watch ratio of a bounce")
+    short_view_weight: float = Field(default=-0.3, le=0)
+    impression_weight: float = Field(default=-0.1, le=0, description="per impression")
+    skip_weight: float = Field(default=-0.5, le=0)
+    hide_weight: float = Field(default=-2.0, le=0)
+    report_weight: float = Field(default=-3.0, le=0)
+    like_weight: float = Field(default=1.5, ge=0)
+    comment_weight: float = Field(default=1.2, ge=0)
+    share_weight: float = Field(default=2.0, ge=0)
+    save_weight: float = Field(default=1.5, ge=0)
+    follow_weight: float = Field(default=1.0, ge=0)
+    replay_bonus: float = Field(default=0.3, ge=0, description="added to the watch ratio on replay")
+    noise_min_views: int = Field(default=5, ge=1, description="views before bounce rate counts")
+    noise_bounce_threshold: float = Field(default=0.5, ge=0, le=1)
+    popularity_pivot: float = Field(default=50.0, gt=0, description="popularity where discount=1/2")
+    recent_positives: int = Field(default=50, ge=1, description="kept per user for co-visitation")
+
+
+class RecommenderSettings(BaseModel):
+    index_dir: Path = Path("var/index")
+    model_dir: Path = Path("var/models/ranker")
+    fused_model_id: str | None = Field(
+        default=None, description="fused-vector model to index; None picks the most common one"
+    )
+    exact_index_below: int = Field(
+        default=20_000, ge=0, description="catalog size below which exact search is used"
+    )
+    hnsw_m: int = Field(default=16, ge=4)
+    hnsw_ef_construction: int = Field(default=80, ge=8)
+    hnsw_ef_search: int = Field(default=128, ge=8)
+    rebuild_tombstone_fraction: float = Field(
+        default=0.2, gt=0, le=1, description="compact the index when this share is removed"
+    )
+    quotas: ChannelQuotas = Field(default_factory=ChannelQuotas)
+    candidate_limit: int = Field(default=400, ge=10, description="after merging channels")
+    profile: ProfileSettings = Field(default_factory=ProfileSettings)
+    session_gap_minutes: float = Field(default=30.0, gt=0)
+    covisitation_window: int = Field(default=20, ge=1, description="positives paired per session")
+    covisitation_neighbours: int = Field(default=100, ge=1, description="kept per item")
+    trending_half_life_hours: float = Field(default=12.0, gt=0)
+    fresh_window_hours: float = Field(default=72.0, gt=0)
+    cohort_count: int = Field(default=16, ge=1)
+    cohort_refresh_seconds: float = Field(default=600.0, gt=0)
+    cohort_min_users: int = Field(default=8, ge=1, description="users with vectors before k-means")
+    near_duplicate_cosine: float = Field(default=0.97, gt=0, le=1)
+    mmr_lambda: float = Field(default=0.7, ge=0, le=1, description="1 = relevance only")
+    max_per_creator: int = Field(default=2, ge=1, description="in the top k")
+    max_per_category: int = Field(default=4, ge=1, description="in the top k")
+    exploration_epsilon: float = Field(default=0.1, ge=0, le=1, description="share of fresh slots")
+    impressions_count_as_seen: bool = True
+    ranker: str = Field(
+        default="auto", description="registry name, or auto: trained model if any, else heuristic"
+    )
+    completion_weight: float = Field(default=0.6, ge=0, description="ranker head weight")
+    like_weight: float = Field(default=0.4, ge=0, description="ranker head weight")
+    seed: int = 0

@@ -1,0 +1,52 @@
+"""Drive simulated users through a recommender: feed, respond, post the events back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from recommender.service import Recommender
+from recommender.simulation.user import SimulatedUser
+from recommender.simulation.world import SyntheticWorld
+
+
+@dataclass
+class SessionLog:
+    events: int = 0
+    items: int = 0
+    watch_ms: list[int] = field(default_factory=list)
+
+
+def run_user(
+    rec: Recommender, user: SimulatedUser, world: SyntheticWorld, advance: Callable[[float], None],
+    *, min_events: int, k: int = 10, seconds_per_item: float = 20.0,
+) -> SessionLog:
+    """Ask for feeds and answer every item until the user has posted ``min_events``."""
+    log = SessionLog()
+    while log.events < min_events:
+        response = rec.feed.feed(user.user_id, k, {"device": user.device})
+        if not response.items:
+            break
+        batch = []
+        for entry in response.items:
+            now = datetime.fromtimestamp(rec.state.clock(), tz=UTC)
+            answer = user.respond(world.by_id[entry.item_id], now,
+                                  {"channels": entry.channels})
+            batch.extend(answer.events)
+            log.watch_ms.append(answer.watch_ms)
+            log.items += 1
+            advance(seconds_per_item)
+        rec.events.ingest(batch)
+        log.events += len(batch)
+    return log
+
+
+def popularity_feed(rec: Recommender, user_id: str, k: int) -> list[str]:
+    """The baseline: most positively rated items overall, minus what the user saw."""
+    profile = rec.state.profiles.get(user_id)
+    blocked = profile.excluded() if profile is not None else set()
+    counts = rec.state.stats.all_positive_counts()
+    ranked = sorted((i for i in counts if i in rec.catalog and i not in blocked),
+                    key=lambda i: (-counts[i], i))
+    return ranked[:k]
