@@ -197,7 +197,11 @@ class SentenceTransformerEmbedder:
 
         self.model = resolved.ref
         self._st = SentenceTransformer(str(resolved.path), device=device)
-        dim = self._st.get_sentence_embedding_dimension()
+        # Renamed in sentence-transformers 6; keep working on both sides of the rename.
+        get_dim = getattr(self._st, "get_embedding_dimension", None) or (
+            self._st.get_sentence_embedding_dimension
+        )
+        dim = get_dim()
         self.dim = int(dim) if dim else int(self.encode(["dimension probe"]).shape[1])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
