@@ -27,15 +27,47 @@ _KEEP_WHOLE = re.compile(
     r"^(?:[#@][^\W_][\w]*|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4})$", re.UNICODE
 )
 MONTHS = [
-    "January", "February", "March", "April", "June", "July", "August", "September",
-    "October", "November", "December", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug",
-    "Sep", "Sept", "Oct", "Nov", "Dec",
+    "January",
+    "February",
+    "March",
+    "April",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Sept",
+    "Oct",
+    "Nov",
+    "Dec",
 ]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 CURRENCY_SYMBOLS = ["$", "€", "£", "¥", "₹", "US$"]
 CURRENCY_WORDS = [
-    "dollar", "dollars", "euro", "euros", "pound", "pounds", "yen", "rupees", "usd", "eur",
-    "gbp", "jpy", "bitcoin", "btc",
+    "dollar",
+    "dollars",
+    "euro",
+    "euros",
+    "pound",
+    "pounds",
+    "yen",
+    "rupees",
+    "usd",
+    "eur",
+    "gbp",
+    "jpy",
+    "bitcoin",
+    "btc",
 ]
 SCALES = ["k", "m", "bn", "million", "billion", "trillion", "thousand"]
 
@@ -51,21 +83,35 @@ def rule_patterns() -> list[dict[str, Any]]:
         {"label": "MENTION", "id": "social", "pattern": [{"TEXT": {"REGEX": r"^@\w+$"}}]},
         {"label": "URL", "id": "web", "pattern": [{"LIKE_URL": True}]},
         {"label": "EMAIL", "id": "web", "pattern": [{"LIKE_EMAIL": True}]},
-        {"label": "MONEY", "id": "money",
-         "pattern": [{"ORTH": {"IN": CURRENCY_SYMBOLS}}, num, scale]},
-        {"label": "MONEY", "id": "money",
-         "pattern": [num, scale, {"LOWER": {"IN": CURRENCY_WORDS}}]},
-        {"label": "DATE", "id": "date",
-         "pattern": [{"ORTH": {"IN": MONTHS}}, {"LIKE_NUM": True, "OP": "?"}, comma, year]},
+        {
+            "label": "MONEY",
+            "id": "money",
+            "pattern": [{"ORTH": {"IN": CURRENCY_SYMBOLS}}, num, scale],
+        },
+        {
+            "label": "MONEY",
+            "id": "money",
+            "pattern": [num, scale, {"LOWER": {"IN": CURRENCY_WORDS}}],
+        },
+        {
+            "label": "DATE",
+            "id": "date",
+            "pattern": [{"ORTH": {"IN": MONTHS}}, {"LIKE_NUM": True, "OP": "?"}, comma, year],
+        },
         # "May" alone is usually the verb; only a day number makes it a date.
         {"label": "DATE", "id": "date", "pattern": [{"ORTH": "May"}, num, comma, year]},
-        {"label": "DATE", "id": "date",
-         "pattern": [num, {"ORTH": {"IN": [*MONTHS, "May"]}}, year]},
-        {"label": "DATE", "id": "date",
-         "pattern": [{"TEXT": {"REGEX": r"^(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4})$"}}]},
+        {"label": "DATE", "id": "date", "pattern": [num, {"ORTH": {"IN": [*MONTHS, "May"]}}, year]},
+        {
+            "label": "DATE",
+            "id": "date",
+            "pattern": [{"TEXT": {"REGEX": r"^(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4})$"}}],
+        },
         {"label": "DATE", "id": "date", "pattern": [{"ORTH": {"IN": WEEKDAYS}}]},
-        {"label": "DATE", "id": "date",
-         "pattern": [{"LOWER": {"IN": ["today", "yesterday", "tomorrow"]}}]},
+        {
+            "label": "DATE",
+            "id": "date",
+            "pattern": [{"LOWER": {"IN": ["today", "yesterday", "tomorrow"]}}],
+        },
     ]
     gazetteers = json.loads(GAZETTEERS.read_text(encoding="utf-8"))
     for label in ("GPE", "ORG"):
@@ -93,16 +139,19 @@ class EntityPipeline:
                     pipeline=str(pipeline),
                 ) from exc
             meta = self.nlp.meta
-            self.statistical_source = f"spacy:{meta.get('name', 'pipeline')}@{meta.get('version', '0')}"
+            self.statistical_source = (
+                f"spacy:{meta.get('name', 'pipeline')}@{meta.get('version', '0')}"
+            )
         else:
             self.nlp = spacy.blank("en")
             self.statistical_source = ""
-        previous = self.nlp.tokenizer.token_match
+        tokenizer: Any = self.nlp.tokenizer
+        previous = tokenizer.token_match
 
         def token_match(text: str) -> Any:
             return _KEEP_WHOLE.match(text) or (previous(text) if previous else None)
 
-        self.nlp.tokenizer.token_match = token_match
+        tokenizer.token_match = token_match
         ruler_config = {"phrase_matcher_attr": "ORTH", "overwrite_ents": True}
         if "ner" in self.nlp.pipe_names:
             # Rules first; the statistical NER then fills in around what they found.
@@ -124,7 +173,10 @@ class EntityPipeline:
             source = f"ruler:{ent.ent_id_}" if ent.ent_id_ else self.statistical_source
             found.append(
                 Entity(
-                    text=ent.text, label=ent.label_, start=ent.start_char, end=ent.end_char,
+                    text=ent.text,
+                    label=ent.label_,
+                    start=ent.start_char,
+                    end=ent.end_char,
                     source=source or "ruler",
                 )
             )

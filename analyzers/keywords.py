@@ -83,6 +83,9 @@ class KeywordExtractor:
             offset += len(phrases)
             picked = mmr(doc_vector, cand, self.top_n, self.diversity) if phrases else []
             results.append(
-                [Keyword(text=phrases[i], score=round(float(cand[i] @ doc_vector), 4)) for i in picked]
+                [
+                    Keyword(text=phrases[i], score=round(float(cand[i] @ doc_vector), 4))
+                    for i in picked
+                ]
             )
         return results

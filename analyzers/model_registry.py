@@ -68,7 +68,9 @@ class ModelRegistry:
         if explicit is not None:
             if explicit.exists():
                 ref = ModelRef(
-                    name=spec.name, version=directory_fingerprint(explicit), source=f"path:{explicit}"
+                    name=spec.name,
+                    version=directory_fingerprint(explicit),
+                    source=f"path:{explicit}",
                 )
                 return ResolvedModel(explicit, ref)
             tried.append(f"setting REELSIFT_MODEL_PATHS__{spec.role.upper()}={explicit} (missing)")
@@ -112,7 +114,9 @@ class ModelRegistry:
             version = importlib.metadata.version(spec.package.replace("_", "-"))
         except importlib.metadata.PackageNotFoundError:
             version = directory_fingerprint(path)
-        return ResolvedModel(path, ModelRef(name=spec.name, version=version, source=f"package:{spec.package}"))
+        return ResolvedModel(
+            path, ModelRef(name=spec.name, version=version, source=f"package:{spec.package}")
+        )
 
     def _from_hf_cache(self, spec: ModelSpec) -> ResolvedModel | None:
         assert spec.hf_repo is not None
@@ -130,4 +134,6 @@ class ModelRegistry:
             )
         except Exception:
             return None
-        return ResolvedModel(path, ModelRef(name=spec.name, version=path.name[:12], source="hf-cache"))
+        return ResolvedModel(
+            path, ModelRef(name=spec.name, version=path.name[:12], source="hf-cache")
+        )

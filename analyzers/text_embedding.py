@@ -57,7 +57,9 @@ def export_to_onnx(model_dir: Path, target: Path) -> None:
             self.encoder = encoder
 
         def forward(
-            self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
             token_type_ids: torch.Tensor,
         ) -> torch.Tensor:
             hidden = self.encoder(
@@ -131,7 +133,9 @@ class OnnxTextEmbedder:
         onnx_path = cache_dir / "onnx" / f"{resolved.ref.name}-{resolved.ref.version}.onnx"
         with _EXPORT_LOCK:
             if not onnx_path.exists():
-                log.info("exporting %s to ONNX at %s (once per model version)", self.model.id, onnx_path)
+                log.info(
+                    "exporting %s to ONNX at %s (once per model version)", self.model.id, onnx_path
+                )
                 try:
                     export_to_onnx(model_dir, onnx_path)
                 except Exception as exc:
@@ -141,7 +145,9 @@ class OnnxTextEmbedder:
 
         tokenizer_file = model_dir / "tokenizer.json"
         if not tokenizer_file.exists():
-            raise ModelLoadFailed(f"{model_dir} has no tokenizer.json; a fast tokenizer is required")
+            raise ModelLoadFailed(
+                f"{model_dir} has no tokenizer.json; a fast tokenizer is required"
+            )
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(max_length=_max_seq_length(model_dir))
         self.tokenizer.no_padding()

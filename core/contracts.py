@@ -144,8 +144,19 @@ class ItemAnalysis(BaseModel):
 
 
 EventType = Literal[
-    "impression", "view", "complete", "replay", "like", "comment", "share", "save",
-    "follow", "unfollow", "skip", "hide", "report",
+    "impression",
+    "view",
+    "complete",
+    "replay",
+    "like",
+    "comment",
+    "share",
+    "save",
+    "follow",
+    "unfollow",
+    "skip",
+    "hide",
+    "report",
 ]
 
 

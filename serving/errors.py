@@ -28,10 +28,16 @@ def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, 
     return 422, {
         "code": "E101",
         "message": "invalid request: " + "; ".join(problems),
-        "details": {"errors": [
-            {"field": _field(tuple(e.get("loc", ()))), "problem": e.get("msg"), "type": e.get("type")}
-            for e in errors
-        ]},
+        "details": {
+            "errors": [
+                {
+                    "field": _field(tuple(e.get("loc", ()))),
+                    "problem": e.get("msg"),
+                    "type": e.get("type"),
+                }
+                for e in errors
+            ]
+        },
     }
 
 

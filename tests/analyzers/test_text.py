@@ -38,7 +38,8 @@ def spans(text: str, entities) -> dict[str, str]:
 def test_entities_found_with_exact_offsets(analyzer):
     text = (
         "Watching the #WorldCup final in Paris with @sam_k! Tickets were $250 on March 3, 2025. "
-        "Details at https://example.org/final or mail tickets@example.org. FIFA and Google sponsor it."
+        "Details at https://example.org/final or mail tickets@example.org. "
+        "FIFA and Google sponsor it."
     )
     [result] = analyzer.analyze([text])
     found = spans(text, result.analysis.entities)
@@ -70,11 +71,13 @@ def test_embeddings_are_normalised_and_deterministic(embedder):
 
 
 def test_paraphrases_are_closer_than_unrelated_texts(embedder):
-    a, b, c = embedder.encode([
-        "The football team won the championship last night.",
-        "Last night the soccer club claimed the title.",
-        "Add two cups of flour and bake for forty minutes.",
-    ])
+    a, b, c = embedder.encode(
+        [
+            "The football team won the championship last night.",
+            "Last night the soccer club claimed the title.",
+            "Add two cups of flour and bake for forty minutes.",
+        ]
+    )
     assert float(a @ b) > float(a @ c) + 0.2
 
 
@@ -108,8 +111,9 @@ def test_language_identified_or_not_assessed(analyzer):
 
 
 def test_missing_embedder_reports_not_assessed_instead_of_inventing(analyzer):
-    bare = TextAnalyzer(None, analyzer.entities, analyzer.language,
-                        embedder_unavailable_reason="model 'x' missing")
+    bare = TextAnalyzer(
+        None, analyzer.entities, analyzer.language, embedder_unavailable_reason="model 'x' missing"
+    )
     [result] = bare.analyze(["Apple opens a store in Tokyo"])
     assert result.vector is None and result.analysis.keywords == []
     assert {n.output for n in result.analysis.not_assessed} == {"embedding", "keywords"}

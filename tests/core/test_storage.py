@@ -14,8 +14,17 @@ from core.storage.tables import ItemRow
 
 def _add_item(store: ItemStore, item_id: str = "i1") -> None:
     with transaction(store.sessions) as s:
-        s.add(ItemRow(id=item_id, creator_id="c1", title="t", text="x", tags=[],
-                      state=ItemState.RECEIVED.value, content_sha256="0" * 64))
+        s.add(
+            ItemRow(
+                id=item_id,
+                creator_id="c1",
+                title="t",
+                text="x",
+                tags=[],
+                state=ItemState.RECEIVED.value,
+                content_sha256="0" * 64,
+            )
+        )
 
 
 def test_migrations_create_every_table(db_engine):
