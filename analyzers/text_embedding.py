@@ -122,7 +122,7 @@ class OnnxTextEmbedder:
         cache_dir: Path,
         *,
         threads: int | None = None,
-        batch_size: int = 64,
+        batch_size: int = 32,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -156,6 +156,9 @@ class OnnxTextEmbedder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
+        # Busy-waiting worker threads steal the CPU from everything else on a small shared
+        # machine (measured: slower overall); they sleep between batches instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(onnx_path), options, providers=["CPUExecutionProvider"]
         )
