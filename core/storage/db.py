@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -61,6 +61,29 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back on any error."""
     session = factory()
     try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@contextmanager
+def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A read-check-write unit of work that serialises on SQLite as well as PostgreSQL.
+
+    SQLAlchemy's pysqlite driver runs a transaction's first reads before its BEGIN, so a
+    read-then-write would race between threads or processes; ``BEGIN IMMEDIATE`` takes
+    SQLite's write lock before the first read (other writers wait in the busy handler).
+    On PostgreSQL, callers take row locks (``FOR UPDATE``) as usual.
+    """
+    session = factory()
+    try:
+        bind = session.get_bind()
+        if bind.dialect.name == "sqlite":
+            session.execute(text("BEGIN IMMEDIATE"))
         yield session
         session.commit()
     except BaseException:

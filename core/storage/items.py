@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.contracts import ITEM_TRANSITIONS, ItemState
 from core.errors import Conflict, NotFound
-from core.storage.db import transaction
+from core.storage.db import write_transaction
 from core.storage.tables import AnalysisRow, EmbeddingRow, ItemRow
 
 
@@ -118,7 +118,7 @@ class ItemStore:
             change = self._apply(session, item_id, new_state, reason)
             # The caller owns the transaction; it must call notify() after commit.
             return change
-        with transaction(self.sessions) as own:
+        with write_transaction(self.sessions) as own:
             change = self._apply(own, item_id, new_state, reason)
         self.notify([change])
         return change

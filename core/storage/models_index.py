@@ -12,6 +12,8 @@ TABLE_MODULES = [
     "moderation.review.tables",
     "serving.auth",
     "recommender.tables",
+    "serving.jobs",
+    "serving.media_ingest",
 ]
 
 

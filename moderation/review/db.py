@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -30,23 +30,6 @@ def engine_of(sessions: sessionmaker[Session]) -> Engine:
 
 def is_sqlite(sessions: sessionmaker[Session]) -> bool:
     return engine_of(sessions).dialect.name == "sqlite"
-
-
-@contextmanager
-def write_transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """One atomic unit of work; commits on success, rolls back on any error."""
-    sqlite = is_sqlite(sessions)
-    session = sessions()
-    try:
-        if sqlite:
-            session.execute(text("BEGIN IMMEDIATE"))
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 @contextmanager

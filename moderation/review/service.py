@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.contracts import ItemState
 from core.errors import Conflict, Forbidden, InvalidConfig, InvalidInput
+from core.storage.db import write_transaction
 from core.storage.items import ItemStore, StateChange
 from moderation.policy import Policy, PolicyDecision, Route, TaskReason
 from moderation.review import audit, calibration, decisions, reports, stats
-from moderation.review.db import read_session, write_transaction
+from moderation.review.db import read_session
 from moderation.review.models import (
     PERMISSION_REVIEW,
     PERMISSION_REVIEW_TIER2,

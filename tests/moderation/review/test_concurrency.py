@@ -16,12 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 
 from core.contracts import ItemState, RiskCategory
-from core.storage.db import make_engine, make_session_factory
+from core.storage.db import make_engine, make_session_factory, write_transaction
 from core.storage.items import ItemStore
 from core.storage.tables import ItemRow
 from moderation.policy import TaskReason
 from moderation.review import ReviewService
-from moderation.review.db import write_transaction
 from moderation.review.tables import AuditRow, ReviewDecisionRow, ReviewTaskRow
 from serving.auth import Principal, Role
 
