@@ -122,6 +122,9 @@ class PolicyConfig(_Strict):
     qa_sample: QASample = Field(default_factory=QASample)
     codes: dict[str, PolicyCode] = Field(min_length=1)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    # An item no model assessed at all (every score null: models missing, nothing
+    # decodable) is unknown, not clean; per-category "ignore" must not approve it.
+    when_nothing_assessed: NotAssessedHandling = NotAssessedHandling.REVIEW
 
     @field_validator("categories")
     @classmethod
@@ -286,6 +289,16 @@ class Policy:
                 )
             severities[category] = rule.severity * value
 
+        if (
+            all(v is None for v in best.values())
+            and self.config.when_nothing_assessed is NotAssessedHandling.REVIEW
+            and not reviews
+        ):
+            reviews = [c for c in RiskCategory]
+            reasons_seen = sorted(set(why_not.values())) or ["no scores given"]
+            review_reasons.append("no risk category was assessed: " + "; ".join(reasons_seen))
+            severities = {c: self.config.categories[c].severity * self.config.categories[c].review
+                          for c in RiskCategory}
         if rejects:
             route, driving, reasons = Route.REJECT, rejects, reject_reasons
         elif reviews:

@@ -74,8 +74,12 @@ def test_not_assessed_handling_is_configurable_per_category():
     assert "no image model" in decision.reasons[0]
     # an absent category counts as not assessed too
     assert policy.route(scores(spam=0.1)).route is Route.REVIEW
-    # the default ignores it
-    assert Policy.load().route([missing]).route is Route.APPROVE
+    # the default ignores one missing category when others were assessed...
+    assert Policy.load().route([missing, *scores(spam=0.1)]).route is Route.APPROVE
+    # ...but an item no model assessed at all is unknown, not clean
+    nothing = Policy.load().route([missing])
+    assert nothing.route is Route.REVIEW
+    assert "no risk category was assessed" in nothing.reasons[0]
     # an assessed score still wins over the not-assessed rule
     assert policy.route(scores(sexual=0.95)).route is Route.REJECT
 

@@ -148,7 +148,9 @@ def test_rejecting_a_qa_sample_takes_the_item_out_through_pending_review(
         service, store, changes, alice):
     item_id = next(f"qa{n}" for n in range(10_000) if service.policy.is_qa_sample(f"qa{n}"))
     add_items(store, [item_id], ItemState.ANALYZING)
-    service.apply_policy(item_id, service.policy.route([], item_id=item_id))
+    service.apply_policy(item_id, service.policy.route(
+        [RiskScore(category=RiskCategory.SPAM, score=0.01)], item_id=item_id
+    ))
     changes.clear()
     task = service.claim(alice)
     service.decide(task.id, alice, "reject", ["low_quality.unwatchable"])

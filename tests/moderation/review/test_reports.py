@@ -75,7 +75,9 @@ def test_reports_on_queued_items_raise_their_task(service, store, approved):
 def test_reports_past_threshold_turn_a_qa_sample_into_a_report_task(service, store):
     item_id = next(f"qa{n}" for n in range(10_000) if service.policy.is_qa_sample(f"qa{n}"))
     add_items(store, [item_id], ItemState.ANALYZING)
-    sample = service.apply_policy(item_id, service.policy.route([], item_id=item_id))
+    sample = service.apply_policy(item_id, service.policy.route(
+        [RiskScore(category=RiskCategory.SPAM, score=0.01)], item_id=item_id
+    ))
     outcome = service.report(item_id, "trusted", "")
     assert outcome.task_id == sample.id
     assert service.get_task(sample.id).reason is TaskReason.QA_SAMPLE
