@@ -40,7 +40,8 @@ class TaskFilter(BaseModel):
 
     status: TaskStatus | None = "open"
     reason: TaskReason | None = None
-    tier: Literal[1, 2] | None = None
+    # An int range, not Literal[1, 2]: query strings arrive as text and must coerce.
+    tier: int | None = Field(default=None, ge=1, le=2)
     category: RiskCategory | None = None
     item_id: str | None = Field(default=None, max_length=128)
     claimed_by: str | None = Field(default=None, max_length=128)
