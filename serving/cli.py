@@ -70,42 +70,176 @@ def _in_process_components(settings: Settings):  # type: ignore[no-untyped-def]
     return build_components(settings, embedder=embedder, embedder_unavailable_reason=reason)
 
 
-@app.command()
-def analyze(
-    text_or_file: Annotated[str, typer.Argument(help="text, or a path to a UTF-8 text file")],
-    as_json: Annotated[bool, typer.Option("--json", help="print the analysis as JSON")] = False,
-    title: str = "",
-) -> None:
-    """Analyze one text without storing it: language, entities, keywords, labels, risk."""
-    from serving.ingest import analyze_documents
-    from serving.wiring import build_analysis_stack, build_text_embedder
+def _offline_pipeline(settings: Settings):  # type: ignore[no-untyped-def]
+    from serving.wiring import build_analysis_stack, build_text_embedder, intake_limits
 
-    path = Path(text_or_file)
-    text = path.read_text(encoding="utf-8") if path.is_file() else text_or_file
-    if not text.strip():
-        raise typer.BadParameter("the text is empty")
-    settings = get_settings()
     embedder, reason = build_text_embedder(settings)
     stack = build_analysis_stack(settings, embedder, reason)
-    from analyzers.text import document_text
+    return stack.media_pipeline(), intake_limits(settings)
 
-    [analysis], [vectors] = analyze_documents(
-        stack.analyzer, stack.enrichment, [title], [document_text(title, text)]
+
+def _progress():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
     )
-    payload = analysis.model_dump(mode="json")
-    payload["vectors"] = {k: {"model_id": m, "dim": int(v.shape[0])} for k, (m, v) in vectors.items()}
-    if as_json:
-        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+    )
+
+
+def _print_failures(failures: list[tuple[int, str | None, str]]) -> None:
+    if not failures:
         return
-    text_part = analysis.text
-    if text_part is not None:
-        typer.echo(f"language: {text_part.language.code if text_part.language else 'unknown'}")
-        typer.echo("entities: " + ", ".join(f"{e.text} [{e.label}]" for e in text_part.entities))
-        typer.echo("keywords: " + ", ".join(k.text for k in text_part.keywords))
-    typer.echo("labels:   " + ", ".join(" > ".join(lb.path) for lb in analysis.labels if lb.path))
-    for score in analysis.risk:
-        value = "not assessed" if score.score is None else f"{score.score:.3f}"
-        typer.echo(f"risk {score.category.value:<12} {value}")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(failures)} item(s) failed", show_lines=False)
+    for column in ("line", "id", "reason"):
+        table.add_column(column, overflow="fold")
+    for number, item_id, reason in sorted(failures, key=lambda f: f[0]):
+        table.add_row(str(number), item_id or "-", reason)
+    Console(stderr=True).print(table)
+
+
+def _print_analysis(payload: dict[str, object]) -> None:
+    text_part = payload.get("text")
+    if isinstance(text_part, dict):
+        language = text_part.get("language") or {}
+        typer.echo(f"language: {language.get('code', 'unknown')}")
+        typer.echo("entities: " + ", ".join(
+            f"{e['text']} [{e['label']}]" for e in text_part.get("entities", [])
+        ))
+        typer.echo("keywords: " + ", ".join(k["text"] for k in text_part.get("keywords", [])))
+    labels = payload.get("labels") or []
+    assert isinstance(labels, list)
+    typer.echo("labels:   " + ", ".join(" > ".join(lb["path"]) for lb in labels if lb["path"]))
+    media = payload.get("media") or []
+    assert isinstance(media, list)
+    for entry in media:
+        result = entry["analysis"]
+        line = f"media {entry['position']}: {entry['media_type']} {entry['size_bytes']} bytes"
+        if "width" in result:
+            line += f", {result['width']}x{result['height']}"
+        if "duration_ms" in result:
+            line += f", {result['duration_ms']} ms"
+        typer.echo(line)
+        if result.get("faces"):
+            typer.echo(f"  faces: {result['faces']['count']}")
+        if result.get("quality"):
+            quality = result["quality"]
+            typer.echo(f"  quality: {'low' if quality['low_quality'] else 'ok'} "
+                       f"{', '.join(quality['reasons'])}")
+        if result.get("speech_music"):
+            typer.echo(f"  sound: {result['speech_music']['label']}, "
+                       f"{result['loudness_dbfs']:.1f} dBFS")
+        for keyframe in entry.get("keyframes", []):
+            typer.echo(f"  keyframe at {keyframe['t_ms']} ms "
+                       f"({keyframe['start_ms']}-{keyframe['end_ms']} ms)")
+    risk = payload.get("risk") or []
+    assert isinstance(risk, list)
+    for score in risk:
+        value = "not assessed" if score["score"] is None else f"{score['score']:.3f}"
+        typer.echo(f"risk {score['category']:<12} {value}")
+    vectors = payload.get("vectors") or {}
+    assert isinstance(vectors, dict)
+    for kind, info in sorted(vectors.items()):
+        typer.echo(f"vector {kind:<7} {info['dim']} dims  {info['model_id']}")
+
+
+@app.command()
+def analyze(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="texts, UTF-8 text files, or image/audio/video files",
+                       show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the analysis as JSON")] = False,
+    title: str = "",
+    batch: Annotated[
+        Path | None,
+        typer.Option("--batch", exists=True, dir_okay=False,
+                     help="items to analyze, JSON Lines (DESIGN.md item format)"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="with --batch: one analysis JSON per input line")
+    ] = None,
+) -> None:
+    """Analyze without storing: texts, local media files, or a JSON Lines batch."""
+    from core.errors import ReelsiftError
+    from serving.bulk import analyze_batch, analyze_input, count_lines, result_payload
+
+    if batch is None and not inputs:
+        raise typer.BadParameter("give texts or files to analyze, or --batch IN --out OUT")
+    if batch is not None and (out is None or inputs):
+        raise typer.BadParameter("--batch IN needs --out OUT and no other inputs")
+    for value in inputs or []:
+        if not value.strip() and not Path(value).is_file():
+            raise typer.BadParameter("the text is empty")  # before loading any model
+    settings = get_settings()
+    pipeline, limits = _offline_pipeline(settings)
+    if batch is not None:
+        assert out is not None
+        with _progress() as progress:
+            task = progress.add_task("analyzing", total=count_lines(batch))
+            summary = analyze_batch(
+                pipeline, limits, batch, out, advance=lambda n: progress.advance(task, n)
+            )
+        typer.echo(json.dumps({"lines": summary.lines, "analyzed": summary.analyzed,
+                               "failed": len(summary.failed), "out": str(out)}))
+        _print_failures(summary.failed)
+        if summary.failed:
+            raise typer.Exit(1)
+        return
+    assert inputs is not None
+    payloads = []
+    for value in inputs:
+        try:
+            payloads.append(result_payload(analyze_input(pipeline, limits, value, title)))
+        except ReelsiftError as exc:
+            raise typer.BadParameter(f"{value[:80]!r}: {exc.message}") from exc
+    if as_json:
+        document = payloads[0] if len(payloads) == 1 else payloads
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    for value, payload in zip(inputs, payloads, strict=True):
+        if len(inputs) > 1:
+            typer.echo(f"== {value}")
+        _print_analysis(payload)
+
+
+@app.command("import")
+def import_items(
+    items_file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="items, JSON Lines")
+    ],
+    chunk: Annotated[int, typer.Option(min=1, max=1024, help="text items embedded together")] = 32,
+) -> None:
+    """Store and analyze items from JSON Lines; resumable (done ids are skipped), idempotent."""
+    from serving.bulk import count_lines
+    from serving.bulk import import_items as run_import
+
+    settings = get_settings()
+    components = _in_process_components(settings)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("importing", total=count_lines(items_file))
+            summary = run_import(
+                components, items_file, advance=lambda n: progress.advance(task, n), chunk=chunk
+            )
+    finally:
+        components.close()
+    typer.echo(json.dumps(summary.as_dict()))
+    _print_failures(summary.failed)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -115,7 +249,11 @@ def demo() -> None:
 
     settings = get_settings()
     components = _in_process_components(settings)
-    items = [TextItemIn.model_validate(json.loads(line)) for line in DEMO_ITEMS.read_text().splitlines() if line.strip()]
+    items = [
+        TextItemIn.model_validate(json.loads(line))
+        for line in DEMO_ITEMS.read_text().splitlines()
+        if line.strip()
+    ]
     results = components.ingest.submit_text_items(items)
     created = sum(1 for _, was_created in results if was_created)
     states: dict[str, int] = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from analyzers.fusion import ItemFuser, fuse
 from analyzers.text import TextAnalyzer, document_text
@@ -30,7 +30,7 @@ from core.contracts import (
 from core.errors import Conflict, InvalidInput, PayloadTooLarge, ReelsiftError
 from core.storage.db import transaction
 from core.storage.items import ItemStore, StateChange, content_fingerprint
-from core.storage.tables import AnalysisRow, ItemRow
+from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow
 from serving.errors import validation_error_body
 from serving.schemas import BatchOut, BatchResult, EmbeddingInfo, ItemOut, TextItemIn
 
@@ -68,8 +68,9 @@ class TextLimits:
     max_tags: int = 50
 
 
-def check_text_item(item: TextItemIn, limits: TextLimits) -> None:
-    if not item.text.strip():
+def check_text_item(item: TextItemIn, limits: TextLimits, *, require_text: bool = True) -> None:
+    """``require_text=False`` for items whose media carry the content (text may be empty)."""
+    if require_text and not item.text.strip():
         raise InvalidInput("field 'text' is empty or only whitespace", field="text")
     if len(item.text) > limits.max_text_chars:
         raise PayloadTooLarge(
@@ -84,8 +85,11 @@ def check_text_item(item: TextItemIn, limits: TextLimits) -> None:
             field="title", limit=limits.max_title_chars,
         )
     if len(item.tags) > limits.max_tags:
-        raise InvalidInput(f"{len(item.tags)} tags; at most {limits.max_tags} allowed", field="tags")
-    for name, value in (("text", item.text), ("title", item.title), *(("tags", t) for t in item.tags)):
+        raise InvalidInput(
+            f"{len(item.tags)} tags; at most {limits.max_tags} allowed", field="tags"
+        )
+    fields = (("text", item.text), ("title", item.title), *(("tags", t) for t in item.tags))
+    for name, value in fields:
         if "\x00" in value:
             raise InvalidInput(f"field {name!r} contains a NUL character", field=name)
         try:
@@ -187,7 +191,9 @@ class IngestService:
         for item in items:
             digest = fingerprint(item)
             if seen.setdefault(item.id, digest) != digest:
-                raise Conflict(f"item id {item.id!r} appears twice in one request with different content")
+                raise Conflict(
+                    f"item id {item.id!r} appears twice in one request with different content"
+                )
 
         new: list[TextItemIn] = []
         with transaction(self.store.sessions) as session:
@@ -261,12 +267,14 @@ class IngestService:
                 log.exception("could not mark %s failed", item_id)
 
     def resume_unfinished(self) -> int:
-        """Finish items a crash left in ``received``/``analyzing``; returns how many."""
+        """Finish text items a crash left in ``received``/``analyzing``; returns how many."""
         with transaction(self.store.sessions) as session:
             stuck = list(
                 session.scalars(
                     select(ItemRow.id).where(
-                        ItemRow.state.in_([ItemState.RECEIVED.value, ItemState.ANALYZING.value])
+                        ItemRow.state.in_([ItemState.RECEIVED.value, ItemState.ANALYZING.value]),
+                        # Items with media are resumed by serving.media_ingest (jobs).
+                        ~exists().where(ItemMediaRow.item_id == ItemRow.id),
                     )
                 )
             )

@@ -1,8 +1,9 @@
 """The reelsift HTTP service: read this file as the table of endpoints.
 
-Two BentoML services: ``TextEmbedding`` holds the embedding model and batches requests
-adaptively; ``Reelsift`` serves the JSON API (a FastAPI app mounted at ``/v1``) and
-calls the embedder through BentoML. Each route is one line over the service layer.
+Three BentoML services: ``TextEmbedding`` and ``VisualEmbedding`` hold the embedding
+models and batch requests adaptively; ``Reelsift`` serves the JSON API (a FastAPI app
+mounted at ``/v1``) and calls the embedders through BentoML. Each route is one line over
+the service layer.
 BentoML itself adds ``/healthz``, ``/livez``, ``/readyz`` and ``/metrics`` (Prometheus).
 
     bentoml serve serving.service:Reelsift      # or: reelsift serve
@@ -20,7 +21,8 @@ from typing import Annotated, Any
 import anyio.to_thread
 import bentoml
 import numpy as np
-from fastapi import FastAPI, Query, Response
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
 
 from core.contracts import ModelRef
 from core.errors import InvalidInput
@@ -36,9 +38,19 @@ from moderation.review.models import (
 from recommender.events import IngestResult
 from recommender.service import FeedContext, FeedRequest, FeedResponse
 from serving.auth import Permission
+from serving.console import console_app
 from serving.deps import Caller
 from serving.errors import install_error_handlers
 from serving.ingest import submit_batch
+from serving.jobs import JobOut, server_spawner
+from serving.media_ingest import (
+    ITEM_UPLOAD_OPENAPI,
+    MediaAccepted,
+    is_multipart,
+    parse_metadata,
+    parse_text_item_body,
+    read_multipart,
+)
 from serving.schemas import (
     AppealIn,
     BatchIn,
@@ -47,14 +59,16 @@ from serving.schemas import (
     EventsIn,
     ItemOut,
     ReportIn,
-    TextItemIn,
 )
 from serving.settings import get_settings
 from serving.wiring import (
     BatchedTextEmbedder,
+    BatchedVisualEmbedder,
     Components,
     build_components,
     build_text_embedder,
+    build_visual_embedder,
+    intake_limits,
 )
 
 log = logging.getLogger(__name__)
@@ -91,7 +105,8 @@ class TextEmbedding:
     def describe(self) -> dict[str, Any]:
         if self.embedder is None:
             return {"available": False, "reason": self.unavailable_reason}
-        return {"available": True, "model": self.embedder.model.model_dump(), "dim": self.embedder.dim}
+        model = self.embedder.model.model_dump()
+        return {"available": True, "model": model, "dim": self.embedder.dim}
 
     @bentoml.api(
         batchable=True,
@@ -102,6 +117,31 @@ class TextEmbedding:
         if self.embedder is None:
             raise RuntimeError(self.unavailable_reason)
         return self.embedder.encode(texts)
+
+
+@bentoml.service(name="reelsift-visual-embedding", traffic={"timeout": 120})
+class VisualEmbedding:
+    """The configured visual embedder; images (photos, keyframes) are merged into batches."""
+
+    def __init__(self) -> None:
+        self.embedder, self.unavailable_reason = build_visual_embedder(settings)
+
+    @bentoml.api
+    def describe(self) -> dict[str, Any]:
+        if self.embedder is None:
+            return {"available": False, "reason": self.unavailable_reason}
+        model = self.embedder.model.model_dump()
+        return {"available": True, "model": model, "dim": self.embedder.dim}
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=settings.visual_max_batch_size,
+        max_latency_ms=settings.visual_max_latency_ms,
+    )
+    def encode_images(self, images: list[np.ndarray]) -> np.ndarray:
+        if self.embedder is None:
+            raise RuntimeError(self.unavailable_reason)
+        return self.embedder.encode_images(images)
 
 
 def _describe_with_retry(client: Any, attempts: int = 30) -> dict[str, Any]:
@@ -117,8 +157,10 @@ def _describe_with_retry(client: Any, attempts: int = 30) -> dict[str, Any]:
 
 @bentoml.service(name="reelsift", traffic={"timeout": 300})
 @bentoml.asgi_app(api, path="/v1")
+@bentoml.asgi_app(console_app, path="/console")
 class Reelsift:
     text_embedding = bentoml.depends(TextEmbedding)
+    visual_embedding = bentoml.depends(VisualEmbedding)
 
     def __init__(self) -> None:
         self._components: Components | None = None
@@ -140,19 +182,55 @@ class Reelsift:
             if info.get("available")
             else None
         )
+        visual_info = _describe_with_retry(self.visual_embedding)
+        visual = (
+            BatchedVisualEmbedder(
+                self.visual_embedding, ModelRef(**visual_info["model"]), int(visual_info["dim"])
+            )
+            if visual_info.get("available")
+            else None
+        )
         components = build_components(
-            settings, embedder=embedder, embedder_unavailable_reason=info.get("reason")
+            settings, embedder=embedder, embedder_unavailable_reason=info.get("reason"),
+            visual_embedder=visual, visual_unavailable_reason=visual_info.get("reason"),
+            job_spawner=server_spawner(settings.media_job_workers),
         )
         resumed = components.ingest.resume_unfinished()
         if resumed:
             log.info("finished %d items left unanalyzed by an earlier run", resumed)
+        resumed_media = components.media.resume_unfinished()
+        if resumed_media:
+            log.info("resumed %d media items or jobs left by an earlier run", resumed_media)
         return components
 
     # -- items ---------------------------------------------------------------------------
-    @api.post("/items", status_code=201, response_model=ItemOut, tags=["items"])
-    def create_item(self, item: TextItemIn, response: Response, caller: Caller) -> ItemOut:
+    @api.post("/items", status_code=201, response_model=ItemOut, tags=["items"],
+              openapi_extra=ITEM_UPLOAD_OPENAPI,
+              responses={202: {"model": MediaAccepted, "description": "analysis runs as a job"}})
+    async def create_item(self, request: Request, response: Response, caller: Caller) -> Any:
+        """A text item (JSON), or media (multipart: a ``metadata`` JSON part plus files)."""
         caller.require(Permission.UPLOAD)
-        [(out, created)] = self.components.ingest.submit_text_items([item])
+        if is_multipart(request.headers.get("content-type")):
+            upload = await read_multipart(
+                request.headers.get("content-type", ""), request.headers.get("content-length"),
+                request.stream(), intake_limits(settings),
+            )
+            metadata = parse_metadata(upload.metadata)
+            submission = await anyio.to_thread.run_sync(
+                lambda: self.components.media.submit(metadata, upload.files)
+            )
+            if submission.job is not None:
+                accepted = MediaAccepted(item=submission.item, job=submission.job,
+                                         status_url=f"/v1/jobs/{submission.job.id}")
+                return JSONResponse(accepted.model_dump(mode="json"), status_code=202,
+                                    headers={"Location": accepted.status_url})
+            out = submission.item
+            created = submission.created
+        else:
+            item = parse_text_item_body(request.headers.get("content-type"), await request.body())
+            [(out, created)] = await anyio.to_thread.run_sync(
+                lambda: self.components.ingest.submit_text_items([item])
+            )
         if not created:
             response.status_code = 200  # same id, same content: idempotent replay
         return out
@@ -172,6 +250,22 @@ class Reelsift:
     ) -> ItemOut:
         caller.require_any(Permission.UPLOAD, Permission.REVIEW, Permission.FEED)
         return self.components.ingest.get_item(item_id, include_vectors=include_vectors)
+
+    # -- media and jobs --------------------------------------------------------------------
+    @api.get("/jobs/{job_id}", response_model=JobOut, tags=["items"])
+    def get_job(self, job_id: str, caller: Caller) -> JobOut:
+        caller.require_any(Permission.UPLOAD, Permission.REVIEW)
+        return self.components.media.job(job_id)
+
+    @api.get("/media/{sha256}", response_class=FileResponse, tags=["items"])
+    def get_media(self, sha256: str, caller: Caller) -> FileResponse:
+        """An uploaded file or a video keyframe, by content hash, with its media type."""
+        caller.require_any(Permission.UPLOAD, Permission.REVIEW)
+        path, media_type = self.components.media.blob_file(sha256)
+        return FileResponse(path, media_type=media_type, headers={
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+        })
 
     # -- review queue ----------------------------------------------------------------------
     @api.get("/review/tasks", response_model=list[TaskView], tags=["review"])

@@ -54,6 +54,23 @@ class Settings(BaseSettings):
     # keyword candidates) need seconds on a small CPU, so the bound is generous.
     embed_max_latency_ms: int = 30_000
 
+    # Media: every limit is named in the error an upload gets when it breaks it.
+    visual_embedder: str = "reelsift.visual.opencv_descriptor.v1"
+    max_file_bytes: int = Field(256 * 1024 * 1024, description="per media file, while reading")
+    max_files_per_item: int = 8
+    max_image_pixels: int = Field(40_000_000, description="declared size; bombs never decode")
+    max_audio_seconds: float = 3600.0
+    max_video_seconds: float = 600.0
+    max_video_frames: int = 36_000
+    # Items with a video, or with more media bytes than this, are analyzed as a job (202).
+    async_media_bytes: int = 32 * 1024 * 1024
+    media_job_workers: int = Field(1, ge=1, description="media jobs analyzed at once")
+    # A job interrupted by a restart is resumed until it has started this many times.
+    max_job_attempts: int = Field(2, ge=1)
+    near_duplicate_max_distance: int = Field(12, ge=0, le=64, description="pHash Hamming bits")
+    visual_max_batch_size: int = 32
+    visual_max_latency_ms: int = 30_000
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'reelsift.db').resolve()}"

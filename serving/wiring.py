@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -19,7 +20,7 @@ from analyzers.model_registry import ModelRegistry
 from analyzers.text import TextAnalyzer
 from core.contracts import ModelRef, RiskCategory, RiskScore
 from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
-from core.registry import resolve, text_embedders
+from core.registry import resolve, text_embedders, visual_embedders
 from core.storage.blobs import BlobStore
 from core.storage.db import make_engine, make_session_factory, upgrade
 from core.storage.items import ItemStore
@@ -31,8 +32,18 @@ from recommender.service import Recommender
 from recommender.settings import RecommenderSettings
 from serving.auth import ApiKeyStore
 from serving.ingest import Enrichment, IngestService, ModerationGate, TextLimits
+from serving.jobs import JobRunner, JobStore, Spawner, inline_spawner
+from serving.media_ingest import (
+    IntakeLimits,
+    MediaIngestService,
+    MediaItemPipeline,
+    PerceptualHashIndex,
+)
 from serving.settings import Settings
 from taxonomy.classifier import ClassifierSettings, TaxonomyClassifier
+
+if TYPE_CHECKING:
+    from analyzers.media import MediaAnalyzer, MediaLimits, VisualEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +89,112 @@ class BatchedTextEmbedder:
         return np.concatenate(parts)
 
 
+def build_visual_embedder(settings: Settings) -> tuple[VisualEmbedder | None, str | None]:
+    """The configured visual embedder, or None and the reason it is unavailable."""
+    import analyzers.media  # noqa: F401  (registers the visual embedders)
+
+    factory = resolve(visual_embedders, settings.visual_embedder)
+    try:
+        # Model-backed embedders (CLIP, ResNet) resolve files; the descriptor needs none.
+        if "model_registry" in inspect.signature(factory).parameters:
+            embedder = factory(
+                model_registry(settings), settings.cache_dir,
+                threads=settings.inference_threads or 0,
+            )
+        else:
+            embedder = factory()
+    except (ModelNotAvailable, ModelLoadFailed) as exc:
+        log.error("visual embedding unavailable: %s", exc)
+        return None, str(exc)
+    return embedder, None
+
+
+class BatchedVisualEmbedder:
+    """A ``VisualEmbedder`` backed by the VisualEmbedding BentoML service.
+
+    Images of concurrent requests and jobs (photos, video keyframes) meet in one batch
+    there; each image travels at analysis size (at most 640 px a side).
+    """
+
+    def __init__(self, client: Any, model: ModelRef, dim: int) -> None:
+        self.client = client
+        self.model = model
+        self.dim = dim
+
+    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(
+            self.client.encode_images(images=[np.ascontiguousarray(i) for i in images]),
+            dtype=np.float32,
+        )
+
+
+def media_limits(settings: Settings) -> MediaLimits:
+    from analyzers.media import MediaLimits
+
+    return MediaLimits(
+        max_file_bytes=settings.max_file_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        max_audio_seconds=settings.max_audio_seconds,
+        max_video_seconds=settings.max_video_seconds,
+        max_video_frames=settings.max_video_frames,
+    )
+
+
+def intake_limits(settings: Settings) -> IntakeLimits:
+    return IntakeLimits(
+        media=media_limits(settings),
+        max_files_per_item=settings.max_files_per_item,
+        async_media_bytes=settings.async_media_bytes,
+        near_duplicate_max_distance=settings.near_duplicate_max_distance,
+    )
+
+
+def build_media_analyzer(
+    settings: Settings, visual: VisualEmbedder | None, visual_unavailable_reason: str | None,
+    text_analyzer: TextAnalyzer | None = None,
+) -> MediaAnalyzer:
+    """Image, audio and video analyzers sharing one set of limits and loaded models."""
+    from analyzers.media import (
+        DEFAULT_ASR_SPEC,
+        AudioAnalyzer,
+        ImageAnalyzer,
+        MediaAnalyzer,
+        SpeechRecognizer,
+    )
+
+    limits = media_limits(settings)
+    threads = settings.inference_threads or 0
+    image = ImageAnalyzer(embedder=visual, limits=limits, threads=threads)
+    if visual is None and visual_unavailable_reason:
+        image.unavailable["visual_embedding"] = visual_unavailable_reason
+    registry = model_registry(settings)
+
+    def transcript_analysis(text: str) -> Any:
+        assert text_analyzer is not None
+        return text_analyzer.analyze([text])[0].analysis
+
+    audio = AudioAnalyzer.with_optional_recognizer(
+        lambda: SpeechRecognizer.from_registry(registry, DEFAULT_ASR_SPEC, threads=threads),
+        text_analyzer=transcript_analysis if text_analyzer is not None else None,
+        limits=limits,
+    )
+    return MediaAnalyzer(image=image, audio=audio, limits=limits)
+
+
+def build_fuser(text: TextEmbedder | None, visual_model_id: str | None) -> ItemFuser:
+    """The one fuser for every item: the recommender indexes by its model id, which names
+    all three component models, so text-only and media items share one index."""
+    from analyzers.media import AUDIO_EMBEDDER_NAME
+
+    return ItemFuser(
+        text_model=text.model.id if text is not None else None,
+        visual_model=visual_model_id,
+        audio_model=f"{AUDIO_EMBEDDER_NAME}@1",
+    )
+
+
 @dataclass
 class Components:
     settings: Settings
@@ -94,6 +211,8 @@ class Components:
     taxonomy: TaxonomyClassifier | None
     text_risk: TextRiskModel | None
     fuser: ItemFuser | None
+    media: MediaIngestService
+    jobs: JobRunner
 
     def close(self) -> None:
         self.recommender.close()
@@ -156,6 +275,10 @@ class AnalysisStack:
     text_risk: TextRiskModel | None
     taxonomy: TaxonomyClassifier | None
     fuser: ItemFuser | None
+    media: MediaAnalyzer
+
+    def media_pipeline(self) -> MediaItemPipeline:
+        return MediaItemPipeline(self.analyzer, self.enrichment, self.media)
 
 
 def text_limits(settings: Settings) -> TextLimits:
@@ -167,15 +290,20 @@ def text_limits(settings: Settings) -> TextLimits:
 
 
 def build_analysis_stack(
-    settings: Settings, embedder: TextEmbedder | None, embedder_unavailable_reason: str | None
+    settings: Settings, embedder: TextEmbedder | None, embedder_unavailable_reason: str | None,
+    *, visual: VisualEmbedder | None = None, visual_unavailable_reason: str | None = None,
 ) -> AnalysisStack:
+    """``visual``/``visual_unavailable_reason`` both None: the visual embedder is built here."""
     analyzer = TextAnalyzer(
         embedder,
         EntityPipeline(settings.spacy_pipeline),
         LanguageIdentifier(),
         embedder_unavailable_reason=embedder_unavailable_reason,
     )
-    fuser = ItemFuser(text_model=embedder.model.id) if embedder is not None else None
+    if visual is None and visual_unavailable_reason is None:
+        visual, visual_unavailable_reason = build_visual_embedder(settings)
+    fuser = build_fuser(embedder, visual.model.id if visual is not None else None)
+    media = build_media_analyzer(settings, visual, visual_unavailable_reason, analyzer)
     text_risk = build_text_risk(settings, embedder)
     taxonomy = build_taxonomy(settings, embedder)
 
@@ -191,7 +319,7 @@ def build_analysis_stack(
         labels=taxonomy.classify if taxonomy is not None else None,
         fuser=fuser,
     )
-    return AnalysisStack(analyzer, enrichment, text_risk, taxonomy, fuser)
+    return AnalysisStack(analyzer, enrichment, text_risk, taxonomy, fuser, media)
 
 
 def build_components(
@@ -199,15 +327,23 @@ def build_components(
     *,
     embedder: TextEmbedder | None = None,
     embedder_unavailable_reason: str | None = None,
+    visual_embedder: VisualEmbedder | None = None,
+    visual_unavailable_reason: str | None = None,
+    job_spawner: Spawner = inline_spawner,
     migrate: bool = True,
 ) -> Components:
+    """Jobs run with ``job_spawner`` (inline by default, as the CLI wants); the server
+    passes one that runs them on its event loop's worker threads."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     if migrate:
         upgrade(engine)
     sessions = make_session_factory(engine)
     items = ItemStore(sessions)
-    stack = build_analysis_stack(settings, embedder, embedder_unavailable_reason)
+    stack = build_analysis_stack(
+        settings, embedder, embedder_unavailable_reason,
+        visual=visual_embedder, visual_unavailable_reason=visual_unavailable_reason,
+    )
     policy = Policy.load(settings.policy_file)
     review = ReviewService(sessions, items, policy)
     recommender = Recommender.open(
@@ -222,10 +358,19 @@ def build_components(
     ingest = IngestService(
         items, stack.analyzer, text_limits(settings), policy_gate(review), stack.enrichment
     )
+    blobs = BlobStore(settings.media_dir)
+    jobs = JobRunner(
+        JobStore(sessions), spawner=job_spawner, max_attempts=settings.max_job_attempts
+    )
+    limits = intake_limits(settings)
+    media = MediaIngestService(
+        ingest, blobs, stack.media_pipeline(), limits, jobs,
+        PerceptualHashIndex(sessions, limits.near_duplicate_max_distance),
+    )
     return Components(
         settings=settings, engine=engine, sessions=sessions, items=items,
-        blobs=BlobStore(settings.media_dir), keys=ApiKeyStore(sessions),
+        blobs=blobs, keys=ApiKeyStore(sessions),
         text_analyzer=stack.analyzer, policy=policy, review=review, ingest=ingest,
         recommender=recommender, taxonomy=stack.taxonomy, text_risk=stack.text_risk,
-        fuser=stack.fuser,
+        fuser=stack.fuser, media=media, jobs=jobs,
     )
