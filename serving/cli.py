@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -341,6 +342,9 @@ def serve(
         "--working-dir", str(Path(__file__).resolve().parent.parent),
     ]
     process = subprocess.Popen(command, env=env)
+    # SIGTERM (systemd, Kubernetes, test harnesses) must reach BentoML too: handle it like
+    # Ctrl-C so the finally block below stops the server and its workers.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     try:
         _wait_ready(url, process, timeout_s=600)

@@ -70,11 +70,14 @@ def train(
         data, output, text_embedder, config, progress=lambda msg: console.log(msg)
     )
     manifest = result.manifest
-    table = Table(title=f"held-out validation, {manifest['name']}@{manifest['version']}")
+    table = Table(
+        title=f"held-out validation, {manifest['name']}@{manifest['version']} "
+        "(cv_full: 5-fold CV on the fit part instead)"
+    )
     for column in ("head", "stack", "ROC AUC", "P@R0.95", "R@P0.50", "accuracy@thr", "thr", "ECE"):
         table.add_column(column)
     for head, figures in result.metrics.items():
-        for stack in ("full", "lexical"):
+        for stack in ("full", "lexical", "cv_full"):
             f = figures[stack]
             table.add_row(
                 head, stack, f"{f['roc_auc']:.4f}", f"{f['precision_at_recall_0.95']:.4f}",

@@ -44,8 +44,16 @@ def test_manifest_records_data_hashes_metrics_and_file_hash(trained_dir: Path) -
     assert manifest["embedding_model"]["dim"] == 384
     artifact = manifest["artifacts"]["text_risk.joblib"]
     assert artifact["sha256"] == file_sha256(trained_dir / "text_risk.joblib")
-    for head in ("abusive", "hate", "spam", "clickbait"):
-        assert 0.0 <= manifest["metrics"][head]["full"]["roc_auc"] <= 1.0
+    for head in HEADS:
+        figures = manifest["metrics"][head.name]
+        assert 0.0 <= figures["full"]["roc_auc"] <= 1.0
+        assert figures["full"]["n"] == files[head.dataset]["holdout_rows"]
+        # The cross-validated estimate covers the fit rows, never the holdout.
+        assert 0.0 <= figures["cv_full"]["roc_auc"] <= 1.0
+        assert figures["cv_full"]["n"] == files[head.dataset]["fit_rows"]
+    assert set(manifest["metrics"]["hate"]["cv_full"]["recall_at_precision"]) == {
+        "0.40", "0.45", "0.50", "0.60"
+    }
     # Even 240 training rows separate spam and clickbait far better than chance.
     assert manifest["metrics"]["spam"]["full"]["roc_auc"] > 0.8
     assert manifest["metrics"]["clickbait"]["full"]["roc_auc"] > 0.8
