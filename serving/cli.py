@@ -353,7 +353,9 @@ def serve(
             typer.echo("demo API keys (also in " + str(settings.data_dir / "demo-keys.json") + "):")
             for name, key in keys.items():
                 typer.echo(f"  {name:<18} {key}")
-        typer.echo(f"reelsift is serving at {url}  (API docs: {url}/v1/docs, console: {url}/console)")
+        typer.echo(
+            f"reelsift is serving at {url}  (API docs: {url}/v1/docs, console: {url}/console)"
+        )
         process.wait()
     except KeyboardInterrupt:
         process.terminate()
