@@ -94,6 +94,13 @@ api = FastAPI(
 install_error_handlers(api)
 
 
+def describe_model(embedder: Any, unavailable_reason: str | None) -> dict[str, Any]:
+    """What a model service serves, so the API service can name it in every output."""
+    if embedder is None:
+        return {"available": False, "reason": unavailable_reason}
+    return {"available": True, "model": embedder.model.model_dump(), "dim": embedder.dim}
+
+
 @bentoml.service(name="reelsift-text-embedding", traffic={"timeout": 120})
 class TextEmbedding:
     """all-MiniLM-L6-v2 through onnxruntime; concurrent calls are merged into batches."""
@@ -103,10 +110,7 @@ class TextEmbedding:
 
     @bentoml.api
     def describe(self) -> dict[str, Any]:
-        if self.embedder is None:
-            return {"available": False, "reason": self.unavailable_reason}
-        model = self.embedder.model.model_dump()
-        return {"available": True, "model": model, "dim": self.embedder.dim}
+        return describe_model(self.embedder, self.unavailable_reason)
 
     @bentoml.api(
         batchable=True,
@@ -128,10 +132,7 @@ class VisualEmbedding:
 
     @bentoml.api
     def describe(self) -> dict[str, Any]:
-        if self.embedder is None:
-            return {"available": False, "reason": self.unavailable_reason}
-        model = self.embedder.model.model_dump()
-        return {"available": True, "model": model, "dim": self.embedder.dim}
+        return describe_model(self.embedder, self.unavailable_reason)
 
     @bentoml.api(
         batchable=True,

@@ -158,3 +158,13 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
         yield server
     finally:
         stop_live_server(process)
+
+
+def build_in_process(data_dir: Path):  # type: ignore[no-untyped-def]
+    """The whole service's components in this process (no HTTP), on SQLite under data_dir."""
+    from serving.settings import Settings
+    from serving.wiring import build_components, build_text_embedder
+
+    settings = Settings(data_dir=data_dir, model_cache_dir=REPO / "var" / "test-cache")
+    embedder, reason = build_text_embedder(settings)
+    return build_components(settings, embedder=embedder, embedder_unavailable_reason=reason)

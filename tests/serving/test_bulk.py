@@ -18,19 +18,16 @@ from serving import cli
 from serving.bulk import analyze_batch, import_items
 from serving.jobs import JobRunner, JobStore
 from serving.media_ingest import MediaIngestService, MediaItemIn, MediaUpload
-from serving.settings import Settings
-from serving.wiring import Components, build_components, build_text_embedder
+from serving.wiring import Components
 from tests.analyzers.media import synth
+from tests.conftest import build_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def components(tmp_path_factory) -> Iterator[Components]:
-    data_dir = tmp_path_factory.mktemp("bulk") / "var"
-    settings = Settings(data_dir=data_dir, model_cache_dir=REPO / "var" / "test-cache")
-    embedder, reason = build_text_embedder(settings)
-    built = build_components(settings, embedder=embedder, embedder_unavailable_reason=reason)
+    built = build_in_process(tmp_path_factory.mktemp("bulk") / "var")
     yield built
     built.close()
 

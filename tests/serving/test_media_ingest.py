@@ -27,19 +27,16 @@ from serving.media_ingest import (
     PerceptualHashIndex,
     merge_risk,
 )
-from serving.settings import Settings
-from serving.wiring import Components, build_components, build_text_embedder
+from serving.wiring import Components
 from tests.analyzers.media import corpus, synth
+from tests.conftest import build_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def components(tmp_path_factory) -> Iterator[Components]:
-    data_dir = tmp_path_factory.mktemp("media-ingest") / "var"
-    settings = Settings(data_dir=data_dir, model_cache_dir=REPO / "var" / "test-cache")
-    embedder, reason = build_text_embedder(settings)
-    built = build_components(settings, embedder=embedder, embedder_unavailable_reason=reason)
+    built = build_in_process(tmp_path_factory.mktemp("media-ingest") / "var")
     yield built
     built.close()
 
