@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.contracts import ItemState
 from core.storage.items import StateChange
 from core.storage.tables import AnalysisRow, EmbeddingRow, ItemRow
-from recommender.columns import ItemColumns, Vocabulary
 from recommender.settings import RecommenderSettings
 from recommender.vector_index import VectorIndex
 
@@ -88,13 +87,15 @@ class Catalog:
         self.by_category: dict[str, dict[str, None]] = {}
         self.by_creator: dict[str, dict[str, None]] = {}
         self.category_names: dict[str, str] = {}
-        self.vocab = Vocabulary()
-        self.columns = ItemColumns(self.vocab)  # replaced whole when rebuilt
         self._sessions: sessionmaker[Session] | None = None
 
     def _reset_index(self, dim: int, model_id: str) -> None:
         s = self.settings
-        self.index = VectorIndex(dim, model_id, **index_options(s))
+        self.index = VectorIndex(
+            dim, model_id, exact_below=s.exact_index_below, hnsw_m=s.hnsw_m,
+            ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search,
+            rebuild_fraction=s.rebuild_tombstone_fraction,
+        )
 
     def save(self) -> None:
         """Persist the vector index under ``settings.index_dir`` (a cache of the database)."""
@@ -110,11 +111,6 @@ class Catalog:
     def get(self, item_id: str) -> CatalogItem | None:
         return self._items.get(item_id)
 
-    @property
-    def items(self) -> Mapping[str, CatalogItem]:
-        """Read-only view by id: lookups in a loop over candidates skip a method call."""
-        return self._items
-
     def newest(self, limit: int) -> Iterator[CatalogItem]:
         """Items in reverse insertion order (creation order for a bulk load)."""
         with self._lock:
@@ -124,20 +120,9 @@ class Catalog:
             if item is not None:
                 yield item
 
-    def newest_in(
-        self, bucket: dict[str, None], limit: int, skip: Collection[str] = ()
-    ) -> list[str]:
-        """The newest ``limit`` ids of ``bucket`` that are not in ``skip``."""
+    def newest_in(self, bucket: dict[str, None], limit: int) -> list[str]:
         with self._lock:
-            if not skip:
-                return list(_take(reversed(bucket), limit))
-            out: list[str] = []
-            for item_id in reversed(bucket):
-                if item_id not in skip:
-                    out.append(item_id)
-                    if len(out) >= limit:
-                        break
-            return out
+            return list(_take(reversed(bucket), limit))
 
     def vectors(self, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
         return self.index.vectors(item_ids)
@@ -152,7 +137,6 @@ class Catalog:
             if item.id in self._items:
                 self._unindex(self._items[item.id])
             self._items[item.id] = item
-            self.columns.append(item)
             for tag in item.tags:
                 self.by_tag.setdefault(tag, {})[item.id] = None
             for cat, _ in item.categories:
@@ -176,10 +160,6 @@ class Catalog:
             if item is None:
                 return False
             self._unindex(item)
-            columns = self.columns
-            columns.discard(item_id)
-            if columns.dead >= 1024 and columns.dead > len(self._items):
-                self.columns = ItemColumns.of(self.vocab, list(self._items.values()))
             return True
 
     def _unindex(self, item: CatalogItem) -> None:
@@ -214,7 +194,12 @@ class Catalog:
             persisted = settings.index_dir / "catalog.json"
             if persisted.exists():
                 try:
-                    loaded = VectorIndex.load(settings.index_dir, **index_options(settings))
+                    loaded = VectorIndex.load(
+                        settings.index_dir, exact_below=settings.exact_index_below,
+                        hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
+                        ef_search=settings.hnsw_ef_search,
+                        rebuild_fraction=settings.rebuild_tombstone_fraction,
+                    )
                     if loaded.model_id == model_id and loaded.dim == dim:
                         catalog.index = loaded
                     else:
@@ -223,15 +208,8 @@ class Catalog:
                     log.warning("could not load persisted index (%s); rebuilding", exc)
             approved = select(ItemRow.id).where(ItemRow.state == ItemState.APPROVED.value)
             ids = list(session.scalars(approved.order_by(ItemRow.created_at, ItemRow.id)))
-            # Vectors are added in one call at the end, so the index is built once, of
-            # the kind for the whole catalog, rather than grown (and switched) chunk by
-            # chunk.
-            pending = (_PendingVectors(len(ids), catalog.index.dim)
-                       if catalog.index.model_id != NO_MODEL else None)
             for start in range(0, len(ids), 5000):
-                catalog._load_items(session, ids[start : start + 5000], pending)
-            if pending is not None and pending.ids:
-                catalog.index.add(pending.ids, pending.matrix())
+                catalog._load_items(session, ids[start : start + 5000])
             catalog.index.retain_only(set(catalog._items))
         return catalog
 
@@ -239,10 +217,7 @@ class Catalog:
         """Give a catalog built in memory a database to read newly approved items from."""
         self._sessions = sessions
 
-    def _load_items(
-        self, session: Session, ids: list[str], pending: _PendingVectors | None = None,
-    ) -> None:
-        """``pending``: collect the vectors there instead of adding them to the index."""
+    def _load_items(self, session: Session, ids: list[str]) -> None:
         rows = session.scalars(
             select(ItemRow).where(
                 ItemRow.id.in_(ids), ItemRow.state == ItemState.APPROVED.value
@@ -256,7 +231,6 @@ class Catalog:
             model_id, dim = _pick_fused_model(session, None, self.index.dim)
             if model_id != NO_MODEL:
                 self._reset_index(dim, model_id)
-                pending = None  # sized for the old dimension; add as they come
         vectors = _fused_vectors(session, [r.id for r in rows], self.index.model_id)
         with self._lock:
             for row in rows:
@@ -276,35 +250,7 @@ class Catalog:
                                 row.id, vec.shape[0], self.index.dim)
                     vec = None
                 # a row the persisted index already holds is revived, not re-added
-                if pending is not None and vec is not None:
-                    self.add(item)
-                    pending.append(row.id, vec)
-                else:
-                    self.add(item, vec)
-
-
-def index_options(s: RecommenderSettings) -> dict[str, Any]:
-    return {
-        "exact_below": s.exact_index_below, "ivf_above": s.ivf_index_above,
-        "hnsw_m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction,
-        "ef_search": s.hnsw_ef_search, "nprobe": s.ivf_nprobe,
-        "rebuild_fraction": s.rebuild_tombstone_fraction,
-    }
-
-
-class _PendingVectors:
-    """Vectors read while loading, in one preallocated block (no list of rows)."""
-
-    def __init__(self, capacity: int, dim: int) -> None:
-        self.ids: list[str] = []
-        self._block = np.empty((capacity, dim), dtype=np.float32)
-
-    def append(self, item_id: str, vector: np.ndarray) -> None:
-        self._block[len(self.ids)] = vector
-        self.ids.append(item_id)
-
-    def matrix(self) -> np.ndarray:
-        return self._block[: len(self.ids)]
+                self.add(item, vec)
 
 
 def _take(it: Iterator[str], limit: int) -> Iterator[str]:

@@ -42,76 +42,41 @@ class Pick:
 
 def allowed(
     candidates: Sequence[ScoredCandidate], catalog: Catalog, profile: UserProfile | None,
-    exclude: set[str], blocked: set[str] | None = None,
+    exclude: set[str],
 ) -> list[ScoredCandidate]:
-    """``blocked``: what the profile excludes, if the caller already has it."""
-    if blocked is None:
-        blocked = profile.excluded() if profile is not None else set()
-    items = catalog.items
+    blocked = profile.excluded() if profile is not None else set()
     return [
         c for c in candidates
-        if c.item_id in items and c.item_id not in exclude and c.item_id not in blocked
+        if c.item_id in catalog and c.item_id not in exclude and c.item_id not in blocked
     ]
-
-
-@dataclass
-class PoolVectors:
-    """The fused vectors of a list of candidates, in its order, and their cosines."""
-
-    has_vector: np.ndarray  # (n,) bool
-    cosines: np.ndarray  # (n, n); 0 where either item has no vector
-
-    @classmethod
-    def of(cls, ids: list[str], catalog: Catalog, lookup: VectorLookup | None) -> PoolVectors:
-        n = len(ids)
-        found, vectors = (lookup or catalog.vectors)(ids)
-        if not len(found):
-            return cls(np.zeros(n, dtype=bool), np.zeros((n, n), dtype=np.float32))
-        if len(found) == n and found == ids:
-            has = np.ones(n, dtype=bool)
-            full = vectors
-        else:
-            row_of = {item_id: r for r, item_id in enumerate(found)}
-            rows = np.asarray([row_of.get(i, -1) for i in ids])
-            has = rows >= 0
-            full = np.zeros((n, vectors.shape[1]), dtype=np.float32)
-            full[has] = vectors[rows[has]]
-        # One small product per request: with BLAS limited to one thread
-        # (``serving_threads``) it takes microseconds, threaded it can take milliseconds.
-        return cls(has, full @ full.T)
-
-    def subset(self, keep: np.ndarray) -> PoolVectors:
-        return PoolVectors(self.has_vector[keep], self.cosines[np.ix_(keep, keep)])
 
 
 def collapse_near_duplicates(
     ranked: Sequence[ScoredCandidate], catalog: Catalog, threshold: float,
-    lookup: VectorLookup | None = None, *, vectors: PoolVectors | None = None,
+    lookup: VectorLookup | None = None,
 ) -> list[ScoredCandidate]:
     """Keep the best-scored item of each group of near-identical vectors."""
-    if len(ranked) < 2:
+    ids = [c.item_id for c in ranked]
+    found, vectors = (lookup or catalog.vectors)(ids)
+    if len(found) < 2:
         return list(ranked)
-    pool = vectors or PoolVectors.of([c.item_id for c in ranked], catalog, lookup)
-    return [ranked[i] for i in _distinct(pool, threshold)]
-
-
-def _distinct(pool: PoolVectors, threshold: float) -> np.ndarray:
-    """Indices kept: an item goes when an earlier kept item is above ``threshold``."""
-    n = len(pool.has_vector)
-    near = (pool.cosines > threshold) & pool.has_vector[:, None] & pool.has_vector[None, :]
-    near = np.triu(near, 1)  # near[i, j]: i before j and alike
-    keep = np.ones(n, dtype=bool)
-    # Only items with an earlier look-alike need the ordered pass (rare).
-    for j in np.flatnonzero(near.any(axis=0)).tolist():
-        if (near[:j, j] & keep[:j]).any():
-            keep[j] = False
-    return np.flatnonzero(keep)
+    row_of = {item_id: r for r, item_id in enumerate(found)}
+    sims = vectors @ vectors.T
+    kept: list[ScoredCandidate] = []
+    kept_rows: list[int] = []
+    for cand in ranked:
+        row = row_of.get(cand.item_id)
+        if row is not None:
+            if kept_rows and float(sims[row, kept_rows].max()) > threshold:
+                continue
+            kept_rows.append(row)
+        kept.append(cand)
+    return kept
 
 
 def mmr_select(
     ranked: Sequence[ScoredCandidate], catalog: Catalog, k: int, *, lam: float,
     max_per_creator: int, max_per_category: int, lookup: VectorLookup | None = None,
-    vectors: PoolVectors | None = None,
 ) -> list[ScoredCandidate]:
     """Maximal marginal relevance with per-creator and per-category caps.
 
@@ -121,24 +86,30 @@ def mmr_select(
     if not ranked:
         return []
     n = len(ranked)
-    pool = vectors or PoolVectors.of([c.item_id for c in ranked], catalog, lookup)
     scores = np.asarray([c.score for c in ranked], dtype=np.float64)
     spread = scores.max() - scores.min()
     relevance = (scores - scores.min()) / spread if spread > 0 else np.ones(n)
-    has_vec, sims = pool.has_vector, pool.cosines
+    found, vectors = (lookup or catalog.vectors)([c.item_id for c in ranked])
+    row_of = {item_id: r for r, item_id in enumerate(found)}
+    vec_rows = np.asarray([row_of.get(c.item_id, -1) for c in ranked])
+    has_vec = vec_rows >= 0
+    sims: np.ndarray = np.zeros((n, n))
+    if len(found):
+        full = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+        full[has_vec] = vectors[vec_rows[has_vec]]
+        sims = full @ full.T
     max_sim = np.zeros(n)
     taken = np.zeros(n, dtype=bool)
     creators: Counter[str] = Counter()
     categories: Counter[str] = Counter()
-    items = catalog.items
-    meta = [items.get(c.item_id) for c in ranked]
+    meta = [catalog.get(c.item_id) for c in ranked]
     picked: list[ScoredCandidate] = []
     while len(picked) < min(k, n):
         mmr = lam * relevance - (1 - lam) * max_sim
         mmr[taken] = -np.inf
         order = np.argsort(-mmr)
         choice = -1
-        for idx in order.tolist():
+        for idx in order:
             if taken[idx]:
                 break
             item = meta[idx]
@@ -149,7 +120,7 @@ def mmr_select(
                 continue
             if category is not None and categories[category] >= max_per_category:
                 continue
-            choice = idx
+            choice = int(idx)
             break
         if choice < 0:  # every remaining item breaks a cap
             remaining = np.flatnonzero(~taken)
@@ -219,34 +190,23 @@ def reason_for(
     }.get(best, "recommended for you")
 
 
-def pool_size(k: int) -> int:
-    """MMR under caps picks k items from near the top; looking further only costs time."""
-    return max(10 * k, 100)
-
-
 def rerank(
     candidates: Sequence[ScoredCandidate], *, k: int, catalog: Catalog,
     profile: UserProfile | None, exclude: set[str], settings: RecommenderSettings,
     fresh: Sequence[str], rng: np.random.Generator, now: float,
     extra_reasons: Mapping[str, str] | None = None, lookup: VectorLookup | None = None,
-    blocked: set[str] | None = None,
 ) -> list[Pick]:
-    """``blocked``: what the profile excludes (seen, hidden, reported), if the caller
-    already has it."""
-    if blocked is None:
-        blocked = profile.excluded() if profile is not None else set()
-    pool = allowed(candidates, catalog, profile, exclude, blocked)
+    pool = allowed(candidates, catalog, profile, exclude)
     pool.sort(key=lambda c: c.score, reverse=True)
-    pool = pool[: pool_size(k)]
-    vectors = PoolVectors.of([c.item_id for c in pool], catalog, lookup)
-    distinct = _distinct(vectors, settings.near_duplicate_cosine)
-    pool = [pool[i] for i in distinct]
+    # MMR under caps picks k items from near the top; looking further only costs time.
+    pool = pool[: max(10 * k, 100)]
+    pool = collapse_near_duplicates(pool, catalog, settings.near_duplicate_cosine, lookup)
     picked = mmr_select(
         pool, catalog, k, lam=settings.mmr_lambda, max_per_creator=settings.max_per_creator,
-        max_per_category=settings.max_per_category, vectors=vectors.subset(distinct),
+        max_per_category=settings.max_per_category, lookup=lookup,
     )
-    items = catalog.items
-    fresh_ok = [i for i in fresh if i in items and i not in blocked and i not in exclude]
+    blocked = (profile.excluded() if profile is not None else set()) | exclude
+    fresh_ok = [i for i in fresh if i in catalog and i not in blocked]
     picked = explore(picked, fresh_ok, settings.exploration_epsilon, rng)
     return [
         Pick(c.item_id, float(c.score), dict(c.channels),
