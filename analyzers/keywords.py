@@ -65,6 +65,22 @@ def mmr(
     return chosen
 
 
+def drop_overlapping(ranked: list[int], phrases: list[str], top_n: int) -> list[int]:
+    """Keep the best-ranked phrases that share no word with one already kept:
+    "Arsenal beat Chelsea" makes "beat Chelsea" and "Arsenal beat" redundant."""
+    kept: list[int] = []
+    used: set[str] = set()
+    for i in ranked:
+        words = set(phrases[i].lower().split())
+        if words & used:
+            continue
+        kept.append(i)
+        used |= words
+        if len(kept) == top_n:
+            break
+    return kept
+
+
 class KeywordExtractor:
     def __init__(self, embedder: TextEmbedder, top_n: int = 5, diversity: float = 0.4) -> None:
         self.embedder = embedder
@@ -81,7 +97,8 @@ class KeywordExtractor:
         for phrases, doc_vector in zip(per_doc, doc_vectors, strict=True):
             cand = vectors[offset : offset + len(phrases)]
             offset += len(phrases)
-            picked = mmr(doc_vector, cand, self.top_n, self.diversity) if phrases else []
+            ranked = mmr(doc_vector, cand, len(phrases), self.diversity) if phrases else []
+            picked = drop_overlapping(ranked, phrases, self.top_n)
             results.append(
                 [
                     Keyword(text=phrases[i], score=round(float(cand[i] @ doc_vector), 4))

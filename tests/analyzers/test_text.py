@@ -101,6 +101,8 @@ def test_keywords_reflect_the_topic(analyzer):
     keywords = [k.text.lower() for k in result.analysis.keywords]
     assert keywords and any("solar" in k or "energy" in k for k in keywords)
     assert len(set(keywords)) == len(keywords)
+    words = [set(k.split()) for k in keywords]
+    assert all(not (a & b) for i, a in enumerate(words) for b in words[i + 1 :]), keywords
 
 
 def test_language_identified_or_not_assessed(analyzer):
