@@ -6,6 +6,11 @@ the fused-vector model. It follows item state changes through
 ``ItemStore.subscribe(catalog.on_state_change)``: an approved item is added, and an item
 that leaves ``approved`` is dropped from the vector index (alive bitmap) and every
 inverted index before the listener returns, so the next feed cannot show it.
+
+A listener hears only its own process. Changes other processes make (another worker,
+another replica) reach this catalog through ``follow``, which reads the items whose
+``updated_at`` moved since the last call and adds or drops them the same way; it looks
+``FOLLOW_OVERLAP`` back, for transactions that committed after a later one.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -25,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.contracts import ItemState
 from core.storage.items import StateChange
 from core.storage.tables import AnalysisRow, EmbeddingRow, ItemRow
+from recommender.columns import ItemColumns, Vocabulary
 from recommender.settings import RecommenderSettings
 from recommender.vector_index import VectorIndex
 
@@ -32,6 +38,9 @@ log = logging.getLogger(__name__)
 
 FUSED = "fused"
 NO_MODEL = "none"
+# How far back ``follow`` looks past the newest change it has seen: a transaction may
+# commit this long after it stamped ``updated_at``, or replicas' clocks differ this much.
+FOLLOW_OVERLAP = timedelta(seconds=30)
 
 
 @dataclass(slots=True, frozen=True)
@@ -87,15 +96,16 @@ class Catalog:
         self.by_category: dict[str, dict[str, None]] = {}
         self.by_creator: dict[str, dict[str, None]] = {}
         self.category_names: dict[str, str] = {}
+        self.vocab = Vocabulary()
+        self.columns = ItemColumns(self.vocab)  # replaced whole when rebuilt
         self._sessions: sessionmaker[Session] | None = None
+        # ``follow``: the newest updated_at seen, and what was applied within the overlap
+        self._watermark: datetime | None = None
+        self._followed: dict[str, datetime] = {}
 
     def _reset_index(self, dim: int, model_id: str) -> None:
         s = self.settings
-        self.index = VectorIndex(
-            dim, model_id, exact_below=s.exact_index_below, hnsw_m=s.hnsw_m,
-            ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search,
-            rebuild_fraction=s.rebuild_tombstone_fraction,
-        )
+        self.index = VectorIndex(dim, model_id, **index_options(s))
 
     def save(self) -> None:
         """Persist the vector index under ``settings.index_dir`` (a cache of the database)."""
@@ -111,6 +121,11 @@ class Catalog:
     def get(self, item_id: str) -> CatalogItem | None:
         return self._items.get(item_id)
 
+    @property
+    def items(self) -> Mapping[str, CatalogItem]:
+        """Read-only view by id: lookups in a loop over candidates skip a method call."""
+        return self._items
+
     def newest(self, limit: int) -> Iterator[CatalogItem]:
         """Items in reverse insertion order (creation order for a bulk load)."""
         with self._lock:
@@ -120,9 +135,20 @@ class Catalog:
             if item is not None:
                 yield item
 
-    def newest_in(self, bucket: dict[str, None], limit: int) -> list[str]:
+    def newest_in(
+        self, bucket: dict[str, None], limit: int, skip: Collection[str] = ()
+    ) -> list[str]:
+        """The newest ``limit`` ids of ``bucket`` that are not in ``skip``."""
         with self._lock:
-            return list(_take(reversed(bucket), limit))
+            if not skip:
+                return list(_take(reversed(bucket), limit))
+            out: list[str] = []
+            for item_id in reversed(bucket):
+                if item_id not in skip:
+                    out.append(item_id)
+                    if len(out) >= limit:
+                        break
+            return out
 
     def vectors(self, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
         return self.index.vectors(item_ids)
@@ -137,6 +163,8 @@ class Catalog:
             if item.id in self._items:
                 self._unindex(self._items[item.id])
             self._items[item.id] = item
+            self.columns.append(item)
+            self._maybe_rebuild_columns()
             for tag in item.tags:
                 self.by_tag.setdefault(tag, {})[item.id] = None
             for cat, _ in item.categories:
@@ -160,7 +188,16 @@ class Catalog:
             if item is None:
                 return False
             self._unindex(item)
+            self.columns.discard(item_id)
+            self._maybe_rebuild_columns()
             return True
+
+    def _maybe_rebuild_columns(self) -> None:
+        """Rows of removed or replaced items are garbage; drop them once they outnumber
+        the live ones."""
+        dead = self.columns.dead
+        if dead >= 1024 and dead > len(self._items):
+            self.columns = ItemColumns.of(self.vocab, list(self._items.values()))
 
     def _unindex(self, item: CatalogItem) -> None:
         for tag in item.tags:
@@ -194,30 +231,75 @@ class Catalog:
             persisted = settings.index_dir / "catalog.json"
             if persisted.exists():
                 try:
-                    loaded = VectorIndex.load(
-                        settings.index_dir, exact_below=settings.exact_index_below,
-                        hnsw_m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
-                        ef_search=settings.hnsw_ef_search,
-                        rebuild_fraction=settings.rebuild_tombstone_fraction,
-                    )
+                    loaded = VectorIndex.load(settings.index_dir, **index_options(settings))
                     if loaded.model_id == model_id and loaded.dim == dim:
                         catalog.index = loaded
                     else:
                         log.info("persisted index is for %s; rebuilding", loaded.model_id)
                 except Exception as exc:  # a corrupt cache is rebuilt, never fatal
                     log.warning("could not load persisted index (%s); rebuilding", exc)
+            catalog._start_following(session)
             approved = select(ItemRow.id).where(ItemRow.state == ItemState.APPROVED.value)
             ids = list(session.scalars(approved.order_by(ItemRow.created_at, ItemRow.id)))
+            # Vectors are added in one call at the end, so the index is built once, of
+            # the kind for the whole catalog, rather than grown (and switched) chunk by
+            # chunk.
+            pending = (_PendingVectors(len(ids), catalog.index.dim)
+                       if catalog.index.model_id != NO_MODEL else None)
             for start in range(0, len(ids), 5000):
-                catalog._load_items(session, ids[start : start + 5000])
+                catalog._load_items(session, ids[start : start + 5000], pending)
+            if pending is not None and pending.ids:
+                catalog.index.add(pending.ids, pending.matrix())
             catalog.index.retain_only(set(catalog._items))
         return catalog
+
+    def _start_following(self, session: Session) -> None:
+        """Before the items are read: what they reflect, so ``follow`` skips it (a row
+        that changes afterwards gets a new ``updated_at`` and is applied)."""
+        self._watermark = session.scalar(select(func.max(ItemRow.updated_at)))
+        if self._watermark is not None:
+            recent = select(ItemRow.id, ItemRow.updated_at).where(
+                ItemRow.updated_at > self._watermark - FOLLOW_OVERLAP)
+            self._followed = {item_id: ts for item_id, ts in session.execute(recent)}
+
+    def follow(self) -> int:
+        """Apply item state changes made by other processes since the last call (or the
+        load); returns how many items were added, reloaded or dropped."""
+        if self._sessions is None:
+            return 0
+        with self._sessions() as session:
+            query = select(ItemRow.id, ItemRow.state, ItemRow.updated_at)
+            if self._watermark is not None:
+                query = query.where(ItemRow.updated_at > self._watermark - FOLLOW_OVERLAP)
+            approved: list[str] = []
+            dropped: list[str] = []
+            for item_id, state, updated_at in session.execute(query):
+                if self._followed.get(item_id) == updated_at:
+                    continue  # already applied on an earlier call
+                self._followed[item_id] = updated_at
+                if self._watermark is None or updated_at > self._watermark:
+                    self._watermark = updated_at
+                if state == ItemState.APPROVED.value:
+                    approved.append(item_id)
+                elif item_id in self._items:
+                    dropped.append(item_id)
+            for item_id in dropped:
+                self.remove(item_id)
+            for start in range(0, len(approved), 5000):
+                self._load_items(session, approved[start : start + 5000])
+        if self._watermark is not None:
+            horizon = self._watermark - FOLLOW_OVERLAP
+            self._followed = {k: v for k, v in self._followed.items() if v > horizon}
+        return len(approved) + len(dropped)
 
     def attach(self, sessions: sessionmaker[Session]) -> None:
         """Give a catalog built in memory a database to read newly approved items from."""
         self._sessions = sessions
 
-    def _load_items(self, session: Session, ids: list[str]) -> None:
+    def _load_items(
+        self, session: Session, ids: list[str], pending: _PendingVectors | None = None,
+    ) -> None:
+        """``pending``: collect the vectors there instead of adding them to the index."""
         rows = session.scalars(
             select(ItemRow).where(
                 ItemRow.id.in_(ids), ItemRow.state == ItemState.APPROVED.value
@@ -231,6 +313,7 @@ class Catalog:
             model_id, dim = _pick_fused_model(session, None, self.index.dim)
             if model_id != NO_MODEL:
                 self._reset_index(dim, model_id)
+                pending = None  # sized for the old dimension; add as they come
         vectors = _fused_vectors(session, [r.id for r in rows], self.index.model_id)
         with self._lock:
             for row in rows:
@@ -250,7 +333,35 @@ class Catalog:
                                 row.id, vec.shape[0], self.index.dim)
                     vec = None
                 # a row the persisted index already holds is revived, not re-added
-                self.add(item, vec)
+                if pending is not None and vec is not None:
+                    self.add(item)
+                    pending.append(row.id, vec)
+                else:
+                    self.add(item, vec)
+
+
+def index_options(s: RecommenderSettings) -> dict[str, Any]:
+    return {
+        "exact_below": s.exact_index_below, "ivf_above": s.ivf_index_above,
+        "hnsw_m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction,
+        "ef_search": s.hnsw_ef_search, "nprobe": s.ivf_nprobe,
+        "rebuild_fraction": s.rebuild_tombstone_fraction,
+    }
+
+
+class _PendingVectors:
+    """Vectors read while loading, in one preallocated block (no list of rows)."""
+
+    def __init__(self, capacity: int, dim: int) -> None:
+        self.ids: list[str] = []
+        self._block = np.empty((capacity, dim), dtype=np.float32)
+
+    def append(self, item_id: str, vector: np.ndarray) -> None:
+        self._block[len(self.ids)] = vector
+        self.ids.append(item_id)
+
+    def matrix(self) -> np.ndarray:
+        return self._block[: len(self.ids)]
 
 
 def _take(it: Iterator[str], limit: int) -> Iterator[str]:

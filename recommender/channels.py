@@ -4,6 +4,11 @@ A channel implements ``match(request, limit) -> [(item_id, score)]``; scores are
 comparable only within a channel, so the matcher rescales each channel's list to
 (0, 1] by its best score before merging. Every candidate keeps the name and score of
 each channel that proposed it: ranking uses them as features, re-ranking for reasons.
+The feed reads them as one matrix (``Matcher.candidates``: a row per candidate, a column
+per channel) so that nothing downstream loops over candidates in Python.
+
+Channels never spend their quota on what the request excludes (what the user has seen,
+hidden or reported): each one skips those items and goes on to the next best.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from recommender.catalog import Catalog
 from recommender.cohorts import Cohorts
@@ -39,6 +46,29 @@ class Candidate:
         return max(self.channels.values(), default=0.0)
 
 
+@dataclass
+class CandidateSet:
+    """Merged candidates, best first: ``scores[r, c]`` is channel ``c``'s rescaled score
+    for ``item_ids[r]``, 0 when that channel did not propose it."""
+
+    item_ids: list[str]
+    scores: np.ndarray  # (n, len(channels)) float64
+    channels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def channels_of(self, row: int) -> dict[str, float]:
+        names = self.channels
+        return {names[c]: v for c, v in enumerate(self.scores[row].tolist()) if v}
+
+    def proposed_by(self, channel: str) -> list[str]:
+        if channel not in self.channels:
+            return []
+        column = self.scores[:, self.channels.index(channel)]
+        return [self.item_ids[r] for r in np.flatnonzero(column)]
+
+
 class Channel(Protocol):
     name: str
 
@@ -58,9 +88,7 @@ class EmbeddingChannel:
         vector = profile.vector if profile is not None else None
         if vector is None or vector.shape[0] != self.catalog.index.dim:
             return []
-        # Over-fetch so excluded (seen) items do not eat the quota.
-        hits = self.catalog.index.search(vector, limit + min(len(request.exclude), 2 * limit))
-        return [(i, s) for i, s in hits if i not in request.exclude][:limit]
+        return self.catalog.index.search(vector, limit, exclude=request.exclude)
 
 
 class TagCategoryChannel:
@@ -91,9 +119,8 @@ class TagCategoryChannel:
             bucket = index.get(key)
             if not bucket:
                 continue
-            for item_id in self.catalog.newest_in(bucket, per_key + len(request.exclude)):
-                if item_id not in request.exclude:
-                    scores[item_id] = scores.get(item_id, 0.0) + affinity
+            for item_id in self.catalog.newest_in(bucket, per_key, skip=request.exclude):
+                scores[item_id] = scores.get(item_id, 0.0) + affinity
         return _top(scores, limit)
 
 
@@ -145,8 +172,7 @@ class TrendingChannel:
         self.stats = stats
 
     def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
-        items = self.stats.top_trending(limit + len(request.exclude), request.now)
-        return [(i, s) for i, s in items if i not in request.exclude][:limit]
+        return self.stats.top_trending(limit, request.now, skip=request.exclude)
 
 
 class FreshChannel:
@@ -217,25 +243,41 @@ class Matcher:
         return [c.name for c in self.channels]
 
     def match(self, request: MatchRequest) -> list[Candidate]:
-        merged: dict[str, Candidate] = {}
-        for channel in self.channels:
+        found = self.candidates(request)
+        return [Candidate(item_id, found.channels_of(r))
+                for r, item_id in enumerate(found.item_ids)]
+
+    def candidates(self, request: MatchRequest) -> CandidateSet:
+        """Every channel within its quota, merged and cut to ``candidate_limit``; ranked
+        by the best rescaled score plus 0.1 per proposing channel (ties: first proposed
+        first)."""
+        names = tuple(c.name for c in self.channels)
+        row_of: dict[str, int] = {}
+        rows: list[int] = []
+        columns: list[int] = []
+        values: list[np.ndarray] = []
+        exclude, items = request.exclude, self.catalog.items
+        for column, channel in enumerate(self.channels):
             quota = self.settings.quotas.for_channel(channel.name)
             if quota <= 0:
                 continue
             hits = channel.match(request, quota)
             top = max((s for _, s in hits), default=0.0)
-            for item_id, score in hits:
-                if item_id in request.exclude or item_id not in self.catalog:
-                    continue
-                rescaled = score / top if top > 0 else 0.0
-                cand = merged.get(item_id)
-                if cand is None:
-                    cand = merged[item_id] = Candidate(item_id)
-                cand.channels[channel.name] = max(rescaled, 1e-6)
-        ranked = sorted(
-            merged.values(), key=lambda c: c.best + 0.1 * len(c.channels), reverse=True
-        )
-        return ranked[: self.settings.candidate_limit]
+            usable = [(i, s) for i, s in hits if i in items and i not in exclude]
+            # setdefault reads len(row_of) before inserting: a new id gets the next row
+            rows.extend([row_of.setdefault(i, len(row_of)) for i, _ in usable])
+            kept = [s for _, s in usable]
+            columns.extend([column] * len(kept))
+            rescaled = (np.asarray(kept, dtype=np.float64) / top if top > 0
+                        else np.zeros(len(kept)))
+            values.append(np.maximum(rescaled, 1e-6))
+        scores = np.zeros((len(row_of), len(names)), dtype=np.float64)
+        if rows:
+            scores[rows, columns] = np.concatenate(values)
+        rank = scores.max(axis=1, initial=0.0) + 0.1 * (scores > 0).sum(axis=1)
+        order = np.argsort(-rank, kind="stable")[: self.settings.candidate_limit]
+        ids = list(row_of)
+        return CandidateSet([ids[r] for r in order.tolist()], scores[order], names)
 
 
 def default_channels(

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from recommender.catalog import CatalogItem
+from recommender.columns import MISSING, keyed_values, lookup, per_slot_sum
 from recommender.profiles import UserProfile
 from recommender.state import OnlineState
 
@@ -77,14 +77,16 @@ def category_bucket(category: str | None) -> int:
 
 def build_features(
     state: OnlineState, profile: UserProfile | None, item_ids: Sequence[str],
-    channels: Sequence[Mapping[str, float]], context: Mapping[str, object], now: float,
-    vectors: tuple[list[str], np.ndarray] | None = None,
+    channels: Sequence[Mapping[str, float]] | np.ndarray, context: Mapping[str, object],
+    now: float, vectors: tuple[list[str], np.ndarray] | None = None,
+    *, channel_names: Sequence[str] | None = None,
 ) -> FeatureBatch:
-    """``vectors``: the candidates' (ids found, vectors) if the caller already has them."""
+    """``channels``: per item, the proposing channels and their scores; or, with
+    ``channel_names``, a matrix of those scores (``CandidateSet.scores``, 0 = not
+    proposed). ``vectors``: the items' (ids found, vectors) if the caller has them."""
     n = len(item_ids)
     dense = np.zeros((n, len(DENSE_FEATURES)), dtype=np.float32)
     cats = np.zeros((n, len(CATEGORICAL_FIELDS)), dtype=np.int64)
-    best = np.zeros(n, dtype=np.float32)
     hour = context_hour(context, now)
     angle = 2 * math.pi * hour / 24.0
     dense[:, 10] = math.sin(angle)
@@ -98,44 +100,100 @@ def build_features(
     else:
         dense[:, 13] = 1.0
         user_vec = None
+    if n == 0:
+        return FeatureBatch([], dense, cats, np.zeros(0, dtype=np.float32))
 
     if user_vec is not None and user_vec.shape[0] == state.catalog.index.dim:
         found, vecs = vectors if vectors is not None else state.catalog.vectors(list(item_ids))
         if len(found):
-            row_of = {item_id: r for r, item_id in enumerate(item_ids)}
-            rows = np.asarray([row_of[i] for i in found])
-            dense[rows, 0] = vecs @ user_vec
+            if len(found) == n:
+                dense[:, 0] = vecs @ user_vec
+            else:
+                row_of = {item_id: r for r, item_id in enumerate(item_ids)}
+                dense[np.asarray([row_of[i] for i in found]), 0] = vecs @ user_vec
 
-    # Decay the user's interests once per request, not once per (item, key).
-    tags = profile.tags.snapshot(now) if profile is not None else {}
-    categories = profile.categories.snapshot(now) if profile is not None else {}
-    creators = profile.creators.snapshot(now) if profile is not None else {}
-    followed = profile.followed if profile is not None else set()
-    catalog_get = state.catalog.get
-    stats_get = state.stats.get
-    tanh, exp, log1p = math.tanh, math.exp, math.log1p
-    for r, item_id in enumerate(item_ids):
-        item: CatalogItem | None = catalog_get(item_id)
-        counters = stats_get(item_id)
-        row = dense[r]
-        if item is not None:
-            if profile is not None:
-                row[1] = tanh(sum(tags.get(t, 0.0) for t in item.tags) / 2.0)
-                row[2] = tanh(sum(c * categories.get(k, 0.0) for k, c in item.categories) / 2.0)
-                row[3] = tanh(creators.get(item.creator_id, 0.0) / 2.0)
-                row[4] = float(item.creator_id in followed)
-            row[7] = exp(-max(now - item.created_at, 0.0) / FRESHNESS_SECONDS)
-            cats[r, 2] = category_bucket(item.top_category)
-        if counters is not None:
-            row[5] = log1p(counters.positives)
-            row[6] = log1p(state.stats.trending_score(item_id, now))
-            row[8] = counters.bounce_rate
-            row[9] = counters.completion_rate
-        proposed = channels[r] if r < len(channels) else {}
-        row[14] = len(proposed)
-        for name in proposed:
+    _item_features(state, profile, item_ids, now, dense, cats)
+    _counter_features(state, item_ids, now, dense)
+    best = _channel_features(channels, channel_names, dense)
+    return FeatureBatch(list(item_ids), dense, cats, best)
+
+
+def _item_features(
+    state: OnlineState, profile: UserProfile | None, item_ids: Sequence[str], now: float,
+    dense: np.ndarray, cats: np.ndarray,
+) -> None:
+    """Affinities, followed creator, freshness and category bucket (0 for a missing item)."""
+    catalog = state.catalog
+    columns = catalog.columns
+    vocab = catalog.vocab
+    slots = columns.slots(item_ids)  # before reading the columns (see recommender.columns)
+    creator = columns.creator[slots]
+    if profile is not None:
+        # Decay the user's interests once per request, not once per (item, key).
+        tags = profile.tags.snapshot(now)
+        if tags:
+            sums = per_slot_sum(slots, columns.tag_ptr, columns.tag_codes,
+                                keyed_values(tags, vocab))
+            dense[:, 1] = np.tanh(sums / 2.0)
+        categories = profile.categories.snapshot(now)
+        if categories:
+            sums = per_slot_sum(slots, columns.cat_ptr, columns.cat_codes,
+                                keyed_values(categories, vocab), columns.cat_confidence)
+            dense[:, 2] = np.tanh(sums / 2.0)
+        creators = profile.creators.snapshot(now)
+        if creators:
+            dense[:, 3] = np.tanh(lookup(creator, keyed_values(creators, vocab)) / 2.0)
+        followed = profile.followed
+        if followed:
+            dense[:, 4] = np.isin(creator, vocab.lookup(followed, len(followed)))
+    present = slots != MISSING
+    age = np.maximum(now - columns.created[slots], 0.0)
+    dense[:, 7] = np.where(present, np.exp(-age / FRESHNESS_SECONDS), 0.0)
+    top = columns.top_category[slots]
+    buckets = vocab.mapped("category_bucket", category_bucket)
+    cats[:, 2] = np.where(top >= 0, buckets[np.maximum(top, 0)], 0)
+    if not present.all():
+        dense[~present, 1:5] = 0.0
+
+
+def _counter_features(
+    state: OnlineState, item_ids: Sequence[str], now: float, dense: np.ndarray
+) -> None:
+    """Log popularity, log trending, bounce and completion rates (0 without events)."""
+    positives, trending, trending_ts, views, bounces, completes = state.stats.table(item_ids).T
+    dense[:, 5] = np.log1p(positives)
+    decayed = np.where(
+        trending > 0,
+        trending * np.power(0.5, (now - trending_ts) / state.stats.half_life_s), 0.0)
+    dense[:, 6] = np.log1p(decayed)
+    seen = views > 0
+    safe_views = np.where(seen, views, 1.0)
+    dense[:, 8] = np.where(seen, bounces / safe_views, 0.0)
+    dense[:, 9] = np.where(seen, completes / safe_views, 0.0)
+
+
+def _channel_features(
+    channels: Sequence[Mapping[str, float]] | np.ndarray, names: Sequence[str] | None,
+    dense: np.ndarray,
+) -> np.ndarray:
+    """Channel count and membership flags; returns each item's best channel score."""
+    n = dense.shape[0]
+    if names is not None:
+        matrix = np.asarray(channels, dtype=np.float64).reshape(n, len(names))
+        proposed = matrix > 0
+        dense[:, 14] = proposed.sum(axis=1)
+        for c, name in enumerate(names):
             column = CHANNEL_COLUMN.get(name)
             if column is not None:
-                row[column] = 1.0
-        best[r] = max(proposed.values(), default=0.0)
-    return FeatureBatch(list(item_ids), dense, cats, best)
+                dense[:, column] = proposed[:, c]
+        return matrix.max(axis=1, initial=0.0).astype(np.float32)
+    best = np.zeros(n, dtype=np.float32)
+    for r in range(n):
+        proposed_here = channels[r] if r < len(channels) else {}
+        dense[r, 14] = len(proposed_here)
+        for name in proposed_here:
+            column = CHANNEL_COLUMN.get(name)
+            if column is not None:
+                dense[r, column] = 1.0
+        best[r] = max(proposed_here.values(), default=0.0)
+    return best

@@ -11,7 +11,6 @@ not seen (ε-greedy exploration); (5) attach each item's channels and a short re
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -42,41 +41,76 @@ class Pick:
 
 def allowed(
     candidates: Sequence[ScoredCandidate], catalog: Catalog, profile: UserProfile | None,
-    exclude: set[str],
+    exclude: set[str], blocked: set[str] | None = None,
 ) -> list[ScoredCandidate]:
-    blocked = profile.excluded() if profile is not None else set()
+    """``blocked``: what the profile excludes, if the caller already has it."""
+    if blocked is None:
+        blocked = profile.excluded() if profile is not None else set()
+    items = catalog.items
     return [
         c for c in candidates
-        if c.item_id in catalog and c.item_id not in exclude and c.item_id not in blocked
+        if c.item_id in items and c.item_id not in exclude and c.item_id not in blocked
     ]
+
+
+@dataclass
+class PoolVectors:
+    """The fused vectors of a list of candidates, in its order, and their cosines."""
+
+    has_vector: np.ndarray  # (n,) bool
+    cosines: np.ndarray  # (n, n); 0 where either item has no vector
+
+    @classmethod
+    def of(cls, ids: list[str], catalog: Catalog, lookup: VectorLookup | None) -> PoolVectors:
+        n = len(ids)
+        found, vectors = (lookup or catalog.vectors)(ids)
+        if not len(found):
+            return cls(np.zeros(n, dtype=bool), np.zeros((n, n), dtype=np.float32))
+        if len(found) == n and found == ids:
+            has = np.ones(n, dtype=bool)
+            full = vectors
+        else:
+            row_of = {item_id: r for r, item_id in enumerate(found)}
+            rows = np.asarray([row_of.get(i, -1) for i in ids])
+            has = rows >= 0
+            full = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+            full[has] = vectors[rows[has]]
+        # One small product per request: with BLAS limited to one thread
+        # (``serving_threads``) it takes microseconds, threaded it can take milliseconds.
+        return cls(has, full @ full.T)
+
+    def subset(self, keep: np.ndarray) -> PoolVectors:
+        return PoolVectors(self.has_vector[keep], self.cosines[np.ix_(keep, keep)])
 
 
 def collapse_near_duplicates(
     ranked: Sequence[ScoredCandidate], catalog: Catalog, threshold: float,
-    lookup: VectorLookup | None = None,
+    lookup: VectorLookup | None = None, *, vectors: PoolVectors | None = None,
 ) -> list[ScoredCandidate]:
     """Keep the best-scored item of each group of near-identical vectors."""
-    ids = [c.item_id for c in ranked]
-    found, vectors = (lookup or catalog.vectors)(ids)
-    if len(found) < 2:
+    if len(ranked) < 2:
         return list(ranked)
-    row_of = {item_id: r for r, item_id in enumerate(found)}
-    sims = vectors @ vectors.T
-    kept: list[ScoredCandidate] = []
-    kept_rows: list[int] = []
-    for cand in ranked:
-        row = row_of.get(cand.item_id)
-        if row is not None:
-            if kept_rows and float(sims[row, kept_rows].max()) > threshold:
-                continue
-            kept_rows.append(row)
-        kept.append(cand)
-    return kept
+    pool = vectors or PoolVectors.of([c.item_id for c in ranked], catalog, lookup)
+    return [ranked[i] for i in _distinct(pool, threshold)]
+
+
+def _distinct(pool: PoolVectors, threshold: float) -> np.ndarray:
+    """Indices kept: an item goes when an earlier kept item is above ``threshold``."""
+    n = len(pool.has_vector)
+    near = (pool.cosines > threshold) & pool.has_vector[:, None] & pool.has_vector[None, :]
+    near = np.triu(near, 1)  # near[i, j]: i before j and alike
+    keep = np.ones(n, dtype=bool)
+    # Only items with an earlier look-alike need the ordered pass (rare).
+    for j in np.flatnonzero(near.any(axis=0)).tolist():
+        if (near[:j, j] & keep[:j]).any():
+            keep[j] = False
+    return np.flatnonzero(keep)
 
 
 def mmr_select(
     ranked: Sequence[ScoredCandidate], catalog: Catalog, k: int, *, lam: float,
     max_per_creator: int, max_per_category: int, lookup: VectorLookup | None = None,
+    vectors: PoolVectors | None = None,
 ) -> list[ScoredCandidate]:
     """Maximal marginal relevance with per-creator and per-category caps.
 
@@ -86,51 +120,50 @@ def mmr_select(
     if not ranked:
         return []
     n = len(ranked)
+    pool = vectors or PoolVectors.of([c.item_id for c in ranked], catalog, lookup)
     scores = np.asarray([c.score for c in ranked], dtype=np.float64)
     spread = scores.max() - scores.min()
     relevance = (scores - scores.min()) / spread if spread > 0 else np.ones(n)
-    found, vectors = (lookup or catalog.vectors)([c.item_id for c in ranked])
-    row_of = {item_id: r for r, item_id in enumerate(found)}
-    vec_rows = np.asarray([row_of.get(c.item_id, -1) for c in ranked])
-    has_vec = vec_rows >= 0
-    sims: np.ndarray = np.zeros((n, n))
-    if len(found):
-        full = np.zeros((n, vectors.shape[1]), dtype=np.float32)
-        full[has_vec] = vectors[vec_rows[has_vec]]
-        sims = full @ full.T
+    has_vec, sims = pool.has_vector, pool.cosines
     max_sim = np.zeros(n)
     taken = np.zeros(n, dtype=bool)
-    creators: Counter[str] = Counter()
-    categories: Counter[str] = Counter()
-    meta = [catalog.get(c.item_id) for c in ranked]
+    # Caps as counts over small integer codes, so eligibility is one vector expression.
+    items = catalog.items
+    meta = [items.get(c.item_id) for c in ranked]
+    present = np.fromiter((m is not None for m in meta), dtype=bool, count=n)
+    creator_code: dict[str, int] = {}
+    category_code: dict[str, int] = {}
+    creator = np.fromiter(
+        (creator_code.setdefault(m.creator_id, len(creator_code)) if m is not None else 0
+         for m in meta), dtype=np.int64, count=n)
+    category = np.fromiter(
+        (category_code.setdefault(t, len(category_code))
+         if m is not None and (t := m.top_category) is not None else -1
+         for m in meta), dtype=np.int64, count=n)
+    per_creator = np.zeros(max(len(creator_code), 1), dtype=np.int64)
+    per_category = np.zeros(max(len(category_code), 1), dtype=np.int64)
+    uncategorised = category < 0
+    category_or_0 = np.maximum(category, 0)
     picked: list[ScoredCandidate] = []
     while len(picked) < min(k, n):
         mmr = lam * relevance - (1 - lam) * max_sim
         mmr[taken] = -np.inf
         order = np.argsort(-mmr)
-        choice = -1
-        for idx in order:
-            if taken[idx]:
-                break
-            item = meta[idx]
-            if item is None:
-                continue
-            category = item.top_category
-            if creators[item.creator_id] >= max_per_creator:
-                continue
-            if category is not None and categories[category] >= max_per_category:
-                continue
-            choice = int(idx)
-            break
-        if choice < 0:  # every remaining item breaks a cap
+        eligible = (
+            ~taken & present & (per_creator[creator] < max_per_creator)
+            & (uncategorised | (per_category[category_or_0] < max_per_category))
+        )
+        in_order = eligible[order]
+        if in_order.any():  # the best by MMR that breaks no cap
+            choice = int(order[int(np.argmax(in_order))])
+        else:  # every remaining item breaks a cap
             remaining = np.flatnonzero(~taken)
             choice = int(remaining[np.argmax(mmr[remaining])])
         taken[choice] = True
-        item = meta[choice]
-        if item is not None:
-            creators[item.creator_id] += 1
-            if item.top_category is not None:
-                categories[item.top_category] += 1
+        if present[choice]:
+            per_creator[creator[choice]] += 1
+            if category[choice] >= 0:
+                per_category[category[choice]] += 1
         if has_vec[choice]:
             max_sim = np.maximum(max_sim, sims[choice])
         picked.append(ranked[choice])
@@ -190,23 +223,34 @@ def reason_for(
     }.get(best, "recommended for you")
 
 
+def pool_size(k: int) -> int:
+    """MMR under caps picks k items from near the top; looking further only costs time."""
+    return max(10 * k, 100)
+
+
 def rerank(
     candidates: Sequence[ScoredCandidate], *, k: int, catalog: Catalog,
     profile: UserProfile | None, exclude: set[str], settings: RecommenderSettings,
     fresh: Sequence[str], rng: np.random.Generator, now: float,
     extra_reasons: Mapping[str, str] | None = None, lookup: VectorLookup | None = None,
+    blocked: set[str] | None = None,
 ) -> list[Pick]:
-    pool = allowed(candidates, catalog, profile, exclude)
+    """``blocked``: what the profile excludes (seen, hidden, reported), if the caller
+    already has it."""
+    if blocked is None:
+        blocked = profile.excluded() if profile is not None else set()
+    pool = allowed(candidates, catalog, profile, exclude, blocked)
     pool.sort(key=lambda c: c.score, reverse=True)
-    # MMR under caps picks k items from near the top; looking further only costs time.
-    pool = pool[: max(10 * k, 100)]
-    pool = collapse_near_duplicates(pool, catalog, settings.near_duplicate_cosine, lookup)
+    pool = pool[: pool_size(k)]
+    vectors = PoolVectors.of([c.item_id for c in pool], catalog, lookup)
+    distinct = _distinct(vectors, settings.near_duplicate_cosine)
+    pool = [pool[i] for i in distinct]
     picked = mmr_select(
         pool, catalog, k, lam=settings.mmr_lambda, max_per_creator=settings.max_per_creator,
-        max_per_category=settings.max_per_category, lookup=lookup,
+        max_per_category=settings.max_per_category, vectors=vectors.subset(distinct),
     )
-    blocked = (profile.excluded() if profile is not None else set()) | exclude
-    fresh_ok = [i for i in fresh if i in catalog and i not in blocked]
+    items = catalog.items
+    fresh_ok = [i for i in fresh if i in items and i not in blocked and i not in exclude]
     picked = explore(picked, fresh_ok, settings.exploration_epsilon, rng)
     return [
         Pick(c.item_id, float(c.score), dict(c.channels),

@@ -4,15 +4,20 @@
 database, subscribes it to item state changes, replays the event log into profiles and
 counters, and picks the ranker. ``recommender.feed.feed(...)`` answers a feed request;
 ``recommender.events.ingest(...)`` takes event batches.
+
+A feed request handles its few hundred candidates as arrays (``CandidateSet``: ids and
+a channel-score matrix; one read of their vectors; features column by column) and makes
+Python objects only for the hundred or so that re-ranking looks at.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,11 +32,12 @@ from recommender.channels import Matcher, MatchRequest, default_channels
 from recommender.events import EventLog
 from recommender.features import build_features
 from recommender.ranking import Ranker, RankerInfo, load_ranker
-from recommender.reranking import ScoredCandidate, rerank
+from recommender.reranking import ScoredCandidate, pool_size, rerank
 from recommender.settings import RecommenderSettings
 from recommender.state import Clock, OnlineState
 
 MAX_K = 100
+log = logging.getLogger(__name__)
 
 
 class FeedContext(BaseModel):
@@ -96,10 +102,11 @@ class FeedService:
         now = state.clock()
         profile = state.profiles.get(user_id)
         excluded = set(exclude or ())
-        blocked = excluded | (profile.excluded() if profile is not None else set())
+        seen = profile.excluded() if profile is not None else set()
+        blocked = excluded | seen
         request = MatchRequest(user_id=user_id, profile=profile, now=now, exclude=blocked)
-        candidates = self.matcher.match(request)
-        candidate_ids = [c.item_id for c in candidates]
+        candidates = self.matcher.candidates(request)
+        candidate_ids = candidates.item_ids
         # One index read per request; features and re-ranking slice from it.
         found, matrix = state.catalog.vectors(candidate_ids)
         row_of = {item_id: r for r, item_id in enumerate(found)}
@@ -109,16 +116,23 @@ class FeedService:
             return hits, matrix[[row_of[i] for i in hits]]
 
         batch = build_features(
-            state, profile, candidate_ids, [c.channels for c in candidates],
-            ctx.model_dump(), now, vectors=(found, matrix),
+            state, profile, candidate_ids, candidates.scores, ctx.model_dump(), now,
+            vectors=(found, matrix), channel_names=candidates.channels,
         )
         ranker = self.ranker
-        scores = ranker.score(batch) if candidates else np.zeros(0, np.float32)
-        scored = [
-            ScoredCandidate(c.item_id, float(s), c.channels)
-            for c, s in zip(candidates, scores, strict=True)
-        ]
-        fresh = [c.item_id for c in candidates if "fresh" in c.channels]
+        scores = ranker.score(batch) if len(candidates) else np.zeros(0, np.float32)
+        # Re-ranking sorts by score (stably) and looks at the best pool_size(k) allowed;
+        # only those become objects.
+        live = state.catalog.items
+        scored: list[ScoredCandidate] = []
+        for r in np.argsort(-scores, kind="stable").tolist():
+            item_id = candidate_ids[r]
+            if item_id in live and item_id not in blocked:
+                scored.append(
+                    ScoredCandidate(item_id, float(scores[r]), candidates.channels_of(r)))
+                if len(scored) >= pool_size(k):
+                    break
+        fresh = candidates.proposed_by("fresh")
         with self._lock:
             self._requests += 1
             counter = self._requests
@@ -127,6 +141,7 @@ class FeedService:
         picks = rerank(
             scored, k=k, catalog=state.catalog, profile=profile, exclude=excluded,
             settings=state.settings, fresh=fresh, rng=rng, now=now, lookup=lookup,
+            blocked=seen,
         )
         items = []
         for pick in picks:
@@ -148,12 +163,33 @@ class FeedService:
         return self.feed(request.user_id, request.k, request.context, request.exclude)
 
 
+def limit_threads(threads: int) -> None:
+    """Cap this process's BLAS pools (numpy's and faiss's) and faiss's OpenMP threads.
+
+    A feed request multiplies a few hundred vectors at a time: on a machine whose cores
+    are busy serving other requests, waking BLAS threads for that costs milliseconds
+    where one thread takes microseconds (100x measured on two shared cores). Other
+    OpenMP runtimes (torch, onnxruntime) keep their own settings.
+    """
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn, a dependency, requires it
+        log.warning("threadpoolctl is missing: numpy's BLAS threads are not limited")
+        return
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 @dataclass
 class Recommender:
     settings: RecommenderSettings
     state: OnlineState
     events: EventLog
     feed: FeedService
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _follower: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def catalog(self) -> Catalog:
@@ -173,7 +209,33 @@ class Recommender:
         events = EventLog(sessions, state)
         events.catch_up()
         feed = FeedService(state, ranker or load_ranker(settings))
-        return cls(settings=settings, state=state, events=events, feed=feed)
+        if settings.serving_threads is not None:
+            limit_threads(settings.serving_threads)
+        recommender = cls(settings=settings, state=state, events=events, feed=feed)
+        if settings.follow_seconds is not None:
+            recommender.start_following(settings.follow_seconds)
+        return recommender
+
+    def sync(self) -> tuple[int, int]:
+        """Apply what other processes wrote: item state changes, then events; returns
+        (items changed, events applied)."""
+        return self.catalog.follow(), self.events.catch_up()
+
+    def start_following(self, every_seconds: float) -> None:
+        """``sync`` on a background thread: with several workers or replicas, a takedown
+        or an event posted to one reaches the others' feeds within ``every_seconds``."""
+        if self._follower is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(every_seconds):
+                try:
+                    self.sync()
+                except Exception:  # a failed poll is retried on the next tick
+                    log.exception("recommender could not follow the database")
+
+        self._follower = threading.Thread(target=loop, name="recommender-follow", daemon=True)
+        self._follower.start()
 
     def reload_ranker(self) -> RankerInfo:
         """Pick up a newly trained model (``auto``) without restarting."""
@@ -181,4 +243,7 @@ class Recommender:
         return self.feed.ranker.info
 
     def close(self) -> None:
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join(timeout=30)
         self.state.catalog.save()

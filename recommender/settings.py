@@ -58,9 +58,26 @@ class RecommenderSettings(BaseModel):
     exact_index_below: int = Field(
         default=20_000, ge=0, description="catalog size below which exact search is used"
     )
+    ivf_index_above: int = Field(
+        default=250_000, ge=1,
+        description="catalog size from which a (re)built index is IVF rather than HNSW",
+    )
     hnsw_m: int = Field(default=16, ge=4)
     hnsw_ef_construction: int = Field(default=80, ge=8)
-    hnsw_ef_search: int = Field(default=128, ge=8)
+    hnsw_ef_search: int = Field(
+        default=384, ge=8, description="HNSW beam; recall@100 0.87 at 200, 1.0 at 384 (bench)"
+    )
+    ivf_nprobe: int = Field(default=16, ge=1, description="IVF lists scanned per search")
+    follow_seconds: float | None = Field(
+        default=None, gt=0,
+        description="poll the database this often for item state changes and events that "
+        "other processes (workers, replicas) made; None: only this process's own",
+    )
+    serving_threads: int | None = Field(
+        default=1, ge=1,
+        description="BLAS/OpenMP threads once the catalog is loaded (None: leave the process "
+        "as it is); one query at a time gains nothing from threads on a busy machine",
+    )
     rebuild_tombstone_fraction: float = Field(
         default=0.2, gt=0, le=1, description="compact the index when this share is removed"
     )
