@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -129,7 +131,14 @@ _DUMMY_SHA256 = _sha256("reelsift-no-such-key")
 
 
 class ApiKeyStore:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    """Keys stored as hashes. ``cache_seconds`` > 0 remembers verified keys that long, so
+    the feed's hot path skips a database read per request; a revocation then reaches
+    other processes within that time (this process forgets the key at once)."""
+
+    def __init__(self, sessions: sessionmaker[Session], cache_seconds: float = 0.0) -> None:
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str], tuple[Principal, float]] = {}
+        self._cache_lock = threading.Lock()
         self.sessions = sessions
 
     def create(self, role: Role | str, name: str) -> str:
@@ -162,17 +171,37 @@ class ApiKeyStore:
 
     def authenticate(self, key: str | None) -> Principal:
         """The principal a key stands for; ``Unauthorized`` for anything else."""
+        cached = self.cached(key)
+        if cached is not None:
+            return cached
         parts = _split(key.strip()) if key else None
         if parts is None:
             raise Unauthorized("missing or malformed API key")
         key_id, secret = parts
+        digest = _sha256(secret)
         with transaction(self.sessions) as session:
             row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
             expected = row.secret_sha256 if row is not None else _DUMMY_SHA256
-            matches = hmac.compare_digest(expected, _sha256(secret))
+            matches = hmac.compare_digest(expected, digest)
             if row is None or not matches or row.revoked_at is not None:
                 raise Unauthorized("invalid or revoked API key")
-            return Principal(name=row.name, role=Role(row.role))
+            principal = Principal(name=row.name, role=Role(row.role))
+        if self.cache_seconds > 0:
+            with self._cache_lock:
+                self._cache[(key_id, digest)] = (principal, time.monotonic() + self.cache_seconds)
+        return principal
+
+    def cached(self, key: str | None) -> Principal | None:
+        """A recently verified key's principal, without touching the database (or None)."""
+        if self.cache_seconds <= 0 or not key:
+            return None
+        parts = _split(key.strip())
+        if parts is None:
+            return None
+        entry = self._cache.get((parts[0], _sha256(parts[1])))
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
 
     def revoke(self, name: str) -> None:
         with transaction(self.sessions) as session:
@@ -181,6 +210,10 @@ class ApiKeyStore:
                 raise NotFound(f"no API key named {name!r}", name=name)
             if row.revoked_at is None:
                 row.revoked_at = datetime.now(UTC)
+            key_id = row.key_id
+        with self._cache_lock:
+            for cache_key in [k for k in self._cache if k[0] == key_id]:
+                del self._cache[cache_key]
 
     def list_keys(self) -> list[ApiKeyInfo]:
         with transaction(self.sessions) as session:

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     taxonomy_max_labels: int = 3
     taxonomy_min_confidence: float = 0.3
     auth_required: bool = True
+    auth_cache_seconds: float = Field(
+        10.0, description="verified keys are remembered this long; revocations reach other "
+        "processes within it"
+    )
+    feed_follow_seconds: float | None = Field(
+        None, description="poll the database for other replicas' changes this often; set it "
+        "when several processes serve feeds (BentoML workers > 1, or PostgreSQL replicas)"
+    )
 
     # Limits.
     max_text_chars: int = 20_000

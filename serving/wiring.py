@@ -352,6 +352,7 @@ def build_components(
             index_dir=settings.index_dir,
             model_dir=settings.data_dir / "models" / "ranker",
             fused_model_id=stack.fuser.model.id if stack.fuser is not None else None,
+            follow_seconds=settings.feed_follow_seconds,
         ),
         items,
     )
@@ -369,7 +370,7 @@ def build_components(
     )
     return Components(
         settings=settings, engine=engine, sessions=sessions, items=items,
-        blobs=blobs, keys=ApiKeyStore(sessions),
+        blobs=blobs, keys=ApiKeyStore(sessions, cache_seconds=settings.auth_cache_seconds),
         text_analyzer=stack.analyzer, policy=policy, review=review, ingest=ingest,
         recommender=recommender, taxonomy=stack.taxonomy, text_risk=stack.text_risk,
         fuser=stack.fuser, media=media, jobs=jobs,

@@ -119,3 +119,16 @@ def test_keys_cli_prints_the_key_once_and_lists_without_secrets(db_engine, keys)
     bad = runner.invoke(keys_app, ["create", "--role", "god", "--name", "x",
                                    "--database-url", url])
     assert bad.exit_code != 0
+
+
+def test_cached_keys_skip_the_database_and_revocation_clears_them(db_engine):
+    store = ApiKeyStore(make_session_factory(db_engine), cache_seconds=60)
+    key = store.create(Role.FEED, "feed-cache")
+    assert store.cached(key) is None  # not verified yet
+    assert store.authenticate(key).name == "feed-cache"
+    assert store.cached(key) == store.authenticate(key)
+    assert store.cached(key + "x") is None
+    store.revoke("feed-cache")
+    assert store.cached(key) is None
+    with pytest.raises(Unauthorized):
+        store.authenticate(key)
