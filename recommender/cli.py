@@ -9,7 +9,6 @@ feed-batch``), ``train-ranker`` (→ ``reelsift train ranker``) and ``evaluate``
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +29,7 @@ app = typer.Typer(help="Recommender: events, feeds, ranker training, evaluation.
 console = Console(stderr=True)
 
 DbUrl = Annotated[str | None, typer.Option("--db-url", help="database URL "
-                                           "(default: $REELSIFT_DATABASE_URL or ./var)")]
+                                           "(default: the configured database)")]
 IndexDir = Annotated[Path, typer.Option(help="vector index directory")]
 ModelDir = Annotated[Path, typer.Option(help="ranker model directory")]
 
@@ -38,7 +37,8 @@ ModelDir = Annotated[Path, typer.Option(help="ranker model directory")]
 def _sessions(db_url: str | None):  # type: ignore[no-untyped-def]
     import recommender.tables  # noqa: F401  (the events table on Base)
 
-    url = db_url or os.environ.get("REELSIFT_DATABASE_URL") or DEFAULT_DB_URL
+    # `reelsift` passes the configured URL as this option's default (serving owns settings).
+    url = db_url or DEFAULT_DB_URL
     return make_session_factory(make_engine(url))
 
 

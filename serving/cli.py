@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,11 +45,18 @@ def _lazy_subcommands() -> None:
     app.add_typer(keys_app, name="keys")
     train_app.add_typer(risk_app, name="risk")
     train_app.command("taxonomy")(tax.train)
-    train_app.command("ranker")(rec.train_ranker)
+    # The recommender's commands take their database and directories from the settings.
+    settings = get_settings()
+    configured: dict[str, Any] = {"default_map": {
+        "db_url": settings.db_url,
+        "index_dir": str(settings.index_dir),
+        "model_dir": str(settings.data_dir / "models" / "ranker"),
+    }}
+    train_app.command("ranker", context_settings=configured)(rec.train_ranker)
     evaluate_app.command("taxonomy")(tax.evaluate)
-    evaluate_app.command("recommender")(rec.evaluate)
-    app.command("import-events")(rec.import_events)
-    app.command("feed-batch")(rec.feed_batch)
+    evaluate_app.command("recommender", context_settings=configured)(rec.evaluate)
+    app.command("import-events", context_settings=configured)(rec.import_events)
+    app.command("feed-batch", context_settings=configured)(rec.feed_batch)
 
 
 @db_app.command("upgrade")
