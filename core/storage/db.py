@@ -8,7 +8,7 @@ migrations under ``core/storage/migrations`` are the only way the schema changes
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,32 +57,18 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commits on success, rolls back on any error."""
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+def transaction(factory: sessionmaker[Session], *, immediate: bool = False) -> Iterator[Session]:
+    """One unit of work: commits on success, rolls back on any error.
 
-
-@contextmanager
-def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A read-check-write unit of work that serialises on SQLite as well as PostgreSQL.
-
-    SQLAlchemy's pysqlite driver runs a transaction's first reads before its BEGIN, so a
-    read-then-write would race between threads or processes; ``BEGIN IMMEDIATE`` takes
-    SQLite's write lock before the first read (other writers wait in the busy handler).
-    On PostgreSQL, callers take row locks (``FOR UPDATE``) as usual.
+    ``immediate`` is for read-check-write work: SQLAlchemy's pysqlite driver runs a
+    transaction's first reads before its BEGIN, so a read-then-write would race between
+    threads or processes; ``BEGIN IMMEDIATE`` takes SQLite's write lock before the first
+    read (other writers wait in the busy handler). On PostgreSQL callers take row locks
+    (``FOR UPDATE``) as usual and the flag changes nothing.
     """
     session = factory()
     try:
-        bind = session.get_bind()
-        if bind.dialect.name == "sqlite":
+        if immediate and session.get_bind().dialect.name == "sqlite":
             session.execute(text("BEGIN IMMEDIATE"))
         yield session
         session.commit()
@@ -91,6 +77,11 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def write_transaction(factory: sessionmaker[Session]) -> AbstractContextManager[Session]:
+    """``transaction(factory, immediate=True)``: a read-check-write unit of work."""
+    return transaction(factory, immediate=True)
 
 
 def alembic_config(engine: Engine) -> Any:
