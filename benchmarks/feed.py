@@ -43,10 +43,7 @@ import argparse
 import gc
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -57,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from serving.launcher import LaunchedServer, launch
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -234,45 +233,15 @@ def in_process(args: argparse.Namespace) -> None:
 
 
 # -- over HTTP ---------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(data_dir: Path, *, demo: bool, timeout_s: float = 900,
                  extra_env: dict[str, str] | None = None,
                  ) -> tuple[str, subprocess.Popen[bytes], Path]:
-    """``reelsift serve`` in a subprocess (as tests/conftest.py ``start_live_server``)."""
-    port = _free_port()
-    log = data_dir.parent / f"server-{port}.log"
-    env = {**os.environ, "REELSIFT_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1",
-           **(extra_env or {})}
-    env.setdefault("REELSIFT_MODEL_CACHE_DIR", str(REPO / "var" / "test-cache"))
-    cmd = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port)]
-    if demo:
-        cmd.append("--demo")
-    with log.open("wb") as fh:
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text()[-4000:]}")
-        if "reelsift is serving at" in log.read_text(errors="replace"):
-            return f"http://127.0.0.1:{port}", process, log
-        time.sleep(1)
-    stop_server(process)
-    raise RuntimeError(f"server not ready in {timeout_s}s:\n{log.read_text()[-4000:]}")
+    server = launch(data_dir, demo=demo, extra_env=extra_env, timeout_s=timeout_s)
+    return server.url, server.process, server.log
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    LaunchedServer(url="", process=process, log=Path()).stop()
 
 
 def fused_model(db_url: str) -> tuple[str, int]:

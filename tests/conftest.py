@@ -67,15 +67,13 @@ def db_engine(request) -> Engine:
 # -- a real server ---------------------------------------------------------------------------
 
 import json  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
+
+from serving.launcher import LaunchedServer, launch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,60 +90,18 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=120)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_live_server(
-    data_dir: Path,
-    *,
-    demo: bool = True,
-    extra_env: dict[str, str] | None = None,
-    timeout_s: float = 300,
-) -> tuple[LiveServer, subprocess.Popen[bytes]]:
+def start_live_server(data_dir: Path, *, demo: bool = True, extra_env: dict[str, str] | None = None,
+                      timeout_s: float = 300) -> tuple[LiveServer, subprocess.Popen[bytes]]:
     """`reelsift serve` in a subprocess on a free port, with its own data dir."""
-    port = _free_port()
-    log = data_dir.parent / f"server-{port}.log"
-    env = {
-        **os.environ,
-        "REELSIFT_DATA_DIR": str(data_dir),
-        "OMP_NUM_THREADS": "1",
-        **(extra_env or {}),
-    }
-    # Model exports are derived data: share one cache across test servers to save time.
-    env.setdefault("REELSIFT_MODEL_CACHE_DIR", str(REPO / "var" / "test-cache"))
-    cmd = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port)]
-    if demo:
-        cmd.append("--demo")
-    with log.open("wb") as fh:
-        process = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text()[-4000:]}")
-        if "reelsift is serving at" in log.read_text(errors="replace"):
-            break
-        time.sleep(1)
-    else:
-        os.killpg(process.pid, signal.SIGTERM)
-        raise RuntimeError(f"server not ready in {timeout_s}s:\n{log.read_text()[-4000:]}")
+    launched = launch(data_dir, demo=demo, extra_env=extra_env, timeout_s=timeout_s)
     keys_file = data_dir / "demo-keys.json"
     keys = json.loads(keys_file.read_text()) if keys_file.exists() else {}
-    return LiveServer(url=url, data_dir=data_dir, keys=keys, log=log), process
+    server = LiveServer(url=launched.url, data_dir=data_dir, keys=keys, log=launched.log)
+    return server, launched.process
 
 
 def stop_live_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    LaunchedServer(url="", process=process, log=Path()).stop()
 
 
 @pytest.fixture(scope="session")
