@@ -120,3 +120,11 @@ def test_missing_embedder_reports_not_assessed_instead_of_inventing(analyzer):
     assert result.vector is None and result.analysis.keywords == []
     assert {n.output for n in result.analysis.not_assessed} == {"embedding", "keywords"}
     assert {e.text for e in result.analysis.entities} == {"Apple", "Tokyo"}
+
+
+def test_short_english_posts_are_english():
+    identifier = LanguageIdentifier()
+    for post in ["Messi scores twice as Inter Miami beat Orlando in Florida #MLS",
+                 "Derby day\nArsenal beat Chelsea in London #PremierLeague"]:
+        language = identifier.identify(post)
+        assert language is not None and language.code == "en" and language.confidence > 0.4
