@@ -303,7 +303,7 @@ class Reelsift:
     @api.get("/review/stats", response_model=ReviewStats, tags=["review"])
     def review_stats(self, caller: Caller) -> ReviewStats:
         caller.require(Permission.REVIEW)
-        return self.components.review.stats()
+        return self.components.review.stats(caller.name)
 
     @api.get("/review/items/{item_id}/history", response_model=list[AuditEntry], tags=["review"])
     def item_history(self, item_id: str, caller: Caller) -> list[AuditEntry]:

@@ -122,8 +122,12 @@ class ReviewStats(BaseModel):
     open_total: int
     age_p50_s: float | None = Field(description="age of open tasks, seconds")
     age_p95_s: float | None
+    oldest_open_age_s: float | None = Field(default=None, description="the longest wait")
     decisions_last_hour: int
     decisions_per_hour_24h: float
+    my_decisions_today: int | None = Field(
+        default=None, description="the asking moderator's decisions since 00:00 UTC"
+    )
     at: datetime
 
 

@@ -263,10 +263,11 @@ class ReviewService:
 
     # -- reading ---------------------------------------------------------------------
 
-    def stats(self) -> ReviewStats:
+    def stats(self, moderator: str | None = None) -> ReviewStats:
+        """Queue health; with ``moderator``, also that moderator's decisions today."""
         now = self.now()
         with read_session(self.sessions) as session:
-            return stats.stats(session, now)
+            return stats.stats(session, now, moderator)
 
     def item_history(self, item_id: str) -> list[AuditEntry]:
         with read_session(self.sessions) as session:

@@ -14,7 +14,7 @@ from moderation.review.models import DepthRow, ReviewStats
 from moderation.review.tables import OPEN, ReviewDecisionRow, ReviewTaskRow
 
 
-def stats(session: Session, now: datetime) -> ReviewStats:
+def stats(session: Session, now: datetime, moderator: str | None = None) -> ReviewStats:
     open_rows = session.execute(
         select(
             ReviewTaskRow.category, ReviewTaskRow.tier, ReviewTaskRow.claimed_by,
@@ -38,17 +38,22 @@ def stats(session: Session, now: datetime) -> ReviewStats:
     if ages:
         p50, p95 = (float(v) for v in np.percentile(np.asarray(ages), [50, 95]))
 
-    def decided_since(since: datetime) -> int:
-        return int(
-            session.scalar(
-                select(func.count(ReviewDecisionRow.id)).where(
-                    ReviewDecisionRow.created_at > since, ReviewDecisionRow.created_at <= now
-                )
-            ) or 0
+    def decided_since(since: datetime, by: str | None = None) -> int:
+        query = select(func.count(ReviewDecisionRow.id)).where(
+            ReviewDecisionRow.created_at > since, ReviewDecisionRow.created_at <= now
         )
+        if by is not None:
+            query = query.where(ReviewDecisionRow.moderator == by)
+        return int(session.scalar(query) or 0)
+
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
 
     return ReviewStats(
         depth=depth, open_total=len(open_rows), age_p50_s=p50, age_p95_s=p95,
+        oldest_open_age_s=max(ages) if ages else None,
+        my_decisions_today=(
+            decided_since(midnight - timedelta(microseconds=1), moderator) if moderator else None
+        ),
         decisions_last_hour=decided_since(now - timedelta(hours=1)),
         decisions_per_hour_24h=decided_since(now - timedelta(hours=24)) / 24.0, at=now,
     )

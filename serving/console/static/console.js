@@ -422,11 +422,13 @@ async function openOverview({ push = true, resume = false } = {}) {
 
 function renderStats(stats, oldest) {
   $('#stat-open').textContent = String(stats.open_total);
-  $('#stat-oldest').textContent = oldest.age === null ? 'none waiting'
-    : `${oldest.complete ? '' : '≥ '}${formatDuration(oldest.age)}`;
+  // The server knows the exact oldest wait; the scan of open tasks is the fallback.
+  const oldestAgeS = stats.oldest_open_age_s ?? oldest.age;
+  $('#stat-oldest').textContent = oldestAgeS === null || oldestAgeS === undefined ? 'none waiting'
+    : `${stats.oldest_open_age_s != null || oldest.complete ? '' : '≥ '}${formatDuration(oldestAgeS)}`;
   $('#stat-age').textContent = `${formatDuration(stats.age_p50_s)} / ${formatDuration(stats.age_p95_s)}`;
   $('#stat-hour').textContent = String(stats.decisions_last_hour);
-  $('#stat-mine').textContent = String(myDecisionsToday());
+  $('#stat-mine').textContent = String(stats.my_decisions_today ?? myDecisionsToday());
   const rows = new Map();
   for (const row of stats.depth) {
     const name = row.category || '';

@@ -268,6 +268,10 @@ def test_stats_report_depth_age_and_throughput(service, clock, alice, senior, an
     assert stats.age_p50_s == pytest.approx((ages[1] + ages[2]) / 2 * 60)
     assert stats.age_p95_s == pytest.approx((ages[2] + 0.85 * (ages[3] - ages[2])) * 60)
     assert stats.decisions_last_hour == 1
+    assert stats.oldest_open_age_s == pytest.approx(40 * 60)
+    assert stats.my_decisions_today is None  # only when a moderator asks
+    assert service.stats(alice.name).my_decisions_today == 1
+    assert service.stats(senior.name).my_decisions_today == 0
     clock.advance(hours=2)
     later = service.stats()
     assert later.decisions_last_hour == 0
