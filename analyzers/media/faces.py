@@ -11,6 +11,7 @@ the union and ``agreement`` says how much the two detectors agree.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,9 @@ class HaarFaceDetector:
                 model=cascade,
             )
         self.classifier = classifier
+        # One cascade is shared by request threads and job workers; OpenCV does not promise
+        # detectMultiScale is safe to call concurrently on one object.
+        self._lock = threading.Lock()
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size = min_size
@@ -58,12 +62,13 @@ class HaarFaceDetector:
         small = resize_max_side(rgb, DETECTION_SIDE)
         factor = scale * rgb.shape[1] / small.shape[1]
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-        found = self.classifier.detectMultiScale(
-            grey,
-            scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
-            minSize=(self.min_size, self.min_size),
-        )
+        with self._lock:
+            found = self.classifier.detectMultiScale(
+                grey,
+                scaleFactor=self.scale_factor,
+                minNeighbors=self.min_neighbors,
+                minSize=(self.min_size, self.min_size),
+            )
         return [
             Box(x=float(x) * factor, y=float(y) * factor, w=float(w) * factor, h=float(h) * factor)
             for (x, y, w, h) in np.asarray(found).reshape(-1, 4)
