@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.launcher import LaunchedServer, launch
+from serving.launcher import launch, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -240,8 +240,7 @@ def start_server(data_dir: Path, *, demo: bool, timeout_s: float = 900,
     return server.url, server.process, server.log
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    LaunchedServer(url="", process=process, log=Path()).stop()
+stop_server = stop_process
 
 
 def fused_model(db_url: str) -> tuple[str, int]:

@@ -29,14 +29,18 @@ class LaunchedServer:
     log: Path
 
     def stop(self) -> None:
-        # Its own session: SIGTERM reaches `reelsift serve`, which stops BentoML and its
-        # workers; SIGKILL is the last resort.
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's own session reaches `reelsift serve`, which stops BentoML
+    and its workers; SIGKILL is the last resort."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def launch(

@@ -7,15 +7,21 @@ where a missing server is a failure rather than a silent skip.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from core.storage.db import make_engine, upgrade
 from core.storage.models_index import import_all_table_modules
+from serving.launcher import launch, stop_process
 
 PG_URL = os.environ.get("REELSIFT_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("REELSIFT_REQUIRE_POSTGRES") == "1"
@@ -66,14 +72,8 @@ def db_engine(request) -> Engine:
 
 # -- a real server ---------------------------------------------------------------------------
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-import httpx  # noqa: E402
 
-from serving.launcher import LaunchedServer, launch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -100,8 +100,7 @@ def start_live_server(data_dir: Path, *, demo: bool = True, extra_env: dict[str,
     return server, launched.process
 
 
-def stop_live_server(process: subprocess.Popen[bytes]) -> None:
-    LaunchedServer(url="", process=process, log=Path()).stop()
+stop_live_server = stop_process
 
 
 @pytest.fixture(scope="session")
