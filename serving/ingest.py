@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
 
 from analyzers.fusion import ItemFuser, fuse
 from analyzers.text import TextAnalyzer, document_text
@@ -164,10 +165,7 @@ class IngestService:
             row = self.store.get(session, item_id)
             return self._to_out(session, row, include_vectors)
 
-    def _to_out(self, session: object, row: ItemRow, include_vectors: bool) -> ItemOut:
-        from sqlalchemy.orm import Session
-
-        assert isinstance(session, Session)
+    def _to_out(self, session: Session, row: ItemRow, include_vectors: bool) -> ItemOut:
         vectors = self.store.embeddings(session, row.id)
         return ItemOut(
             id=row.id, creator_id=row.creator_id, title=row.title, text=row.text, tags=row.tags,
@@ -196,6 +194,7 @@ class IngestService:
                 )
 
         new: list[TextItemIn] = []
+        new_ids: set[str] = set()
         with transaction(self.store.sessions) as session:
             existing = {
                 row.id: row
@@ -211,7 +210,7 @@ class IngestService:
                             item_id=item.id,
                         )
                     continue
-                if any(n.id == item.id for n in new):
+                if item.id in new_ids:  # the same item twice in one batch
                     continue
                 kwargs = {} if item.created_at is None else {"created_at": item.created_at}
                 session.add(
@@ -222,14 +221,15 @@ class IngestService:
                     )
                 )
                 new.append(item)
+                new_ids.add(item.id)
         if new:
             self._analyze_and_route([n.id for n in new])
-        created_ids = {n.id for n in new}
+
         out = []
         with transaction(self.store.sessions) as session:
             for item in items:
                 row = self.store.get(session, item.id)
-                out.append((self._to_out(session, row, False), item.id in created_ids))
+                out.append((self._to_out(session, row, False), item.id in new_ids))
         return out
 
     def _analyze_and_route(self, item_ids: list[str]) -> None:
