@@ -18,7 +18,7 @@ from analyzers.fusion import ItemFuser
 from analyzers.language import LanguageIdentifier
 from analyzers.model_registry import ModelRegistry
 from analyzers.text import TextAnalyzer
-from core.contracts import ModelRef, RiskCategory, RiskScore
+from core.contracts import ModelRef, RiskScore
 from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
 from core.registry import resolve, text_embedders, visual_embedders
 from core.storage.blobs import BlobStore
@@ -244,21 +244,6 @@ def build_taxonomy(settings: Settings, embedder: TextEmbedder | None) -> Taxonom
     return classifier
 
 
-def merge_title_clickbait(
-    model: TextRiskModel, titles: Sequence[str], scores: list[list[RiskScore]]
-) -> list[list[RiskScore]]:
-    """Clickbait is judged on titles only: the model learned it from headlines and calls
-    ordinary prose clickbait, so bodies are scored with ``headlines=False``."""
-    titled = [i for i, t in enumerate(titles) if t.strip()]
-    if not titled:
-        return scores
-    title_scores = model.score([titles[i] for i in titled], headlines=True)
-    for i, per_title in zip(titled, title_scores, strict=True):
-        clickbait = next(s for s in per_title if s.category == RiskCategory.CLICKBAIT)
-        scores[i] = [clickbait if s.category == RiskCategory.CLICKBAIT else s for s in scores[i]]
-    return scores
-
-
 def policy_gate(review: ReviewService) -> ModerationGate:
     def gate(item_id: str, scores: list[RiskScore]) -> None:
         review.apply_policy(item_id, review.policy.route(scores, item_id))
@@ -307,15 +292,8 @@ def build_analysis_stack(
     text_risk = build_text_risk(settings, embedder)
     taxonomy = build_taxonomy(settings, embedder)
 
-    def score_text_risk(
-        titles: Sequence[str], documents: Sequence[str], vectors: np.ndarray | None
-    ) -> list[list[RiskScore]]:
-        assert text_risk is not None
-        scores = text_risk.score(documents, vectors, headlines=False)
-        return merge_title_clickbait(text_risk, titles, scores)
-
     enrichment = Enrichment(
-        risk=score_text_risk if text_risk is not None else None,
+        risk=text_risk.score_items if text_risk is not None else None,
         labels=taxonomy.classify if taxonomy is not None else None,
         fuser=fuser,
     )

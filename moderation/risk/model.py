@@ -176,6 +176,26 @@ class TextRiskModel:
             probabilities[name] = stack.predict_proba(np.column_stack(columns))[:, 1]
         return probabilities, vectors is not None
 
+    def score_items(
+        self,
+        titles: Sequence[str],
+        documents: Sequence[str],
+        embeddings: np.ndarray | None = None,
+    ) -> list[list[RiskScore]]:
+        """Scores for items: every head on the document (title + body), except clickbait,
+        which is judged on the title alone (the head learned from headlines and calls
+        ordinary prose clickbait); an item without a title gets clickbait not assessed."""
+        scores = self.score(documents, embeddings, headlines=False)
+        titled = [i for i, title in enumerate(titles) if title.strip()]
+        if not titled:
+            return scores
+        title_scores = self.score([titles[i] for i in titled], headlines=True)
+        for i, per_title in zip(titled, title_scores, strict=True):
+            clickbait = next(s for s in per_title if s.category == RiskCategory.CLICKBAIT)
+            scores[i] = [clickbait if s.category == RiskCategory.CLICKBAIT else s
+                         for s in scores[i]]
+        return scores
+
     def score(
         self,
         texts: Sequence[str],

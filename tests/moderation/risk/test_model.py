@@ -135,3 +135,15 @@ def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
     (copy / MANIFEST_FILE).unlink()
     with pytest.raises(ModelNotAvailable, match="reelsift train risk"):
         TextRiskModel.load(copy)
+
+
+def test_items_get_clickbait_from_their_title_and_the_rest_from_the_document(
+    shipped_model: TextRiskModel,
+) -> None:
+    bait = "You Won't Believe What This Celebrity Did Next"
+    titled, untitled = shipped_model.score_items(
+        [bait, ""], [f"{bait}\nA famous actor bought groceries on Tuesday.", "Just groceries."]
+    )
+    assert _by_category(titled)[RiskCategory.CLICKBAIT].score > 0.9
+    assert _by_category(untitled)[RiskCategory.CLICKBAIT].score is None
+    assert _by_category(untitled)[RiskCategory.SPAM].score is not None
