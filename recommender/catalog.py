@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -228,8 +228,7 @@ class Catalog:
             model_id, dim = _pick_fused_model(session, settings.fused_model_id, default_dim)
             catalog = cls(settings, dim, model_id)
             catalog._sessions = sessions
-            persisted = settings.index_dir / "catalog.json"
-            if persisted.exists():
+            if VectorIndex.saved_in(settings.index_dir) is not None:
                 try:
                     loaded = VectorIndex.load(settings.index_dir, **index_options(settings))
                     if loaded.model_id == model_id and loaded.dim == dim:
@@ -291,6 +290,22 @@ class Catalog:
             horizon = self._watermark - FOLLOW_OVERLAP
             self._followed = {k: v for k, v in self._followed.items() if v > horizon}
         return len(approved) + len(dropped)
+
+    def confirm_approved(self, item_ids: Sequence[str]) -> list[str]:
+        """Check ``item_ids`` against ``items.state`` now; drop and return those that are
+        no longer approved (another process took them down after this catalog last
+        followed)."""
+        if self._sessions is None or not item_ids:
+            return []
+        with self._sessions() as session:
+            still = set(session.scalars(
+                select(ItemRow.id).where(ItemRow.id.in_(list(item_ids)),
+                                         ItemRow.state == ItemState.APPROVED.value)
+            ))
+        gone = [item_id for item_id in item_ids if item_id not in still]
+        for item_id in gone:
+            self.remove(item_id)
+        return gone
 
     def attach(self, sessions: sessionmaker[Session]) -> None:
         """Give a catalog built in memory a database to read newly approved items from."""

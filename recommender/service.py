@@ -37,6 +37,8 @@ from recommender.settings import RecommenderSettings
 from recommender.state import Clock, OnlineState
 
 MAX_K = 100
+# Re-rankings a request may do when its page held items another process took down.
+CONFIRM_ATTEMPTS = 3
 log = logging.getLogger(__name__)
 
 
@@ -74,9 +76,14 @@ class FeedResponse(BaseModel):
 
 
 class FeedService:
-    def __init__(self, state: OnlineState, ranker: Ranker, matcher: Matcher | None = None) -> None:
+    def __init__(
+        self, state: OnlineState, ranker: Ranker, matcher: Matcher | None = None,
+        events: EventLog | None = None,
+    ) -> None:
+        """``events``: with ``settings.multi_process``, the log each request catches up on."""
         self.state = state
         self.ranker = ranker
+        self.events = events
         self.matcher = matcher or Matcher(
             default_channels(state.settings, state.catalog, state.stats, state.covisitation,
                              state.cohorts),
@@ -99,6 +106,9 @@ class FeedService:
         ctx = context if isinstance(context, FeedContext) else FeedContext.model_validate(
             dict(context or {}))
         state = self.state
+        shared = state.settings.multi_process
+        if shared and self.events is not None:
+            self.events.catch_up()  # events another process stored since the last request
         now = state.clock()
         profile = state.profiles.get(user_id)
         excluded = set(exclude or ())
@@ -138,11 +148,22 @@ class FeedService:
             counter = self._requests
         rng = np.random.default_rng(
             [state.settings.seed, zlib.crc32(user_id.encode()), counter])
-        picks = rerank(
-            scored, k=k, catalog=state.catalog, profile=profile, exclude=excluded,
-            settings=state.settings, fresh=fresh, rng=rng, now=now, lookup=lookup,
-            blocked=seen,
-        )
+        for _attempt in range(CONFIRM_ATTEMPTS):
+            picks = rerank(
+                scored, k=k, catalog=state.catalog, profile=profile, exclude=excluded,
+                settings=state.settings, fresh=fresh, rng=rng, now=now, lookup=lookup,
+                blocked=seen,
+            )
+            if not shared:
+                break
+            # A takedown committed by another process before this request must not show:
+            # one indexed read of the page's ids; the rare stale pick is dropped and the
+            # page re-ranked without it.
+            gone = set(state.catalog.confirm_approved([p.item_id for p in picks]))
+            if not gone:
+                break
+            scored = [c for c in scored if c.item_id not in gone]
+            fresh = [i for i in fresh if i not in gone]
         items = []
         for pick in picks:
             item = state.catalog.get(pick.item_id)
@@ -208,7 +229,7 @@ class Recommender:
         state = OnlineState.create(settings, catalog, clock)
         events = EventLog(sessions, state)
         events.catch_up()
-        feed = FeedService(state, ranker or load_ranker(settings))
+        feed = FeedService(state, ranker or load_ranker(settings), events=events)
         if settings.serving_threads is not None:
             limit_threads(settings.serving_threads)
         recommender = cls(settings=settings, state=state, events=events, feed=feed)

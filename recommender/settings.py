@@ -73,6 +73,13 @@ class RecommenderSettings(BaseModel):
         description="poll the database this often for item state changes and events that "
         "other processes (workers, replicas) made; None: only this process's own",
     )
+    multi_process: bool = Field(
+        default=False,
+        description="other processes (BentoML workers, replicas) write items and events: each "
+        "feed request first applies events stored since its last read, and checks its final "
+        "page against items.state, so an event or a takedown made through any process shapes "
+        "the next feed of every process (additions still arrive through follow_seconds)",
+    )
     serving_threads: int | None = Field(
         default=1, ge=1,
         description="BLAS/OpenMP threads once the catalog is loaded (None: leave the process "

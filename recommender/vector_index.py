@@ -30,9 +30,13 @@ Re-approval sets the bit again.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import shutil
 import threading
+import time
+import uuid
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,7 @@ INDEX_FILE = "catalog.faiss"
 MANIFEST_FILE = "catalog.json"
 IDS_FILE = "catalog.ids.json"
 ALIVE_FILE = "catalog.alive.npy"
+CURRENT_FILE = "CURRENT"  # names the generation directory to load
 # k-means wants at least ~39 points a centroid; 50 keeps training a few seconds at 1M rows
 IVF_POINTS_PER_LIST = 50
 IVF_MIN_POINTS_PER_LIST = 39
@@ -347,39 +352,66 @@ class VectorIndex:
 
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: Path) -> None:
+        """Write a new generation under ``directory`` and point ``CURRENT`` at it.
+
+        Several processes (BentoML workers) may save at once: each writes its own
+        generation directory, and the one-line ``CURRENT`` file is replaced atomically,
+        so a reader always sees one complete generation.
+        """
         import faiss
 
         directory.mkdir(parents=True, exist_ok=True)
+        generation = f"gen-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        staging = directory / f".staging-{generation}"
+        staging.mkdir()
         with self._lock:
-            tmp = directory / (INDEX_FILE + ".tmp")
-            faiss.write_index(self._index, str(tmp))
-            tmp.replace(directory / INDEX_FILE)
-            (directory / IDS_FILE).write_text(json.dumps(self._ids))
-            np.save(directory / ALIVE_FILE, self._alive)
-            (directory / MANIFEST_FILE).write_text(json.dumps({
+            faiss.write_index(self._index, str(staging / INDEX_FILE))
+            (staging / IDS_FILE).write_text(json.dumps(self._ids))
+            np.save(staging / ALIVE_FILE, self._alive)
+            (staging / MANIFEST_FILE).write_text(json.dumps({
                 "model_id": self.model_id, "dim": self.dim, "rows": len(self._ids),
                 "kind": self.kind,
             }))
+        # Publishing is serialised across processes, so CURRENT never names a generation
+        # another saver is deleting.
+        with open(directory / ".lock", "a+b") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            staging.rename(directory / generation)
+            pointer = directory / f".{CURRENT_FILE}.{generation}"
+            pointer.write_text(generation)
+            pointer.replace(directory / CURRENT_FILE)
+            for old in directory.glob("gen-*"):
+                if old.name != generation:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    @staticmethod
+    def saved_in(directory: Path) -> Path | None:
+        """The directory holding the current saved generation, if any."""
+        current = directory / CURRENT_FILE
+        if not current.exists():
+            return None
+        path = directory / current.read_text().strip()
+        return path if (path / MANIFEST_FILE).exists() else None
 
     @classmethod
     def load(cls, directory: Path, **options: Any) -> VectorIndex:
         import faiss
 
-        manifest_path = directory / MANIFEST_FILE
-        if not manifest_path.exists():
-            raise InvalidConfig(f"no vector index in {directory} (missing {MANIFEST_FILE})")
-        manifest = json.loads(manifest_path.read_text())
+        saved = cls.saved_in(directory)
+        if saved is None:
+            raise InvalidConfig(f"no vector index in {directory} (missing {CURRENT_FILE})")
+        manifest = json.loads((saved / MANIFEST_FILE).read_text())
         index = cls(int(manifest["dim"]), str(manifest["model_id"]), **options)
-        index._index = faiss.read_index(str(directory / INDEX_FILE))
+        index._index = faiss.read_index(str(saved / INDEX_FILE))
         if index.kind == "hnsw":
             index._index.hnsw.efSearch = index.ef_search
         elif index.kind == "ivf":
             index._index.nprobe = index.nprobe
-        index._ids = list(json.loads((directory / IDS_FILE).read_text()))
+        index._ids = list(json.loads((saved / IDS_FILE).read_text()))
         if len(index._ids) != index._index.ntotal:
-            raise InvalidConfig(f"vector index in {directory} is inconsistent; delete it")
+            raise InvalidConfig(f"vector index in {saved} is inconsistent; delete it")
         index._row_of = {item_id: row for row, item_id in enumerate(index._ids)}
-        index._alive = np.load(directory / ALIVE_FILE)
+        index._alive = np.load(saved / ALIVE_FILE)
         bits = np.unpackbits(index._alive, bitorder="little")[: len(index._ids)]
         index._n_alive = int(bits.sum())
         return index

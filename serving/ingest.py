@@ -29,10 +29,11 @@ from core.contracts import (
     RiskScore,
 )
 from core.errors import Conflict, InvalidInput, PayloadTooLarge, ReelsiftError
-from core.storage.db import transaction
+from core.storage.db import transaction, write_transaction
 from core.storage.items import ItemStore, StateChange, content_fingerprint
-from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow
+from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow, utcnow
 from serving.errors import validation_error_body
+from serving.processes import ProcessRegistry
 from serving.schemas import BatchOut, BatchResult, EmbeddingInfo, ItemOut, TextItemIn
 
 log = logging.getLogger(__name__)
@@ -152,12 +153,16 @@ class IngestService:
         limits: TextLimits,
         gate: ModerationGate,
         enrichment: Enrichment | None = None,
+        processes: ProcessRegistry | None = None,
     ) -> None:
+        """``processes``: this process's registration, so recovery leaves other live
+        processes' work alone; None for a single process that owns the database."""
         self.store = store
         self.analyzer = analyzer
         self.limits = limits
         self.gate = gate
         self.enrichment = enrichment or Enrichment()
+        self.processes = processes
 
     # -- reads -------------------------------------------------------------------------
     def get_item(self, item_id: str, *, include_vectors: bool = False) -> ItemOut:
@@ -267,24 +272,29 @@ class IngestService:
                 log.exception("could not mark %s failed", item_id)
 
     def resume_unfinished(self) -> int:
-        """Finish text items a crash left in ``received``/``analyzing``; returns how many."""
-        with transaction(self.store.sessions) as session:
-            stuck = list(
-                session.scalars(
-                    select(ItemRow.id).where(
-                        ItemRow.state.in_([ItemState.RECEIVED.value, ItemState.ANALYZING.value]),
-                        # Items with media are resumed by serving.media_ingest (jobs).
-                        ~exists().where(ItemMediaRow.item_id == ItemRow.id),
-                    )
-                )
+        """Finish text items a crash left in ``received``/``analyzing``; returns how many.
+
+        With ``processes`` set, only items no live process can still be working on
+        (``ProcessRegistry.orphaned_before``); the rows are taken under the write lock and
+        stamped, so two processes recovering at once never both resume one item.
+        """
+        with write_transaction(self.store.sessions) as session:
+            query = select(ItemRow).where(
+                ItemRow.state.in_([ItemState.RECEIVED.value, ItemState.ANALYZING.value]),
+                # Items with media are resumed by serving.media_ingest (jobs).
+                ~exists().where(ItemMediaRow.item_id == ItemRow.id),
             )
-            for item_id in stuck:
+            if self.processes is not None:
+                query = query.where(ItemRow.updated_at < self.processes.orphaned_before(session))
+            stuck = list(session.scalars(query.with_for_update(skip_locked=True)))
+            for row in stuck:
                 # Back to received so the normal path replays received -> analyzing -> routed.
-                row = self.store.get(session, item_id)
                 row.state = ItemState.RECEIVED.value
-        if stuck:
-            self._analyze_and_route(stuck)
-        return len(stuck)
+                row.updated_at = utcnow()
+            stuck_ids = [row.id for row in stuck]
+        if stuck_ids:
+            self._analyze_and_route(stuck_ids)
+        return len(stuck_ids)
 
 
 def submit_batch(ingest: IngestService, raw_items: list[dict[str, Any]]) -> BatchOut:

@@ -10,11 +10,12 @@ anyio worker thread on the server's event loop, so the job may call BentoML clie
 like any sync route; in the CLI, the calling thread). Claiming is a conditional
 ``UPDATE ... WHERE state = 'queued'``, so a job runs once even if submitted twice.
 
-Restarts: ``JobRunner.recover()`` at start puts every ``running`` job (its process died
-with it) back to ``queued`` if it has started fewer than ``max_attempts`` times, else
-ends it ``failed`` with the reason, and then runs every queued job. It assumes one
-job-running process per database: a second replica starting while the first is busy
-would requeue the first one's running jobs (a lease column would lift that).
+Restarts and several processes: a claim records the claiming process (``owner``, an id
+in ``serving.processes``). ``JobRunner.recover()`` (at start, then periodically in the
+server) puts every ``running`` job whose owner is no longer alive back to ``queued`` if
+it has started fewer than ``max_attempts`` times, else ends it ``failed`` with the
+reason; jobs of live processes are left alone. Then it submits the queued jobs: whichever
+process claims one first runs it, so idle workers also take queued work from busy ones.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from core.errors import NotFound, ReelsiftError
 from core.storage.db import Base, transaction
 from core.storage.tables import utcnow
+from serving.processes import ProcessRegistry
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class JobRow(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The process (serving.processes) running it; recovery leaves live owners' jobs alone.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -100,8 +104,13 @@ Spawner = Callable[[Callable[[], None]], None]
 
 
 class JobStore:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], processes: ProcessRegistry | None = None
+    ) -> None:
+        """``processes``: this process's registration; None (a single process, tests):
+        every ``running`` job found at recovery is taken as interrupted."""
         self.sessions = sessions
+        self.processes = processes
 
     @staticmethod
     def create(session: Session, kind: str, item_id: str) -> str:
@@ -133,7 +142,8 @@ class JobStore:
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.state == JobState.QUEUED.value)
                 .values(state=JobState.RUNNING.value, attempts=JobRow.attempts + 1,
-                        error=None, updated_at=utcnow())
+                        error=None, updated_at=utcnow(),
+                        owner=self.processes.id if self.processes is not None else None)
             )
             return bool(result.rowcount == 1)
 
@@ -165,10 +175,14 @@ class JobStore:
     def recover(self, max_attempts: int) -> tuple[list[str], list[tuple[str, str, str]]]:
         """After a restart: (job ids to run, [(job id, item id, reason)] given up on)."""
         given_up: list[tuple[str, str, str]] = []
-        with transaction(self.sessions) as session:
+        with transaction(self.sessions, immediate=True) as session:
+            live = self.processes.live_ids(session) if self.processes is not None else set()
             for row in session.scalars(
-                select(JobRow).where(JobRow.state == JobState.RUNNING.value).with_for_update()
+                select(JobRow).where(JobRow.state == JobState.RUNNING.value)
+                .with_for_update(skip_locked=True)
             ):
+                if row.owner is not None and row.owner in live:
+                    continue  # a live process is running it
                 if row.attempts >= max_attempts:
                     reason = (
                         f"the server stopped while this job was running, {row.attempts} "
@@ -181,6 +195,7 @@ class JobStore:
                     given_up.append((row.id, row.item_id, reason))
                 else:
                     row.state = JobState.QUEUED.value
+                    row.owner = None
                     row.error = f"interrupted by a server restart during attempt {row.attempts}"
             queued = list(
                 session.scalars(
@@ -266,13 +281,25 @@ class JobRunner:
         self.max_attempts = max_attempts
         # Told about jobs given up at recovery, so their items can end ``failed`` too.
         self.on_given_up: Callable[[str, str], None] | None = None
+        # Submitted here and not yet run: periodic recovery does not submit them again.
+        self._submitted: set[str] = set()
+        self._submitted_lock = threading.Lock()
 
     def register(self, kind: str, handler: JobHandler) -> None:
         self.handlers[kind] = handler
 
     def submit(self, job_id: str) -> None:
+        with self._submitted_lock:
+            if job_id in self._submitted:
+                return
+            self._submitted.add(job_id)
+
         def work() -> None:
-            self.run(job_id)
+            try:
+                self.run(job_id)
+            finally:
+                with self._submitted_lock:
+                    self._submitted.discard(job_id)
 
         self.spawner(work)
 
@@ -297,7 +324,7 @@ class JobRunner:
         return self.store.get(job_id)
 
     def recover(self) -> int:
-        """At start: end or requeue interrupted jobs, then submit every queued one."""
+        """End or requeue jobs of dead processes, then submit every queued one."""
         queued, given_up = self.store.recover(self.max_attempts)
         for job_id, item_id, reason in given_up:
             log.warning("job %s for item %s given up: %s", job_id, item_id, reason)

@@ -76,9 +76,9 @@ from core.errors import (
     UnsupportedMediaType,
 )
 from core.storage.blobs import BlobStore
-from core.storage.db import Base, transaction
+from core.storage.db import Base, transaction, write_transaction
 from core.storage.items import ItemStore, StateChange, content_fingerprint
-from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow, MediaBlobRow
+from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow, MediaBlobRow, utcnow
 from serving.ingest import (
     Enrichment,
     IngestService,
@@ -1203,17 +1203,21 @@ class MediaIngestService:
         changes: list[StateChange] = []
         routes: list[tuple[str, list[RiskScore]]] = []
         new_jobs: list[str] = []
-        with transaction(self.sessions) as session:
-            stuck = session.scalars(
-                select(ItemRow.id).where(
-                    ItemRow.state.in_(_UNFINISHED),
-                    exists().where(ItemMediaRow.item_id == ItemRow.id),
-                )
-            ).all()
-            for item_id in stuck:
+        processes = self.ingest.processes
+        with write_transaction(self.sessions) as session:
+            query = select(ItemRow).where(
+                ItemRow.state.in_(_UNFINISHED),
+                exists().where(ItemMediaRow.item_id == ItemRow.id),
+            )
+            if processes is not None:
+                # A synchronous upload another live process is still analyzing has no job.
+                query = query.where(ItemRow.updated_at < processes.orphaned_before(session))
+            for row in session.scalars(query.with_for_update(skip_locked=True)).all():
+                item_id = row.id
                 job = self.jobs.store.latest_for_item(session, item_id)
                 if job is not None and not job.finished:
                     continue
+                row.updated_at = utcnow()  # taken: another recovering process skips it
                 analysis = self.store.latest_analysis(session, item_id)
                 if analysis is not None:
                     # Stored with its analysis; the crash came before routing.

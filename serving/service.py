@@ -81,10 +81,31 @@ async def _warm_up(_app: FastAPI) -> AsyncIterator[None]:
     # Mounted apps start after BentoML has connected the dependency clients, so this is
     # the first moment the embedding service can be asked what it serves.
     service = bentoml.get_current_service()
-    if service is not None:
-        # anyio's worker thread, as for sync routes: BentoML's sync client needs its token.
-        await anyio.to_thread.run_sync(lambda: service.components)
-    yield
+    if service is None:
+        yield
+        return
+    # anyio's worker thread, as for sync routes: BentoML's sync client needs its token.
+    await anyio.to_thread.run_sync(lambda: service.components)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_recover_periodically, service)
+        yield
+        tasks.cancel_scope.cancel()
+    # Saves the vector index and deletes this worker's liveness row, so its unfinished
+    # work is recoverable at once.
+    await anyio.to_thread.run_sync(service.components.close)
+
+
+async def _recover_periodically(service: Any) -> None:
+    """Another worker or replica may die mid-job: its work is picked up from here."""
+    while True:
+        await anyio.sleep(settings.recovery_seconds)
+        try:
+            recovered = await anyio.to_thread.run_sync(service.components.recover_orphans)
+        except Exception:  # retried on the next tick
+            log.exception("recovering orphaned work failed")
+            continue
+        if recovered:
+            log.info("recovered %d items or jobs a stopped process left", recovered)
 
 
 api = FastAPI(
@@ -156,7 +177,10 @@ def _describe_with_retry(client: Any, attempts: int = 30) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
-@bentoml.service(name="reelsift", traffic={"timeout": 300})
+@bentoml.service(
+    name="reelsift", workers=settings.api_workers,
+    traffic={"timeout": settings.request_timeout_s},
+)
 @bentoml.asgi_app(api, path="/v1")
 @bentoml.asgi_app(console_app, path="/console")
 class Reelsift:
@@ -194,14 +218,11 @@ class Reelsift:
         components = build_components(
             settings, embedder=embedder, embedder_unavailable_reason=info.get("reason"),
             visual_embedder=visual, visual_unavailable_reason=visual_info.get("reason"),
-            job_spawner=server_spawner(settings.media_job_workers),
+            job_spawner=server_spawner(settings.media_job_workers), process_role="api",
         )
-        resumed = components.ingest.resume_unfinished()
+        resumed = components.recover_orphans()
         if resumed:
-            log.info("finished %d items left unanalyzed by an earlier run", resumed)
-        resumed_media = components.media.resume_unfinished()
-        if resumed_media:
-            log.info("resumed %d media items or jobs left by an earlier run", resumed_media)
+            log.info("resumed %d items or jobs left by an earlier run", resumed)
         return components
 
     # -- items ---------------------------------------------------------------------------

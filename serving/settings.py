@@ -48,8 +48,23 @@ class Settings(BaseSettings):
         "processes within it"
     )
     feed_follow_seconds: float | None = Field(
-        None, description="poll the database for other replicas' changes this often; set it "
-        "when several processes serve feeds (BentoML workers > 1, or PostgreSQL replicas)"
+        1.0, description="how often each process reads items other processes (workers, "
+        "replicas, imports) approved; takedowns and events reach every feed at once anyway"
+    )
+    api_workers: int = Field(
+        2, ge=1, description="processes serving the JSON API (BentoML workers); they share the "
+        "database, so takedowns, events and jobs are consistent across them"
+    )
+    heartbeat_seconds: float = Field(
+        5.0, gt=0, description="each process renews its liveness row this often; three "
+        "missed beats and its jobs are recovered by the others"
+    )
+    recovery_seconds: float = Field(
+        15.0, gt=0, description="how often the server looks for work a dead process left"
+    )
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="longest API request (BentoML traffic timeout); an item "
+        "left unfinished longer than twice this is recovered even if its process looks alive"
     )
 
     # Limits.

@@ -39,6 +39,7 @@ from serving.media_ingest import (
     MediaItemPipeline,
     PerceptualHashIndex,
 )
+from serving.processes import ProcessRegistry
 from serving.settings import Settings
 from taxonomy.classifier import ClassifierSettings, TaxonomyClassifier
 
@@ -213,9 +214,16 @@ class Components:
     fuser: ItemFuser | None
     media: MediaIngestService
     jobs: JobRunner
+    processes: ProcessRegistry
+
+    def recover_orphans(self) -> int:
+        """Finish work no live process owns (a crashed worker's items and jobs); the
+        server calls it at start and every ``recovery_seconds``."""
+        return self.ingest.resume_unfinished() + self.media.resume_unfinished()
 
     def close(self) -> None:
         self.recommender.close()
+        self.processes.retire()
         self.engine.dispose()
 
 
@@ -309,6 +317,7 @@ def build_components(
     visual_unavailable_reason: str | None = None,
     job_spawner: Spawner = inline_spawner,
     migrate: bool = True,
+    process_role: str = "cli",
 ) -> Components:
     """Jobs run with ``job_spawner`` (inline by default, as the CLI wants); the server
     passes one that runs them on its event loop's worker threads."""
@@ -317,6 +326,11 @@ def build_components(
     if migrate:
         upgrade(engine)
     sessions = make_session_factory(engine)
+    processes = ProcessRegistry(
+        sessions, role=process_role, heartbeat_seconds=settings.heartbeat_seconds,
+        request_timeout_s=2 * settings.request_timeout_s,
+    )
+    processes.register()
     items = ItemStore(sessions)
     stack = build_analysis_stack(
         settings, embedder, embedder_unavailable_reason,
@@ -331,15 +345,18 @@ def build_components(
             model_dir=settings.data_dir / "models" / "ranker",
             fused_model_id=stack.fuser.model.id if stack.fuser is not None else None,
             follow_seconds=settings.feed_follow_seconds,
+            # Workers, replicas and CLI imports share the database.
+            multi_process=True,
         ),
         items,
     )
     ingest = IngestService(
-        items, stack.analyzer, text_limits(settings), policy_gate(review), stack.enrichment
+        items, stack.analyzer, text_limits(settings), policy_gate(review), stack.enrichment,
+        processes=processes,
     )
     blobs = BlobStore(settings.media_dir)
     jobs = JobRunner(
-        JobStore(sessions), spawner=job_spawner, max_attempts=settings.max_job_attempts
+        JobStore(sessions, processes), spawner=job_spawner, max_attempts=settings.max_job_attempts
     )
     limits = intake_limits(settings)
     media = MediaIngestService(
@@ -351,5 +368,5 @@ def build_components(
         blobs=blobs, keys=ApiKeyStore(sessions, cache_seconds=settings.auth_cache_seconds),
         text_analyzer=stack.analyzer, policy=policy, review=review, ingest=ingest,
         recommender=recommender, taxonomy=stack.taxonomy, text_risk=stack.text_risk,
-        fuser=stack.fuser, media=media, jobs=jobs,
+        fuser=stack.fuser, media=media, jobs=jobs, processes=processes,
     )

@@ -13,6 +13,7 @@ TABLE_MODULES = [
     "serving.auth",
     "recommender.tables",
     "serving.jobs",
+    "serving.processes",
     "serving.media_ingest",
 ]
 

@@ -87,3 +87,28 @@ def test_migrations_match_the_table_declarations(db_engine):
     with db_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_processes_starting_together_on_a_fresh_database_migrate_one_at_a_time(
+        empty_database_url):
+    """BentoML starts its workers at once; each upgrades the schema at start (without the
+    lock, PostgreSQL fails the second with 'relation already exists')."""
+    import subprocess
+    import sys
+
+    url = empty_database_url
+    import time
+
+    # Everything imported first, then all upgrade at the same instant.
+    script = ("import sys, time; import alembic.command; "
+              "from core.storage.db import make_engine, upgrade; "
+              "engine = make_engine(sys.argv[1]); "
+              "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); upgrade(engine)")
+    start = str(time.time() + 5)
+    workers = [subprocess.Popen([sys.executable, "-c", script, url, start],
+                                stderr=subprocess.PIPE) for _ in range(3)]
+    errors = [w.communicate(timeout=120)[1].decode() for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], errors
+    from core.storage.db import make_engine
+
+    assert current_revision(make_engine(url)) == "0006"

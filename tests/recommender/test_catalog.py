@@ -69,7 +69,8 @@ def test_persisted_index_is_reused_and_aligned_with_the_database(
     small_world.write_to_db(sessions)
     rec, store = open_recommender(sqlite_engine, clock)
     rec.close()
-    assert (tmp_path / "index" / "catalog.faiss").exists()
+    saved = VectorIndex.saved_in(tmp_path / "index")
+    assert saved is not None and (saved / "catalog.faiss").exists()
     gone = small_world.items[5]
     # changed while no process followed: the database wins on the next start
     with transaction(sessions) as s:

@@ -274,3 +274,68 @@ def test_following_on_a_timer_applies_changes_without_a_call(
     assert target not in follower.catalog
     follower.close()
     assert not follower._follower.is_alive()
+
+
+def test_with_multi_process_a_takedown_or_event_elsewhere_shapes_the_very_next_feed(
+        db_engine, small_world, clock, open_recommender, tmp_path):
+    """BentoML workers share a database: the next feed of *every* worker must drop an item
+    another worker took down, and reflect its events, before any follow tick."""
+    from core.contracts import ItemState
+    from core.storage.db import make_session_factory
+
+    sessions = make_session_factory(db_engine)
+    small_world.write_to_db(sessions)
+    first, store = open_recommender(db_engine, clock, index_dir=tmp_path / "a",
+                                    multi_process=True)
+    second, _ = open_recommender(db_engine, clock, index_dir=tmp_path / "b",
+                                 multi_process=True)
+    page = [i.item_id for i in second.feed.feed("anyone", 10).items]
+    assert len(page) == 10
+    store.transition(page[0], ItemState.REMOVED)  # heard by the first worker only
+    assert page[0] in second.catalog
+    again = [i.item_id for i in second.feed.feed("anyone", 10).items]
+    assert page[0] not in again and len(again) == 10  # dropped and the page refilled
+    assert page[0] not in second.catalog
+
+    liked = small_world.items[3].id
+    first.events.ingest([{"event_id": "mp1", "user_id": "fan", "item_id": liked,
+                          "type": "like", "ts": clock.dt}])
+    assert liked not in {i.item_id for i in second.feed.feed("fan", 50).items}
+    assert liked in second.state.profiles.get("fan").seen  # applied by the request itself
+
+
+def test_without_multi_process_a_feed_asks_the_database_nothing(
+        sqlite_engine, small_world, clock, open_recommender, tmp_path):
+    from sqlalchemy import event
+
+    from core.storage.db import make_session_factory
+
+    small_world.write_to_db(make_session_factory(sqlite_engine))
+    rec, _ = open_recommender(sqlite_engine, clock, index_dir=tmp_path / "a")
+    statements: list[str] = []
+    event.listen(sqlite_engine, "before_cursor_execute",
+                 lambda *args: statements.append(args[2]))
+    assert rec.feed.feed("anyone", 10).items
+    assert statements == []
+
+
+def test_concurrent_saves_leave_one_complete_generation(tmp_path):
+    import threading
+
+    rng = np.random.default_rng(0)
+    indexes = []
+    for n in range(4):
+        index = VectorIndex(8, "m@1")
+        index.add([f"w{n}-{i}" for i in range(50 + n)], rng.normal(size=(50 + n, 8)))
+        indexes.append(index)
+    threads = [threading.Thread(target=index.save, args=(tmp_path,)) for index in indexes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    loaded = VectorIndex.load(tmp_path)
+    rows = loaded.rows
+    assert rows in (50, 51, 52, 53)
+    writer = rows - 50
+    assert loaded.vector(f"w{writer}-0") is not None and len(loaded) == rows
+    assert len(list(tmp_path.glob("gen-*"))) >= 1
