@@ -28,8 +28,8 @@ events straight into its database, then:
    requests/s, p50/p99, the CPU milliseconds the server's processes and this client
    spent per request, and the ratio of the HTTP rate to the in-process baseline.
 
-``--server-env KEY=VALUE`` passes settings to the server, e.g. two BentoML workers:
-``--server-env BENTOML_CONFIG_OPTIONS=services.reelsift.workers=2``. The load generator
+``--server-env KEY=VALUE`` passes settings to the server, e.g. one API worker instead
+of the default two: ``--server-env REELSIFT_API_WORKERS=1``. The load generator
 (``http.client``, lighter than httpx) shares this machine's cores with the server.
 
     uv run python benchmarks/feed.py                   # 100k items

@@ -10,7 +10,9 @@ inverted index before the listener returns, so the next feed cannot show it.
 A listener hears only its own process. Changes other processes make (another worker,
 another replica) reach this catalog through ``follow``, which reads the items whose
 ``updated_at`` moved since the last call and adds or drops them the same way; it looks
-``FOLLOW_OVERLAP`` back, for transactions that committed after a later one.
+``FOLLOW_OVERLAP`` back, for transactions that committed after a later one. Feeds served
+by several processes also confirm each page against ``items.state``
+(``confirm_approved``), so a takedown never waits for the next follow.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.contracts import ItemState
 from core.storage.items import StateChange
-from core.storage.tables import AnalysisRow, EmbeddingRow, ItemRow
+from core.storage.tables import AnalysisRow, EmbeddingRow, ItemRow, as_utc, utcnow
 from recommender.columns import ItemColumns, Vocabulary
 from recommender.settings import RecommenderSettings
 from recommender.vector_index import VectorIndex
@@ -99,8 +101,8 @@ class Catalog:
         self.vocab = Vocabulary()
         self.columns = ItemColumns(self.vocab)  # replaced whole when rebuilt
         self._sessions: sessionmaker[Session] | None = None
-        # ``follow``: the newest updated_at seen, and what was applied within the overlap
-        self._watermark: datetime | None = None
+        # ``follow``: when the last read began, and what was applied within the overlap
+        self._read_at: datetime | None = None
         self._followed: dict[str, datetime] = {}
 
     def _reset_index(self, dim: int, model_id: str) -> None:
@@ -255,29 +257,32 @@ class Catalog:
     def _start_following(self, session: Session) -> None:
         """Before the items are read: what they reflect, so ``follow`` skips it (a row
         that changes afterwards gets a new ``updated_at`` and is applied)."""
-        self._watermark = session.scalar(select(func.max(ItemRow.updated_at)))
-        if self._watermark is not None:
-            recent = select(ItemRow.id, ItemRow.updated_at).where(
-                ItemRow.updated_at > self._watermark - FOLLOW_OVERLAP)
-            self._followed = {item_id: ts for item_id, ts in session.execute(recent)}
+        self._read_at = utcnow()
+        recent = select(ItemRow.id, ItemRow.updated_at).where(
+            ItemRow.updated_at > self._read_at - FOLLOW_OVERLAP)
+        self._followed = {item_id: ts for item_id, ts in session.execute(recent)}
 
     def follow(self) -> int:
         """Apply item state changes made by other processes since the last call (or the
-        load); returns how many items were added, reloaded or dropped."""
+        load); returns how many items were added, reloaded or dropped.
+
+        Reads the rows stamped since ``FOLLOW_OVERLAP`` before the previous read began:
+        every older change had committed by then and was read then. The window follows
+        the clock, not the newest change, so a bulk import leaves it after the overlap.
+        """
         if self._sessions is None:
             return 0
+        started = utcnow()
         with self._sessions() as session:
             query = select(ItemRow.id, ItemRow.state, ItemRow.updated_at)
-            if self._watermark is not None:
-                query = query.where(ItemRow.updated_at > self._watermark - FOLLOW_OVERLAP)
+            if self._read_at is not None:
+                query = query.where(ItemRow.updated_at > self._read_at - FOLLOW_OVERLAP)
             approved: list[str] = []
             dropped: list[str] = []
             for item_id, state, updated_at in session.execute(query):
                 if self._followed.get(item_id) == updated_at:
                     continue  # already applied on an earlier call
                 self._followed[item_id] = updated_at
-                if self._watermark is None or updated_at > self._watermark:
-                    self._watermark = updated_at
                 if state == ItemState.APPROVED.value:
                     approved.append(item_id)
                 elif item_id in self._items:
@@ -286,9 +291,9 @@ class Catalog:
                 self.remove(item_id)
             for start in range(0, len(approved), 5000):
                 self._load_items(session, approved[start : start + 5000])
-        if self._watermark is not None:
-            horizon = self._watermark - FOLLOW_OVERLAP
-            self._followed = {k: v for k, v in self._followed.items() if v > horizon}
+        self._read_at = started
+        horizon = started - FOLLOW_OVERLAP
+        self._followed = {k: v for k, v in self._followed.items() if as_utc(v) > horizon}
         return len(approved) + len(dropped)
 
     def confirm_approved(self, item_ids: Sequence[str]) -> list[str]:
@@ -298,11 +303,12 @@ class Catalog:
         if self._sessions is None or not item_ids:
             return []
         with self._sessions() as session:
-            still = set(session.scalars(
-                select(ItemRow.id).where(ItemRow.id.in_(list(item_ids)),
-                                         ItemRow.state == ItemState.APPROVED.value)
-            ))
-        gone = [item_id for item_id in item_ids if item_id not in still]
+            # By primary key only: with the state in the WHERE clause SQLite's planner
+            # walks the state index (every approved item: 11 ms at 100k, not 0.1).
+            state_of = dict(session.execute(
+                select(ItemRow.id, ItemRow.state).where(ItemRow.id.in_(list(item_ids)))).all())
+        approved = ItemState.APPROVED.value
+        gone = [item_id for item_id in item_ids if state_of.get(item_id) != approved]
         for item_id in gone:
             self.remove(item_id)
         return gone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -23,6 +24,15 @@ def _feed_ids(http, user_id: str, k: int = 50) -> list[str]:
     return [item["item_id"] for item in _feed(http, user_id, k)]
 
 
+def _feeds_from_new_connections(live_server, user_id: str, n: int = 8) -> list[list[str]]:
+    """Each request on its own connection: the server's workers each get some of them."""
+    pages = []
+    for _ in range(n):
+        with live_server.client("demo-feed") as http:
+            pages.append(_feed_ids(http, user_id))
+    return pages
+
+
 def test_approved_upload_reaches_the_feed_and_takedown_removes_it(live_server):
     item = {
         "id": "feed-1", "creator_id": "gardener",
@@ -33,14 +43,21 @@ def test_approved_upload_reaches_the_feed_and_takedown_removes_it(live_server):
     with live_server.client("demo-uploader") as up:
         created = up.post("/v1/items", json=item).json()
     assert created["state"] == "approved", created["state_reason"]
+    # The worker that stored it shows it at once; the others within the follow interval.
+    deadline = time.monotonic() + 15
+    while not all("feed-1" in page for page in
+                  _feeds_from_new_connections(live_server, "fresh-user-1")):
+        assert time.monotonic() < deadline, "approved item missing from some worker's feed"
+        time.sleep(0.5)
     with live_server.client("demo-feed") as feed:
-        assert "feed-1" in _feed_ids(feed, "fresh-user-1")
         for reporter in ("r1", "r2", "r3"):
             outcome = feed.post("/v1/reports", json={
                 "item_id": "feed-1", "reporter_id": reporter, "reason": "misleading"})
             assert outcome.status_code == 200, outcome.text
         assert outcome.json()["pulled"] is True
-        assert "feed-1" not in _feed_ids(feed, "fresh-user-1")
+    # Gone from every worker's very next feed, not after a follow tick.
+    for page in _feeds_from_new_connections(live_server, "fresh-user-1", n=12):
+        assert "feed-1" not in page
     with live_server.client("demo-uploader") as up:
         assert up.get("/v1/items/feed-1").json()["state"] == "pending_review"
 
@@ -61,6 +78,9 @@ def test_events_change_the_next_feed_and_are_idempotent(live_server):
         first = feed.post("/v1/events", json={"events": events}).json()
         again = feed.post("/v1/events", json={"events": events}).json()
         after = _feed(feed, user, k=10)
+        # Whichever worker answers the next request has applied them.
+        for page in _feeds_from_new_connections(live_server, user):
+            assert not set(sports) & set(page)
         bad = feed.post("/v1/events", json={"events": [{"event_id": "x", "type": "like"}]})
     assert first["stored"] == len(events) and again["duplicates"] == len(events)
     # Cold start knows nothing of the user; after the events, interest matching leads.
