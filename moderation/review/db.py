@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from core.storage.tables import as_utc
 
 
 def engine_of(sessions: sessionmaker[Session]) -> Engine:
@@ -40,13 +42,6 @@ def read_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         session.rollback()
         session.close()
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands datetimes back naive; everything stored here is UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def as_utc_or_none(value: datetime | None) -> datetime | None:
