@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.contracts import Event
 from core.errors import InvalidInput
-from core.storage.db import transaction
+from core.storage.db import engine_of, transaction
 from recommender.state import OnlineState
 from recommender.tables import EventRow
 
@@ -124,6 +124,8 @@ class EventLog:
         state = self.state
         if state is None:
             return 0
+        if not self._has_unapplied():
+            return 0
         with self._apply_lock:
             while True:
                 with self.sessions() as session:
@@ -141,6 +143,13 @@ class EventLog:
         if applied:
             state.cohorts.maybe_refresh(state.profiles, state.clock())
         return applied
+
+    def _has_unapplied(self) -> bool:
+        """One indexed probe on a Core connection: feeds ask this on every request."""
+        with engine_of(self.sessions).connect() as conn:
+            return conn.execute(
+                select(EventRow.id).where(EventRow.id > self._cursor).limit(1)
+            ).first() is not None
 
     @property
     def cursor(self) -> int:

@@ -56,6 +56,15 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine a session factory is bound to: hot read paths use Core connections,
+    which skip the ORM session's bookkeeping."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, Engine):
+        raise TypeError("the session factory must be bound to an Engine")
+    return bind
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session], *, immediate: bool = False) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back on any error.

@@ -17,17 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.storage.db import engine_of
 from core.storage.tables import as_utc
-
-
-def engine_of(sessions: sessionmaker[Session]) -> Engine:
-    bind = sessions.kw.get("bind")
-    if not isinstance(bind, Engine):
-        raise TypeError("the session factory must be bound to an Engine")
-    return bind
 
 
 def is_sqlite(sessions: sessionmaker[Session]) -> bool:
