@@ -116,7 +116,7 @@ def read_uploads(paths: Sequence[Path], limits: IntakeLimits) -> list[MediaUploa
         size = path.stat().st_size
         if size > limits.media.max_file_bytes:
             raise limits.file_too_large(size)
-        uploads.append(MediaUpload(path.name, path.read_bytes()))
+        uploads.append(MediaUpload(path.name, None, path=path))  # read as checks need
     return uploads
 
 

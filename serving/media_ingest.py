@@ -29,17 +29,21 @@ would replace the scan behind the same ``search`` method.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
 import json
 import logging
+import os
 import re
+import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
@@ -125,6 +129,10 @@ class IntakeLimits:
     async_media_bytes: int = 32 * 1024 * 1024
     max_metadata_bytes: int = 1024 * 1024
     near_duplicate_max_distance: int = 12
+    # A file part larger than this is written to ``spool_dir`` as it arrives instead of
+    # being held in memory (None: always in memory, as tests with tiny files like).
+    spool_bytes: int = 4 * 1024 * 1024
+    spool_dir: Path | None = None
 
     def file_too_large(self, size: int) -> PayloadTooLarge:
         maximum = self.media.max_file_bytes
@@ -150,17 +158,46 @@ class MediaItemIn(TextItemIn):
 
 @dataclass
 class MediaUpload:
-    """One file as received; ``filename`` and ``content_type`` are the client's claims."""
+    """One file as received; ``filename`` and ``content_type`` are the client's claims.
+
+    Small files stay in memory (``data``); larger ones were spooled to a temporary file
+    (``path``) while the body streamed in, so an upload never holds gigabytes in memory.
+    """
 
     filename: str | None
-    data: bytes
+    data: bytes | None
     content_type: str | None = None
+    path: Path | None = None
+    spooled: bool = False  # ``path`` is our temporary file (not a caller's local file)
+
+    @property
+    def source(self) -> bytes | Path:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        return self.path
+
+    @property
+    def size(self) -> int:
+        if self.data is not None:
+            return len(self.data)
+        assert self.path is not None
+        return self.path.stat().st_size
+
+    def discard(self) -> None:
+        """Delete the spooled file, if any (its bytes are in the blob store by now)."""
+        if self.spooled and self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 @dataclass
 class MultipartUpload:
     metadata: bytes
     files: list[MediaUpload]
+
+    def discard(self) -> None:
+        for upload in self.files:
+            upload.discard()
 
 
 # -- streaming multipart reader -----------------------------------------------------------
@@ -188,6 +225,10 @@ class MultipartUploadReader:
         self._header_value = bytearray()
         self._headers: dict[bytes, bytes] = {}
         self._buffer = bytearray()
+        self._size = 0
+        # The current file part, once it outgrew memory, and where it is written.
+        self._spool: BinaryIO | None = None
+        self._spool_path: Path | None = None
         self._part: str | None = None  # "metadata" | "file"
         self._filename: str | None = None
         self._content_type: str | None = None
@@ -243,6 +284,7 @@ class MultipartUploadReader:
     def _on_part_begin(self) -> None:
         self._headers = {}
         self._buffer = bytearray()
+        self._size = 0
         self._part = None
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
@@ -285,7 +327,7 @@ class MultipartUploadReader:
             )
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
-        size = len(self._buffer) + (end - start)
+        size = self._size + (end - start)
         if self._part == "file" and size > self.limits.media.max_file_bytes:
             raise self.limits.file_too_large(size)
         if self._part == METADATA_FIELD and size > self.limits.max_metadata_bytes:
@@ -293,16 +335,43 @@ class MultipartUploadReader:
                 f"the '{METADATA_FIELD}' part is over {self.limits.max_metadata_bytes} bytes",
                 limit="max_metadata_bytes", maximum=self.limits.max_metadata_bytes,
             )
+        self._size = size
+        if self._spool is not None:
+            self._spool.write(data[start:end])
+            return
         self._buffer += data[start:end]
+        spool_dir = self.limits.spool_dir
+        if self._part == "file" and spool_dir is not None and size > self.limits.spool_bytes:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=spool_dir, prefix="upload-")
+            self._spool_path = Path(name)
+            self._spool = os.fdopen(fd, "wb")  # closed at the part's end or by discard()
+            self._spool.write(self._buffer)
+            self._buffer = bytearray()
 
     def _on_part_end(self) -> None:
         if self._part == METADATA_FIELD:
             self.metadata = bytes(self._buffer)
         elif self._part == "file":
-            self.files.append(
-                MediaUpload(self._filename, bytes(self._buffer), self._content_type)
-            )
+            if self._spool is not None:
+                self._spool.close()
+                upload = MediaUpload(self._filename, None, self._content_type,
+                                     path=self._spool_path, spooled=True)
+                self._spool = None
+            else:
+                upload = MediaUpload(self._filename, bytes(self._buffer), self._content_type)
+            self.files.append(upload)
         self._buffer = bytearray()
+
+    def discard(self) -> None:
+        """Delete every spooled file: the upload was refused or has been stored."""
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+            if self._spool_path is not None:
+                self._spool_path.unlink(missing_ok=True)
+        for upload in self.files:
+            upload.discard()
 
     def _on_end(self) -> None:
         self.ended = True
@@ -317,19 +386,23 @@ async def read_multipart(
     reader.check_declared_length(content_length)
     error: ReelsiftError | None = None
     drained = 0
-    async for chunk in stream:
-        if error is None:
-            try:
-                reader.feed(chunk)
-            except ReelsiftError as exc:
-                error = exc
-        else:
-            drained += len(chunk)
-            if drained > DRAIN_BYTES:
-                break
-    if error is not None:
-        raise error
-    return reader.finish()
+    try:
+        async for chunk in stream:
+            if error is None:
+                try:
+                    reader.feed(chunk)
+                except ReelsiftError as exc:
+                    error = exc
+            else:
+                drained += len(chunk)
+                if drained > DRAIN_BYTES:
+                    break
+        if error is not None:
+            raise error
+        return reader.finish()
+    except BaseException:  # refused, or the client went away: no spooled file stays
+        reader.discard()
+        raise
 
 
 def parse_metadata(raw: bytes) -> MediaItemIn:
@@ -530,27 +603,53 @@ def probe_container(
     )
 
 
+# Bytes read from a file on disk to tell its type (the sniffers look at 512 at most).
+SNIFF_BYTES = 64 * 1024
+
+
 def check_file(
-    position: int, filename: str | None, data: bytes, limits: IntakeLimits,
-    *, probe_audio: bool = False, path: Path | None = None,
+    position: int, filename: str | None, source: bytes | Path, limits: IntakeLimits,
+    *, probe_audio: bool = False,
 ) -> CheckedFile:
-    """Everything about one file that can be refused without analyzing it."""
+    """Everything about one file that can be refused without analyzing it.
+
+    ``source``: the bytes, or a file on disk (a spooled upload, a local file), which is
+    then read only as far as each check needs: its head to sniff, all of it only for an
+    image's header, in blocks to hash.
+    """
+    on_disk = isinstance(source, Path)
     try:
         label = safe_filename(filename) if filename else None
-        limits.media.check_file_bytes(len(data))
-        media_type = sniff_media_type(data)
+        size = source.stat().st_size if isinstance(source, Path) else len(source)
+        limits.media.check_file_bytes(size)
+        head = _read_head(source) if isinstance(source, Path) else source
+        media_type = sniff_media_type(head)
         probe = None
         if media_type.kind is MediaKind.IMAGE:
-            check_image_header(data, media_type, limits.media)
+            image = source.read_bytes() if isinstance(source, Path) else source
+            check_image_header(image, media_type, limits.media)
         elif media_type.kind is MediaKind.VIDEO or probe_audio:
-            probe = probe_container(path or data, media_type, limits.media)
+            probe = probe_container(source, media_type, limits.media)
     except ReelsiftError as exc:
         raise _about_file(position, filename, exc) from exc
     return CheckedFile(
-        position=position, filename=label, sha256=hashlib.sha256(data).hexdigest(),
-        media_type=media_type, size_bytes=len(data),
-        data=None if path is not None else data, path=path, probe=probe,
+        position=position, filename=label, sha256=_sha256(source),
+        media_type=media_type, size_bytes=size,
+        data=None if on_disk else cast(bytes, source),
+        path=cast(Path, source) if on_disk else None, probe=probe,
     )
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(SNIFF_BYTES)
+
+
+def _sha256(source: bytes | Path) -> str:
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    return hashlib.sha256(source).hexdigest()
 
 
 # -- analysis (no storage) ----------------------------------------------------------------
@@ -1009,19 +1108,19 @@ class MediaIngestService:
             )
         if len(uploads) > self.limits.max_files_per_item:
             raise self.limits.too_many_files(len(uploads))
-        total = sum(len(u.data) for u in uploads)
+        total = sum(u.size for u in uploads)
         has_video = False
         checked: list[CheckedFile] = []
         for position, upload in enumerate(uploads):
-            file = check_file(position, upload.filename, upload.data, self.limits)
+            file = check_file(position, upload.filename, upload.source, self.limits)
             has_video = has_video or file.kind is MediaKind.VIDEO
             checked.append(file)
         run_as_job = has_video or total > self.limits.async_media_bytes
         if run_as_job:
             # Audio is only decoded in the job: probe it now so a broken one is refused.
             checked = [
-                check_file(f.position, uploads[f.position].filename, uploads[f.position].data,
-                           self.limits, probe_audio=True)
+                check_file(f.position, uploads[f.position].filename,
+                           uploads[f.position].source, self.limits, probe_audio=True)
                 if f.kind is MediaKind.AUDIO else f
                 for f in checked
             ]
@@ -1067,15 +1166,20 @@ class MediaIngestService:
         ))
         session.flush()  # an id taken meanwhile fails here, before any other row
 
-    def _put_blob(self, session: Session, data: bytes, media_type: str) -> str:
-        sha256 = self.blobs.put(data)
+    def _put_blob(self, session: Session, data: bytes | CheckedFile, media_type: str) -> str:
+        if isinstance(data, CheckedFile) and data.data is None:
+            assert data.path is not None
+            sha256, size = self.blobs.put_file(data.path, data.sha256), data.size_bytes
+        else:
+            raw = data.read() if isinstance(data, CheckedFile) else data
+            sha256, size = self.blobs.put(raw), len(raw)
         if session.get(MediaBlobRow, sha256) is None:
-            session.add(MediaBlobRow(sha256=sha256, size_bytes=len(data), media_type=media_type))
+            session.add(MediaBlobRow(sha256=sha256, size_bytes=size, media_type=media_type))
         return sha256
 
     def _store_files(self, session: Session, item_id: str, files: Sequence[CheckedFile]) -> None:
         for file in files:
-            self._put_blob(session, file.read(), file.media_type.value)
+            self._put_blob(session, file, file.media_type.value)
         session.flush()  # the blobs' rows first: item_media refers to them
         for file in files:
             session.add(ItemMediaRow(
@@ -1197,6 +1301,20 @@ class MediaIngestService:
         if unfinished:
             self._fail_item(item_id, reason)
 
+    def remove_stale_spool_files(self, older_than_s: float) -> int:
+        """Delete upload spool files a killed process left (no request lasts this long)."""
+        spool_dir = self.limits.spool_dir
+        if spool_dir is None or not spool_dir.is_dir():
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in spool_dir.glob("upload-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def resume_unfinished(self) -> int:
         """At start: recover jobs, then finish media items a crash left without one."""
         resumed = self.jobs.recover()
@@ -1241,4 +1359,4 @@ def local_file(position: int, path: Path, limits: IntakeLimits) -> CheckedFile:
     size = path.stat().st_size
     if size > limits.media.max_file_bytes:
         raise _about_file(position, path.name, limits.file_too_large(size))
-    return check_file(position, path.name, path.read_bytes(), limits, probe_audio=True, path=path)
+    return check_file(position, path.name, path, limits, probe_audio=True)

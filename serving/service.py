@@ -241,10 +241,13 @@ class Reelsift:
                 request.headers.get("content-type", ""), request.headers.get("content-length"),
                 request.stream(), intake_limits(settings),
             )
-            metadata = parse_metadata(upload.metadata)
-            submission = await anyio.to_thread.run_sync(
-                lambda: self.components.media.submit(metadata, upload.files)
-            )
+            try:
+                metadata = parse_metadata(upload.metadata)
+                submission = await anyio.to_thread.run_sync(
+                    lambda: self.components.media.submit(metadata, upload.files)
+                )
+            finally:
+                upload.discard()  # spooled files: their bytes are blobs now, or refused
             if submission.job is not None:
                 accepted = MediaAccepted(item=submission.item, job=submission.job,
                                          status_url=f"/v1/jobs/{submission.job.id}")

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     visual_embedder: str = "reelsift.visual.opencv_descriptor.v1"
     max_file_bytes: int = Field(256 * 1024 * 1024, description="per media file, while reading")
     max_files_per_item: int = 8
+    upload_spool_bytes: int = Field(
+        4 * 1024 * 1024, ge=0, description="a file part larger than this is written to "
+        "data_dir/tmp/uploads while it streams in, instead of held in memory"
+    )
     max_image_pixels: int = Field(40_000_000, description="declared size; bombs never decode")
     max_audio_seconds: float = 3600.0
     max_video_seconds: float = 600.0

@@ -149,6 +149,8 @@ def intake_limits(settings: Settings) -> IntakeLimits:
         max_files_per_item=settings.max_files_per_item,
         async_media_bytes=settings.async_media_bytes,
         near_duplicate_max_distance=settings.near_duplicate_max_distance,
+        spool_bytes=settings.upload_spool_bytes,
+        spool_dir=settings.data_dir / "tmp" / "uploads",
     )
 
 
@@ -219,6 +221,7 @@ class Components:
     def recover_orphans(self) -> int:
         """Finish work no live process owns (a crashed worker's items and jobs); the
         server calls it at start and every ``recovery_seconds``."""
+        self.media.remove_stale_spool_files(2 * self.settings.request_timeout_s)
         return self.ingest.resume_unfinished() + self.media.resume_unfinished()
 
     def close(self) -> None:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+COPY_BLOCK = 1024 * 1024
 
 
 class BlobStore:
@@ -18,20 +23,33 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
+        self._write(digest, lambda fh: fh.write(data))
+        return digest
+
+    def put_file(self, path: Path, sha256: str) -> str:
+        """Store a file already hashed (``sha256``) by copying it in blocks, so a large
+        upload spooled to disk never passes through memory whole."""
+        def copy(fh: BinaryIO) -> None:
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, fh, COPY_BLOCK)
+
+        self._write(sha256, copy)
+        return sha256
+
+    def _write(self, digest: str, write: Callable[[BinaryIO], object]) -> None:
         target = self.path_for(digest)
         if target.exists():
-            return digest
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a crash never leaves a half-written blob under its hash.
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                write(fh)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return digest
 
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()

@@ -128,6 +128,19 @@ def test_audio_upload_is_analyzed_before_the_response(live_server, media):
     assert item["state"] in FINISHED
 
 
+def test_a_file_over_the_spool_size_streams_to_disk_and_leaves_no_temporary_file(live_server):
+    long_voice = synth.wav_bytes(synth.speech_like(50.0, sr=44_100), sr=44_100)
+    assert len(long_voice) > 4 * 1024 * 1024  # REELSIFT_UPLOAD_SPOOL_BYTES' default
+    with live_server.client("demo-uploader") as http:
+        response = upload(http, {"id": "hm-long-voice", "creator_id": "c"},
+                          ("long.wav", long_voice))
+    assert response.status_code == 201, response.text
+    entry = response.json()["analysis"]["media"][0]
+    assert entry["analysis"]["duration_ms"] == 50_000
+    spool = live_server.data_dir / "tmp" / "uploads"
+    assert spool.is_dir() and list(spool.iterdir()) == []
+
+
 def test_video_upload_finishes_as_a_job_with_keyframes_and_a_fused_vector(live_server, media):
     with live_server.client("demo-uploader") as http:
         response = upload(http, {"id": "hm-clip", "creator_id": "c", "title": "Street interview"},

@@ -26,6 +26,7 @@ from serving.media_ingest import (
     MultipartUploadReader,
     PerceptualHashIndex,
     merge_risk,
+    read_multipart,
 )
 from serving.wiring import Components
 from tests.analyzers.media import corpus, synth
@@ -288,6 +289,54 @@ def test_multipart_reader_streams_files_and_refuses_oversize_while_reading():
     assert caught.value.details["limit"] == "max_file_bytes"
 
 
+def test_large_file_parts_are_spooled_to_disk_and_refused_ones_leave_nothing(tmp_path):
+    spool = tmp_path / "spool"
+    limits = IntakeLimits(spool_bytes=20_000, spool_dir=spool)
+    content_type, body = multipart_body({"id": "m", "creator_id": "c"},
+                                        [("small.bin", b"s" * 1_000), ("big.bin", b"b" * 90_000)])
+    reader = MultipartUploadReader(content_type, limits)
+    feed_in_chunks(reader, body, 4096)
+    upload = reader.finish()
+    small, big = upload.files
+    assert small.data == b"s" * 1_000 and small.path is None
+    assert big.data is None and big.path is not None and big.path.parent == spool
+    assert big.size == 90_000 and big.path.read_bytes() == b"b" * 90_000
+    upload.discard()
+    assert list(spool.iterdir()) == []
+
+    small_files = IntakeLimits(media=limits.media.__class__(max_file_bytes=50_000),
+                               spool_bytes=20_000, spool_dir=spool)
+    content_type, body = multipart_body({"id": "m", "creator_id": "c"},
+                                        [("big.bin", b"y" * 400_000)])
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    import asyncio
+
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(read_multipart(content_type, None, chunks(), small_files))
+    assert list(spool.iterdir()) == []  # the part spooled before the limit broke is gone
+
+
+def test_a_spooled_video_is_stored_and_analyzed_from_disk(components, media, tmp_path):
+    spooled = tmp_path / "upload-clip"
+    spooled.write_bytes(media["video"])
+    upload = MediaUpload("clip.mp4", None, path=spooled, spooled=True)
+    submission = components.media.submit(
+        MediaItemIn(id="spooled-video", creator_id="c", title="a clip"), [upload])
+    job = components.jobs.store.get(submission.job.id) if submission.job else None
+    item = components.ingest.get_item("spooled-video")
+    assert item.state != ItemState.FAILED.value, item.state_reason
+    assert job is None or job.state is JobState.DONE
+    [entry] = item.analysis["media"]
+    blob = components.blobs.path_for(entry["sha256"])
+    assert blob.read_bytes() == media["video"]  # copied in blocks, byte for byte
+    upload.discard()
+    assert not spooled.exists()
+
+
 @pytest.mark.parametrize(
     ("metadata", "files", "extra", "error", "needle"),
     [
@@ -335,3 +384,21 @@ def test_hash_index_follows_rows_written_by_another_replica(db_engine):
     assert there.search([(near, None)], exclude_item="r1") == []
     far = there.search([("0f0f0f0f0f0f0f00", 1000)])
     assert [(d.item_id, d.t_ms, d.distance, d.query_t_ms) for d in far] == [("r2", 500, 4, 1000)]
+
+
+def test_spool_files_a_killed_process_left_are_removed_once_no_request_could_own_them(
+        components):
+    import os
+    import time
+
+    spool = components.media.limits.spool_dir
+    assert spool is not None
+    spool.mkdir(parents=True, exist_ok=True)
+    stale, live = spool / "upload-stale", spool / "upload-live"
+    stale.write_bytes(b"x")
+    live.write_bytes(b"y")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    assert components.media.remove_stale_spool_files(600) == 1
+    assert not stale.exists() and live.exists()
+    live.unlink()
