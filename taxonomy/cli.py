@@ -56,7 +56,9 @@ def _fail(exc: ReelsiftError) -> typer.Exit:
 
 @app.command()
 def train(
-    labeled: Annotated[Path, typer.Argument(help="JSON Lines: {text, labels: [path or id]}")],
+    labeled: Annotated[
+        list[Path], typer.Argument(help="JSON Lines files: {text, labels: [path or id]}")
+    ],
     out: Annotated[Path, typer.Option(help="artifact directory to write")] = Path(
         "var/models/taxonomy-heads"
     ),
@@ -67,15 +69,25 @@ def train(
     regularisation: Annotated[float, typer.Option(help="inverse L2 strength (C)")] = 4.0,
     min_positives: Annotated[int, typer.Option(help="examples a node needs for a head")] = 2,
     calibrate: Annotated[bool, typer.Option(help="refit the zero-shot calibration too")] = True,
+    max_per_category: Annotated[
+        int | None,
+        typer.Option(help="keep the first N examples of each tier-1 category from each file "
+                     "(a balanced few-shot set: 10 from each of two styles = 20 a category)"),
+    ] = None,
 ) -> None:
     """Train per-node heads over text embeddings and save them as a versioned artifact."""
     from taxonomy.classifier import TaxonomyClassifier
-    from taxonomy.dataset import read_labeled_jsonl
+    from taxonomy.dataset import at_most_per_category, read_labeled_jsonl
     from taxonomy.tree import TaxonomyTree
 
     try:
         tree = TaxonomyTree.load(taxonomy) if taxonomy else TaxonomyTree.default()
-        examples = read_labeled_jsonl(labeled, tree)
+        examples = []
+        for path in labeled:
+            from_file = read_labeled_jsonl(path, tree)
+            if max_per_category is not None:
+                from_file = at_most_per_category(from_file, tree, max_per_category)
+            examples.extend(from_file)
         text_embedder = _text_embedder(embedder, cache_dir, model_path)
         classifier = TaxonomyClassifier(tree, text_embedder, cache_dir=cache_dir)
         vectors = text_embedder.encode([e.text for e in examples])

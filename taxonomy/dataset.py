@@ -58,3 +58,21 @@ def read_labeled_jsonl(path: str | Path, tree: TaxonomyTree) -> list[LabeledExam
     if not examples:
         raise InvalidInput(f"{path} holds no labeled examples")
     return examples
+
+
+def at_most_per_category(
+    examples: list[LabeledExample], tree: TaxonomyTree, limit: int
+) -> list[LabeledExample]:
+    """The first ``limit`` examples of each tier-1 category (of an example's first label),
+    in order: a balanced few-shot set out of several files, e.g. 20 per category."""
+    if limit < 1:
+        raise InvalidInput(f"the per-category limit must be at least 1, got {limit}")
+    taken: dict[str, int] = {}
+    kept = []
+    for example in examples:
+        chain = tree.ancestors(example.node_ids[0])
+        root = chain[0].id if chain else example.node_ids[0]
+        if taken.get(root, 0) < limit:
+            taken[root] = taken.get(root, 0) + 1
+            kept.append(example)
+    return kept

@@ -77,6 +77,21 @@ def test_train_then_evaluate_from_the_command_line(small_tree_path: Path, tmp_pa
     assert set(summary) >= {"tier1_accuracy", "hierarchical_f1", "coverage"}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # Several files, balanced: at most N examples a tier-1 category from each.
+    other = _jsonl(tmp_path / "other.jsonl", ROWS)
+    balanced = runner.invoke(app, ["train", str(labeled), str(other), "--max-per-category", "1",
+                                   "--out", str(tmp_path / "balanced"), *common])
+    assert balanced.exit_code == 0, balanced.output
+    tree = TaxonomyTree.load(small_tree_path)
+
+    def root(label: str) -> str:
+        node = tree.resolve(label)
+        return (tree.ancestors(node.id) or [node])[0].id
+
+    roots = {root(labels[0]) for _, labels in ROWS}
+    balanced_config = json.loads((tmp_path / "balanced" / "config.json").read_text())
+    assert balanced_config["hyper"]["examples"] == 2 * len(roots) < 2 * len(ROWS)
+
     table = runner.invoke(app, ["evaluate", str(labeled), *common])
     assert table.exit_code == 0 and "tier1_accuracy" in table.output
 
