@@ -111,13 +111,8 @@ def media_paths(item: BulkItem, base_dir: Path) -> list[Path]:
 
 
 def read_uploads(paths: Sequence[Path], limits: IntakeLimits) -> list[MediaUpload]:
-    uploads = []
-    for path in paths:
-        size = path.stat().st_size
-        if size > limits.media.max_file_bytes:
-            raise limits.file_too_large(size)
-        uploads.append(MediaUpload(path.name, None, path=path))  # read as checks need
-    return uploads
+    # Read only as the checks need; check_file refuses an oversize file by its size.
+    return [MediaUpload(path.name, None, path=path) for path in paths]
 
 
 # -- analysis without storage -------------------------------------------------------------

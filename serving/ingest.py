@@ -274,27 +274,38 @@ class IngestService:
     def resume_unfinished(self) -> int:
         """Finish text items a crash left in ``received``/``analyzing``; returns how many.
 
-        With ``processes`` set, only items no live process can still be working on
-        (``ProcessRegistry.orphaned_before``); the rows are taken under the write lock and
-        stamped, so two processes recovering at once never both resume one item.
+        Items with media are resumed by ``serving.media_ingest`` (jobs).
         """
         with write_transaction(self.store.sessions) as session:
-            query = select(ItemRow).where(
-                ItemRow.state.in_([ItemState.RECEIVED.value, ItemState.ANALYZING.value]),
-                # Items with media are resumed by serving.media_ingest (jobs).
-                ~exists().where(ItemMediaRow.item_id == ItemRow.id),
-            )
-            if self.processes is not None:
-                query = query.where(ItemRow.updated_at < self.processes.orphaned_before(session))
-            stuck = list(session.scalars(query.with_for_update(skip_locked=True)))
+            stuck = lock_orphaned_items(session, self.processes, with_media=False)
             for row in stuck:
                 # Back to received so the normal path replays received -> analyzing -> routed.
                 row.state = ItemState.RECEIVED.value
-                row.updated_at = utcnow()
+                row.updated_at = utcnow()  # taken: another recovering process skips it
             stuck_ids = [row.id for row in stuck]
         if stuck_ids:
             self._analyze_and_route(stuck_ids)
         return len(stuck_ids)
+
+
+UNFINISHED_STATES = (ItemState.RECEIVED.value, ItemState.ANALYZING.value)
+
+
+def lock_orphaned_items(
+    session: Session, processes: ProcessRegistry | None, *, with_media: bool
+) -> list[ItemRow]:
+    """Unfinished items (with or without media) no live process can still be working on
+    (``ProcessRegistry.orphaned_before``; every one when ``processes`` is None, i.e. one
+    process owns the database), locked for the caller's write transaction: rows another
+    recovering process holds are skipped, and the caller stamps ``updated_at`` on those it
+    takes so it is the only one to resume them."""
+    has_media = exists().where(ItemMediaRow.item_id == ItemRow.id)
+    query = select(ItemRow).where(
+        ItemRow.state.in_(UNFINISHED_STATES), has_media if with_media else ~has_media
+    )
+    if processes is not None:
+        query = query.where(ItemRow.updated_at < processes.orphaned_before(session))
+    return list(session.scalars(query.with_for_update(skip_locked=True)))
 
 
 def submit_batch(ingest: IngestService, raw_items: list[dict[str, Any]]) -> BatchOut:

@@ -35,7 +35,7 @@ from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, selec
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from core.errors import NotFound, ReelsiftError
-from core.storage.db import Base, transaction
+from core.storage.db import Base, transaction, write_transaction
 from core.storage.tables import utcnow
 from serving.processes import ProcessRegistry
 
@@ -175,7 +175,7 @@ class JobStore:
     def recover(self, max_attempts: int) -> tuple[list[str], list[tuple[str, str, str]]]:
         """After a restart: (job ids to run, [(job id, item id, reason)] given up on)."""
         given_up: list[tuple[str, str, str]] = []
-        with transaction(self.sessions, immediate=True) as session:
+        with write_transaction(self.sessions) as session:
             live = self.processes.live_ids(session) if self.processes is not None else set()
             for row in session.scalars(
                 select(JobRow).where(JobRow.state == JobState.RUNNING.value)

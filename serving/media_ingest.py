@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, delete, exists, select
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -84,10 +84,12 @@ from core.storage.db import Base, transaction, write_transaction
 from core.storage.items import ItemStore, StateChange, content_fingerprint
 from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow, MediaBlobRow, utcnow
 from serving.ingest import (
+    UNFINISHED_STATES,
     Enrichment,
     IngestService,
     analyze_documents,
     check_text_item,
+    lock_orphaned_items,
     unassessed_risk,
 )
 from serving.jobs import JobOut, JobRunner, ProgressFn
@@ -617,12 +619,15 @@ def check_file(
     then read only as far as each check needs: its head to sniff, all of it only for an
     image's header, in blocks to hash.
     """
-    on_disk = isinstance(source, Path)
     try:
         label = safe_filename(filename) if filename else None
-        size = source.stat().st_size if isinstance(source, Path) else len(source)
+        if isinstance(source, Path):
+            data, path, size = None, source, source.stat().st_size
+            head = _read_head(source)
+        else:
+            data, path, size = source, None, len(source)
+            head = source
         limits.media.check_file_bytes(size)
-        head = _read_head(source) if isinstance(source, Path) else source
         media_type = sniff_media_type(head)
         probe = None
         if media_type.kind is MediaKind.IMAGE:
@@ -633,10 +638,8 @@ def check_file(
     except ReelsiftError as exc:
         raise _about_file(position, filename, exc) from exc
     return CheckedFile(
-        position=position, filename=label, sha256=_sha256(source),
-        media_type=media_type, size_bytes=size,
-        data=None if on_disk else cast(bytes, source),
-        path=cast(Path, source) if on_disk else None, probe=probe,
+        position=position, filename=label, sha256=_sha256(source), media_type=media_type,
+        size_bytes=size, data=data, path=path, probe=probe,
     )
 
 
@@ -1051,7 +1054,6 @@ def media_fingerprint(item: MediaItemIn, digests: Sequence[str]) -> str:
     })
 
 
-_UNFINISHED = (ItemState.RECEIVED.value, ItemState.ANALYZING.value)
 
 
 class MediaIngestService:
@@ -1256,7 +1258,7 @@ class MediaIngestService:
         item_id = job.item_id
         with transaction(self.sessions) as session:
             row = self.store.get(session, item_id)
-            if row.state not in _UNFINISHED:
+            if row.state not in UNFINISHED_STATES:
                 return  # routed before a crash kept the job from finishing
             title, text = row.title, row.text
             files = self._stored_files(session, item_id)
@@ -1297,7 +1299,7 @@ class MediaIngestService:
     def _give_up(self, item_id: str, reason: str) -> None:
         with transaction(self.sessions) as session:
             row = self.store.find(session, item_id)
-            unfinished = row is not None and row.state in _UNFINISHED
+            unfinished = row is not None and row.state in UNFINISHED_STATES
         if unfinished:
             self._fail_item(item_id, reason)
 
@@ -1321,16 +1323,9 @@ class MediaIngestService:
         changes: list[StateChange] = []
         routes: list[tuple[str, list[RiskScore]]] = []
         new_jobs: list[str] = []
-        processes = self.ingest.processes
         with write_transaction(self.sessions) as session:
-            query = select(ItemRow).where(
-                ItemRow.state.in_(_UNFINISHED),
-                exists().where(ItemMediaRow.item_id == ItemRow.id),
-            )
-            if processes is not None:
-                # A synchronous upload another live process is still analyzing has no job.
-                query = query.where(ItemRow.updated_at < processes.orphaned_before(session))
-            for row in session.scalars(query.with_for_update(skip_locked=True)).all():
+            # A synchronous upload another live process is still analyzing has no job.
+            for row in lock_orphaned_items(session, self.ingest.processes, with_media=True):
                 item_id = row.id
                 job = self.jobs.store.latest_for_item(session, item_id)
                 if job is not None and not job.finished:
@@ -1355,8 +1350,5 @@ class MediaIngestService:
 
 
 def local_file(position: int, path: Path, limits: IntakeLimits) -> CheckedFile:
-    """A local media file checked like an upload (for the CLI)."""
-    size = path.stat().st_size
-    if size > limits.media.max_file_bytes:
-        raise _about_file(position, path.name, limits.file_too_large(size))
+    """A local media file checked like an upload (for the CLI), read only as checks need."""
     return check_file(position, path.name, path, limits, probe_audio=True)

@@ -12,7 +12,7 @@ Recovery uses it two ways:
 - an item left in ``received``/``analyzing`` by a synchronous request carries no owner,
   but the process that was analyzing it registered before it touched it. So the item is
   orphaned when it was last updated before every live process started (the server
-  restarted), or longer ago than ``request_timeout_s`` (no request lives that long).
+  restarted), or longer ago than ``orphan_after_s`` (no request lives that long).
 """
 
 from __future__ import annotations
@@ -54,13 +54,15 @@ class ProcessRegistry:
 
     def __init__(
         self, sessions: sessionmaker[Session], *, role: str = "server",
-        heartbeat_seconds: float = 5.0, request_timeout_s: float = 600.0,
+        heartbeat_seconds: float = 5.0, orphan_after_s: float = 600.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``orphan_after_s``: unowned work untouched this long is nobody's even while
+        other processes live (set it above the longest request)."""
         self.sessions = sessions
         self.role = role
         self.heartbeat_seconds = heartbeat_seconds
-        self.request_timeout = timedelta(seconds=request_timeout_s)
+        self.orphan_after = timedelta(seconds=orphan_after_s)
         self.clock = clock
         self.id = uuid.uuid4().hex
         self.started_at: datetime | None = None
@@ -73,12 +75,10 @@ class ProcessRegistry:
 
     def register(self, *, heartbeat: bool = True) -> None:
         """Insert this process's row; ``heartbeat`` starts the thread that keeps it alive."""
-        now = self.clock()
-        self.started_at = now
         with transaction(self.sessions) as session:
-            session.add(ProcessRow(id=self.id, host=socket.gethostname()[:255], pid=os.getpid(),
-                                   role=self.role, started_at=now, last_seen=now))
-            session.execute(delete(ProcessRow).where(ProcessRow.last_seen < now - FORGET_AFTER))
+            row = self._new_row(session)
+            session.execute(delete(ProcessRow).where(
+                ProcessRow.last_seen < row.last_seen - FORGET_AFTER))
         if heartbeat and self._thread is None:
             self._thread = threading.Thread(target=self._beat_forever, daemon=True,
                                             name="reelsift-heartbeat")
@@ -92,11 +92,15 @@ class ProcessRegistry:
             )
             if getattr(updated, "rowcount", 1) == 0:
                 # Deleted as dead (a long pause, a clock jump): alive again from now on.
-                now = self.clock()
-                session.add(ProcessRow(id=self.id, host=socket.gethostname()[:255],
-                                       pid=os.getpid(), role=self.role, started_at=now,
-                                       last_seen=now))
-                self.started_at = now
+                self._new_row(session)
+
+    def _new_row(self, session: Session) -> ProcessRow:
+        now = self.clock()
+        self.started_at = now
+        row = ProcessRow(id=self.id, host=socket.gethostname()[:255], pid=os.getpid(),
+                         role=self.role, started_at=now, last_seen=now)
+        session.add(row)
+        return row
 
     def _beat_forever(self) -> None:
         while not self._stop.wait(self.heartbeat_seconds):
@@ -143,7 +147,7 @@ class ProcessRegistry:
             select(func.min(ProcessRow.started_at))
             .where(ProcessRow.last_seen >= now - self.stale_after)
         )
-        by_timeout = now - self.request_timeout
+        by_timeout = now - self.orphan_after
         if oldest_live is None:
             return now
         return max(as_utc(oldest_live), by_timeout)

@@ -331,7 +331,7 @@ def build_components(
     sessions = make_session_factory(engine)
     processes = ProcessRegistry(
         sessions, role=process_role, heartbeat_seconds=settings.heartbeat_seconds,
-        request_timeout_s=2 * settings.request_timeout_s,
+        orphan_after_s=2 * settings.request_timeout_s,
     )
     processes.register()
     items = ItemStore(sessions)

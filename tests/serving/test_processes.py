@@ -44,7 +44,7 @@ def sessions(db_engine):
 
 
 def registry(sessions, clock: Clock | None = None) -> ProcessRegistry:
-    process = ProcessRegistry(sessions, heartbeat_seconds=1.0, request_timeout_s=600,
+    process = ProcessRegistry(sessions, heartbeat_seconds=1.0, orphan_after_s=600,
                               clock=clock or utcnow)
     process.register(heartbeat=False)
     return process
