@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from analyzers.model_registry import ModelRegistry, ModelSpec, ResolvedModel
 from core.contracts import ModelRef
 from core.errors import ModelLoadFailed
 from core.registry import text_embedders
+from core.storage.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,8 @@ def export_to_onnx(model_dir: Path, target: Path) -> None:
     encoder = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
     config = encoder.config
     dummy = torch.ones(2, 8, dtype=torch.long)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target, suffix=".onnx") as tmp_path:
+        tmp = str(tmp_path)
         with torch.no_grad():
             torch.onnx.export(
                 _Pooled(encoder),
@@ -95,9 +93,6 @@ def export_to_onnx(model_dir: Path, target: Path) -> None:
                 dynamo=False,
             )
         _fuse_transformer_ops(tmp, config.num_attention_heads, config.hidden_size)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _fuse_transformer_ops(path: str, num_heads: int, hidden_size: int) -> None:

@@ -16,8 +16,6 @@ positives per node, hyper-parameters) and ``heads.npz`` (arrays).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidConfig, InvalidInput
+from core.storage.files import atomic_path
 
 FORMAT = "reelsift.taxonomy_heads.v1"
 CONFIG_FILE = "config.json"
@@ -135,15 +134,9 @@ class SupervisedHeads:
             "hyper": self.hyper,
             "calibration": self.calibration,
         }
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, weights=self.weights, zero_shot_weight=self.zero_shot_weight,
-                         bias=self.bias)
-            os.replace(tmp, directory / ARRAYS_FILE)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_path(directory / ARRAYS_FILE) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, weights=self.weights, zero_shot_weight=self.zero_shot_weight,
+                     bias=self.bias)
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         return directory
 

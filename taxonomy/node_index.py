@@ -11,9 +11,7 @@ or a recipe change each rebuild the cache instead of silently reusing stale vect
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 
 from analyzers.base import l2_normalise
 from core.errors import InvalidConfig
+from core.storage.files import atomic_path
 from taxonomy.tree import TaxonomyNode, TaxonomyTree
 
 log = logging.getLogger(__name__)
@@ -111,14 +110,6 @@ def build_node_index(
     index = NodeIndex(tree.version, model_id, prototypes, vectors, text_starts)
 
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written to a temporary file then renamed, so a concurrent reader never sees half.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, prototypes=prototypes, texts=vectors, text_starts=text_starts)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_path(path) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, prototypes=prototypes, texts=vectors, text_starts=text_starts)
     return index

@@ -8,9 +8,7 @@ but never read a half-written model.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 from core.contracts import ModelRef
 from core.errors import ModelLoadFailed
+from core.storage.files import atomic_path
 
 OPSET = 17
 
@@ -31,18 +30,13 @@ def export_once(target: Path, export: Callable[[Path], None]) -> Path:
     """Run ``export(tmp_path)`` unless ``target`` exists, then move the result into place."""
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".onnx")
-    os.close(fd)
     try:
-        export(Path(tmp))
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".onnx") as tmp:
+            export(tmp)
     except ModelLoadFailed:
         raise
     except Exception as exc:
         raise ModelLoadFailed(f"exporting {target.name} to ONNX failed: {exc}") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return target
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from core.storage.files import atomic_path
 
 COPY_BLOCK = 1024 * 1024
 
@@ -40,16 +40,9 @@ class BlobStore:
         target = self.path_for(digest)
         if target.exists():
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a crash never leaves a half-written blob under its hash.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # A crash never leaves a half-written blob under its hash.
+        with atomic_path(target) as tmp, tmp.open("wb") as fh:
+            write(fh)
 
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()

@@ -9,15 +9,14 @@ never reuses stale vectors.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from analyzers.base import TextEmbedder
+from core.storage.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +53,7 @@ def cached_embeddings(
     ]
     vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written under a temporary name first so a killed run never leaves a torn file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as handle:
-                np.save(handle, vectors)
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; it is a shared cache
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        # A killed run never leaves a torn file.
+        with atomic_path(path) as tmp, tmp.open("wb") as handle:
+            np.save(handle, vectors)
     return vectors
