@@ -322,6 +322,16 @@ class Reelsift:
     def release(self, task_id: int, caller: Caller) -> TaskView:
         return self.components.review.release(task_id, caller)
 
+    @api.post("/review/tasks/{task_id}/skip", response_model=TaskView, tags=["review"])
+    def skip(self, task_id: int, caller: Caller) -> TaskView:
+        """Release the task; the caller's next claims offer it only after all others."""
+        return self.components.review.skip(task_id, caller)
+
+    @api.post("/review/tasks/{task_id}/claim", response_model=TaskView, tags=["review"])
+    def claim_named_task(self, task_id: int, caller: Caller) -> TaskView:
+        """Claim this task (opened from the task list); 409 if someone holds it."""
+        return self.components.review.claim_task(task_id, caller)
+
     @api.post("/review/tasks/{task_id}/decision", response_model=DecisionView, tags=["review"])
     def decide(self, task_id: int, body: DecisionIn, caller: Caller) -> DecisionView:
         return self.components.review.decide(

@@ -110,6 +110,7 @@ def decide(
     task.status = DECIDED
     task.decided_at = now
     task.lease_expires_at = None
+    queue.forget_skips(session, task_id)
     state_after = changes[-1].after if changes else state_before
     decision = ReviewDecisionRow(
         task_id=task_id, item_id=item_id, moderator=actor.name, action=action.value,

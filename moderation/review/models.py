@@ -72,6 +72,11 @@ class TaskView(BaseModel):
     created_by: str
     created_at: datetime
     decided_at: datetime | None
+    preview: str | None = Field(
+        default=None,
+        description="one line of the item: title, then the start of its text (task lists "
+        "and single-task reads; None in claim and decision answers)",
+    )
 
 
 class DecisionView(BaseModel):

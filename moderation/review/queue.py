@@ -12,6 +12,13 @@ Claims are atomic on both databases:
 On both, the claiming UPDATE repeats the claimability condition in its WHERE clause and
 must touch exactly one row, so even a caller outside these transactions cannot
 double-claim a task.
+
+Skips: a moderator who skips a task gives it back and records a ``review_skips`` row
+(who, when). Their next claims pick from the tasks they have not skipped first (the
+same index-ordered query, with ``NOT EXISTS`` on their skips); only when none is left
+do they get a skipped one again, the one skipped longest ago first, so repeated skips
+cycle through everything rather than returning the same task. Skips are per
+moderator: everyone else still gets the task at its normal priority.
 """
 
 from __future__ import annotations
@@ -19,17 +26,33 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    String,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.functions import Function
 
 from core.contracts import RiskCategory
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, Forbidden, NotFound
+from core.storage.tables import ItemRow
 from moderation.policy import ReviewSettings, TaskReason
 from moderation.review import audit
 from moderation.review.db import as_utc, as_utc_or_none
 from moderation.review.models import TaskFilter, TaskView
 from moderation.review.priority import base_priority, priority_at, sort_key
-from moderation.review.tables import DECIDED, OPEN, ReviewTaskRow
+from moderation.review.tables import DECIDED, OPEN, ReviewSkipRow, ReviewTaskRow
+
+# A one-line preview of the item in task lists: its title, then the start of its text.
+PREVIEW_CHARS = 160
 
 
 def claimable(now: datetime) -> list[ColumnElement[bool]]:
@@ -37,6 +60,25 @@ def claimable(now: datetime) -> list[ColumnElement[bool]]:
         ReviewTaskRow.status == OPEN,
         or_(ReviewTaskRow.claimed_by.is_(None), ReviewTaskRow.lease_expires_at <= now),
     ]
+
+
+def skipped_by(moderator: str) -> ColumnElement[bool]:
+    return exists().where(
+        ReviewSkipRow.task_id == ReviewTaskRow.id, ReviewSkipRow.moderator == moderator
+    )
+
+
+def item_preview(title: str | None, text_head: str | None) -> str:
+    """``title — text`` on one line, cut to ``PREVIEW_CHARS`` characters."""
+    title = " ".join((title or "").split())
+    text = " ".join((text_head or "").split())
+    line = f"{title} — {text}" if title and text else title or text
+    return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1].rstrip() + "…"
+
+
+def _preview_columns() -> tuple[InstrumentedAttribute[str], Function[str]]:
+    # Twice the preview's length: collapsing whitespace may shorten what is read.
+    return ItemRow.title, func.substr(ItemRow.text, 1, 2 * PREVIEW_CHARS, type_=String)
 
 
 class TaskQueue:
@@ -57,7 +99,9 @@ class TaskQueue:
         )
         task.sort_key = sort_key(self.settings.priority, base, as_utc(task.created_at))
 
-    def view(self, task: ReviewTaskRow, now: datetime) -> TaskView:
+    def view(
+        self, task: ReviewTaskRow, now: datetime, preview: str | None = None
+    ) -> TaskView:
         lease = as_utc_or_none(task.lease_expires_at)
         live = task.status == OPEN and task.claimed_by is not None and (
             lease is not None and lease > now
@@ -75,8 +119,14 @@ class TaskQueue:
             lease_expires_at=lease if live else None,
             excluded_moderator=task.excluded_moderator, parent_task_id=task.parent_task_id,
             note=task.note, created_by=task.created_by, created_at=as_utc(task.created_at),
-            decided_at=as_utc_or_none(task.decided_at),
+            decided_at=as_utc_or_none(task.decided_at), preview=preview,
         )
+
+    def view_with_preview(self, session: Session, task: ReviewTaskRow, now: datetime) -> TaskView:
+        head = session.execute(
+            select(*_preview_columns()).where(ItemRow.id == task.item_id)
+        ).first()
+        return self.view(task, now, item_preview(*head) if head is not None else None)
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -100,7 +150,9 @@ class TaskQueue:
     def list_tasks(
         self, session: Session, filters: TaskFilter, now: datetime
     ) -> list[TaskView]:
-        stmt = select(ReviewTaskRow)
+        stmt = select(ReviewTaskRow, *_preview_columns()).join(
+            ItemRow, ItemRow.id == ReviewTaskRow.item_id
+        )
         if filters.status == "decided":
             stmt = stmt.where(ReviewTaskRow.status == DECIDED).order_by(
                 ReviewTaskRow.decided_at.desc(), ReviewTaskRow.id.desc()
@@ -130,7 +182,10 @@ class TaskQueue:
                 ReviewTaskRow.lease_expires_at > now,
             )
         stmt = stmt.limit(filters.limit).offset(filters.offset)
-        return [self.view(t, now) for t in session.scalars(stmt)]
+        return [
+            self.view(task, now, item_preview(title, text_head))
+            for task, title, text_head in session.execute(stmt)
+        ]
 
     # -- changes ---------------------------------------------------------------------
 
@@ -181,28 +236,15 @@ class TaskQueue:
 
         A moderator holding a live lease gets that task back with a renewed lease
         (a reloaded console must not grab a second task). Tier 2 ranks first for those
-        allowed it: no one else can take those tasks.
+        allowed it: no one else can take those tasks. Tasks this moderator skipped come
+        after all others (see the module docstring).
         """
         held = self._held_by(session, moderator, now)
         if held is not None:
             held.lease_expires_at = now + self.lease
             return held
         for _attempt in range(8):
-            candidate = session.execute(
-                select(ReviewTaskRow.id, ReviewTaskRow.claimed_by, ReviewTaskRow.lease_expires_at)
-                .where(
-                    *claimable(now), ReviewTaskRow.tier.in_(sorted(tiers)),
-                    or_(
-                        ReviewTaskRow.excluded_moderator.is_(None),
-                        ReviewTaskRow.excluded_moderator != moderator,
-                    ),
-                )
-                .order_by(
-                    ReviewTaskRow.tier.desc(), ReviewTaskRow.sort_key.desc(), ReviewTaskRow.id
-                )
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            candidate = self._pick(session, moderator, tiers, now)
             if candidate is None:
                 return None
             task_id, previous_holder, previous_lease = candidate
@@ -227,6 +269,94 @@ class TaskQueue:
             return task
         raise Conflict("the queue is too contended to claim a task now; try again")
 
+    def _pick(
+        self, session: Session, moderator: str, tiers: Collection[int], now: datetime
+    ) -> Row[int, str | None, datetime | None] | None:
+        """The best claimable task the moderator has not skipped, else the one they
+        skipped longest ago; locked (skipping rows others are claiming) on PostgreSQL."""
+        columns = (ReviewTaskRow.id, ReviewTaskRow.claimed_by, ReviewTaskRow.lease_expires_at)
+        eligible = (
+            *claimable(now), ReviewTaskRow.tier.in_(sorted(tiers)),
+            or_(
+                ReviewTaskRow.excluded_moderator.is_(None),
+                ReviewTaskRow.excluded_moderator != moderator,
+            ),
+        )
+        fresh = session.execute(
+            select(*columns)
+            .where(*eligible, ~skipped_by(moderator))
+            .order_by(ReviewTaskRow.tier.desc(), ReviewTaskRow.sort_key.desc(), ReviewTaskRow.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if fresh is not None:
+            return fresh
+        return session.execute(
+            select(*columns)
+            .join(ReviewSkipRow, and_(
+                ReviewSkipRow.task_id == ReviewTaskRow.id, ReviewSkipRow.moderator == moderator
+            ))
+            .where(*eligible)
+            .order_by(
+                ReviewSkipRow.id,
+            )
+            .limit(1)
+            .with_for_update(skip_locked=True, of=ReviewTaskRow)
+        ).first()
+
+    def claim(
+        self, session: Session, task_id: int, moderator: str, tiers: Collection[int],
+        now: datetime,
+    ) -> ReviewTaskRow:
+        """Lease one named task (opened from the task list) to ``moderator``.
+
+        Refused (409) while someone else holds it or while the moderator holds another
+        task: one task at a time, as with ``claim_next``. Claiming a task by name undoes
+        the moderator's skip of it.
+        """
+        task = self.get(session, task_id, lock=True)
+        if task.status != OPEN:
+            raise Conflict(f"task {task_id} is already decided", task_id=task_id)
+        if task.tier not in tiers:
+            raise Forbidden(f"task {task_id} is tier {task.tier}: senior moderators only",
+                            task_id=task_id)
+        if task.excluded_moderator == moderator:
+            raise Forbidden(
+                f"{moderator!r} made the decision under appeal and cannot review the appeal",
+                task_id=task_id,
+            )
+        lease = as_utc_or_none(task.lease_expires_at)
+        live = task.claimed_by is not None and lease is not None and lease > now
+        if live and task.claimed_by == moderator:
+            task.lease_expires_at = now + self.lease
+            return task
+        if live:
+            raise Conflict(
+                f"task {task_id} is being reviewed by {task.claimed_by!r}", task_id=task_id,
+                claimed_by=task.claimed_by,
+            )
+        held = self._held_by(session, moderator, now)
+        if held is not None:
+            raise Conflict(
+                f"{moderator!r} holds task {held.id}; decide, skip or release it first",
+                task_id=task_id, held_task_id=held.id,
+            )
+        before = {"claimed_by": task.claimed_by, "lease_expires_at": lease}
+        task.claimed_by = moderator
+        task.claimed_at = now
+        task.lease_expires_at = now + self.lease
+        session.execute(
+            delete(ReviewSkipRow).where(
+                ReviewSkipRow.task_id == task_id, ReviewSkipRow.moderator == moderator
+            )
+        )
+        audit.record(
+            session, at=now, actor=moderator, action="task.claimed", item_id=task.item_id,
+            task_id=task_id, before=before,
+            after=audit.task_snapshot(task, "claimed_by", "lease_expires_at"),
+        )
+        return task
+
     def heartbeat(
         self, session: Session, task_id: int, moderator: str, now: datetime
     ) -> ReviewTaskRow:
@@ -238,13 +368,38 @@ class TaskQueue:
     def release(
         self, session: Session, task_id: int, moderator: str, now: datetime
     ) -> ReviewTaskRow:
+        """Give the task back to the queue at its normal priority, for everyone."""
+        return self._unclaim(session, task_id, moderator, now, "task.released")
+
+    def skip(
+        self, session: Session, task_id: int, moderator: str, now: datetime
+    ) -> ReviewTaskRow:
+        """Give the task back and put it behind everything else in this moderator's
+        later claims (see the module docstring); others still get it as before."""
+        task = self._unclaim(session, task_id, moderator, now, "task.skipped")
+        # Skipped again: a new row (a new id) puts it at the back of the skipped ones.
+        session.execute(delete(ReviewSkipRow).where(
+            ReviewSkipRow.task_id == task_id, ReviewSkipRow.moderator == moderator
+        ))
+        session.add(ReviewSkipRow(task_id=task_id, moderator=moderator, skipped_at=now))
+        session.flush()
+        return task
+
+    @staticmethod
+    def forget_skips(session: Session, task_id: int) -> None:
+        """A decided task is claimable by no one: its skips have nothing left to order."""
+        session.execute(delete(ReviewSkipRow).where(ReviewSkipRow.task_id == task_id))
+
+    def _unclaim(
+        self, session: Session, task_id: int, moderator: str, now: datetime, action: str
+    ) -> ReviewTaskRow:
         task = self.held_task(session, task_id, moderator)
         before = audit.task_snapshot(task, "claimed_by", "lease_expires_at")
         task.claimed_by = None
         task.claimed_at = None
         task.lease_expires_at = None
         audit.record(
-            session, at=now, actor=moderator, action="task.released", item_id=task.item_id,
+            session, at=now, actor=moderator, action=action, item_id=task.item_id,
             task_id=task.id, before=before,
             after=audit.task_snapshot(task, "claimed_by", "lease_expires_at"),
         )

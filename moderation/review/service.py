@@ -174,7 +174,7 @@ class ReviewService:
     def get_task(self, task_id: int) -> TaskView:
         now = self.now()
         with read_session(self.sessions) as session:
-            return self.queue.view(self.queue.get(session, task_id), now)
+            return self.queue.view_with_preview(session, self.queue.get(session, task_id), now)
 
     def claim(self, principal: Actor) -> TaskView | None:
         """The highest-priority task this moderator may take, leased to them; None when
@@ -184,6 +184,15 @@ class ReviewService:
         with self._write() as session:
             task = self.queue.claim_next(session, principal.name, self._tiers(principal), now)
             return self.queue.view(task, now) if task is not None else None
+
+    def claim_task(self, task_id: int, principal: Actor) -> TaskView:
+        """Lease one named task, e.g. opened from the list of waiting tasks (409 while
+        someone else holds it or the moderator holds another)."""
+        self._require(principal, PERMISSION_REVIEW)
+        now = self.now()
+        with self._write() as session:
+            task = self.queue.claim(session, task_id, principal.name, self._tiers(principal), now)
+            return self.queue.view(task, now)
 
     def heartbeat(self, task_id: int, principal: Actor) -> TaskView:
         self._require(principal, PERMISSION_REVIEW)
@@ -198,6 +207,14 @@ class ReviewService:
         now = self.now()
         with self._write() as session:
             return self.queue.view(self.queue.release(session, task_id, principal.name, now), now)
+
+    def skip(self, task_id: int, principal: Actor) -> TaskView:
+        """Give the task back; this moderator's next claims offer it only after every
+        other task they may take. Other moderators still get it at its priority."""
+        self._require(principal, PERMISSION_REVIEW)
+        now = self.now()
+        with self._write() as session:
+            return self.queue.view(self.queue.skip(session, task_id, principal.name, now), now)
 
     def decide(
         self, task_id: int, principal: Actor, action: Action | str,

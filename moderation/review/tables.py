@@ -4,6 +4,8 @@ Invariants the database itself enforces, so that no code path (or second replica
 break them:
 - one decision per task: ``UNIQUE(task_id)`` on ``review_decisions``;
 - one open task per item: a partial unique index on ``review_tasks.item_id``;
+- a moderator's skip of a task is one row: ``UNIQUE(task_id, moderator)`` on
+  ``review_skips``;
 - a reporter's unresolved report counts once per item: a partial unique index;
 - the audit log is append-only: triggers refuse UPDATE and DELETE on SQLite and
   PostgreSQL (Alembic autogenerate does not see triggers: the migration must copy
@@ -25,6 +27,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     event,
     text,
 )
@@ -82,6 +85,29 @@ class ReviewTaskRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ReviewSkipRow(Base):
+    """A moderator skipped a task: their claims take it only after every other task.
+
+    Per moderator, so another moderator still gets the task at its normal priority.
+    The row lives until the task is decided (or until this moderator claims the task
+    by name); skipping again replaces it with a newer row (a larger ``id``), which moves
+    the task to the back of this moderator's skipped ones. ``id`` rather than
+    ``skipped_at`` orders them: two skips may share a timestamp, never an id.
+    """
+
+    __tablename__ = "review_skips"
+    __table_args__ = (
+        UniqueConstraint("task_id", "moderator"),
+        # The claim's second pass: this moderator's skipped tasks, least recent first.
+        Index("ix_review_skips_moderator", "moderator", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("review_tasks.id", ondelete="CASCADE"))
+    moderator: Mapped[str] = mapped_column(String(128))
+    skipped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ReviewDecisionRow(Base):
