@@ -37,6 +37,7 @@ DEMO_KEY_ROLES = {
 
 def _lazy_subcommands() -> None:
     # Imported here so `reelsift --help` stays fast; each package owns its own commands.
+    from analyzers import cli as analyzers_cli
     from moderation.risk.cli import app as risk_app
     from recommender import cli as rec
     from serving.auth import keys_app
@@ -54,6 +55,7 @@ def _lazy_subcommands() -> None:
     }}
     train_app.command("ranker", context_settings=configured)(rec.train_ranker)
     evaluate_app.command("taxonomy")(tax.evaluate)
+    evaluate_app.command("entities")(analyzers_cli.evaluate_entities)
     evaluate_app.command("recommender", context_settings=configured)(rec.evaluate)
     app.command("import-events", context_settings=configured)(rec.import_events)
     app.command("feed-batch", context_settings=configured)(rec.feed_batch)

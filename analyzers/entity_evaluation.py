@@ -1,0 +1,164 @@
+"""Exact-span entity evaluation on CoNLL-2003-style files (``token POS chunk NER`` lines).
+
+Labels are compared on the three types both schemes share. Predictions are mapped
+PERSON -> PER, ORG -> ORG, GPE/LOC/FAC -> LOC; every other predicted label (NORP, DATE,
+MONEY, HASHTAG, ...) is dropped before scoring. Gold MISC spans are dropped too, so
+MISC is neither found nor missed; a prediction of PER/ORG/LOC on a span the gold calls
+MISC is still counted as a false positive (the model claimed a type the gold denies).
+
+A sentence is scored as the text its tokens make joined by single spaces; a prediction
+is a true positive only when its start, end (characters) and mapped label all equal a
+gold entity's. Tags may be IOB1 (CoNLL-2003's own: ``B-`` only between two adjacent
+entities of one type) or IOB2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spacy.scorer import PRFScore
+
+SCORED_LABELS = ("PER", "ORG", "LOC")
+PREDICTED_TO_GOLD = {"PERSON": "PER", "ORG": "ORG", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC"}
+
+# (start char, end char, label) in a sentence's text.
+CharSpan = tuple[int, int, str]
+
+
+@dataclass
+class ConllSentence:
+    tokens: list[str]
+    spans: list[CharSpan]  # gold spans, every label as written (PER, ORG, LOC, MISC)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.tokens)
+
+
+def token_offsets(tokens: Sequence[str]) -> list[int]:
+    offsets, position = [], 0
+    for token in tokens:
+        offsets.append(position)
+        position += len(token) + 1
+    return offsets
+
+
+def iob_spans(tokens: Sequence[str], tags: Sequence[str]) -> list[CharSpan]:
+    """Character spans of the entities an IOB1 or IOB2 tag sequence marks."""
+    offsets = token_offsets(tokens)
+    spans: list[CharSpan] = []
+    start: int | None = None
+    label = ""
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, kind = tag.partition("-")
+        continues = prefix == "I" and start is not None and kind == label
+        if start is not None and not continues:
+            spans.append((offsets[start], offsets[i - 1] + len(tokens[i - 1]), label))
+            start = None
+        if prefix in ("B", "I") and start is None:
+            start, label = i, kind
+    return spans
+
+
+def read_conll(path: Path) -> list[ConllSentence]:
+    sentences: list[ConllSentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+
+    def flush() -> None:
+        if tokens:
+            sentences.append(ConllSentence(list(tokens), iob_spans(tokens, tags)))
+        tokens.clear()
+        tags.clear()
+
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            fields = line.split()
+            if not fields or fields[0] == "-DOCSTART-":
+                flush()
+            else:
+                tokens.append(fields[0])
+                tags.append(fields[-1])
+    flush()
+    return sentences
+
+
+def map_predicted(spans: Iterable[CharSpan]) -> set[CharSpan]:
+    return {(s, e, PREDICTED_TO_GOLD[lb]) for s, e, lb in spans if lb in PREDICTED_TO_GOLD}
+
+
+@dataclass
+class SpanScores:
+    """True/false positives and false negatives per label; spaCy's ``PRFScore`` does
+    the arithmetic."""
+
+    per_label: dict[str, PRFScore] = field(
+        default_factory=lambda: {label: PRFScore() for label in SCORED_LABELS}
+    )
+
+    def add(self, gold: set[CharSpan], predicted: set[CharSpan]) -> None:
+        for label, score in self.per_label.items():
+            g = {s for s in gold if s[2] == label}
+            p = {s for s in predicted if s[2] == label}
+            score.tp += len(g & p)
+            score.fp += len(p - g)
+            score.fn += len(g - p)
+
+    @property
+    def overall(self) -> PRFScore:
+        total = PRFScore()
+        for score in self.per_label.values():
+            total += score
+        return total
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        rows = {**self.per_label, "overall": self.overall}
+        return {
+            name: {
+                "precision": round(s.precision, 4),
+                "recall": round(s.recall, 4),
+                "f1": round(s.fscore, 4),
+                "gold": s.tp + s.fn,
+                "predicted": s.tp + s.fp,
+            }
+            for name, s in rows.items()
+        }
+
+
+Predictor = Callable[[Sequence[str]], list[list[CharSpan]]]
+
+
+def evaluate(sentences: Sequence[ConllSentence], predict: Predictor) -> SpanScores:
+    scores = SpanScores()
+    predictions = predict([s.text for s in sentences])
+    for sentence, predicted in zip(sentences, predictions, strict=True):
+        gold = {span for span in sentence.spans if span[2] in SCORED_LABELS}
+        scores.add(gold, map_predicted(predicted))
+    return scores
+
+
+def spacy_predictor(nlp: Any, batch_size: int = 256) -> Predictor:
+    """Entities straight from a spaCy ``Language`` (the bare statistical baseline)."""
+
+    def predict(texts: Sequence[str]) -> list[list[CharSpan]]:
+        return [
+            [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+            for doc in nlp.pipe(texts, batch_size=batch_size)
+        ]
+
+    return predict
+
+
+def entity_pipeline_predictor(pipeline: Any) -> Predictor:
+    """Entities as the analyzer reports them (``EntityPipeline.entities``)."""
+
+    def predict(texts: Sequence[str]) -> list[list[CharSpan]]:
+        return [
+            [(e.start, e.end, e.label) for e in pipeline.entities(doc)]
+            for doc in pipeline.parse(texts)
+        ]
+
+    return predict
