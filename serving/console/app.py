@@ -41,11 +41,14 @@ class Shortcut:
 # One list feeds the help overlay; console.js binds the same keys.
 SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("n", "Claim the next task (or go back to the one you hold)"),
+    Shortcut("s", "Skip this task: it comes back to you only after every other task"),
     Shortcut("a", "Approve the item"),
-    Shortcut("r", "Reject: pick policy codes with 1–9 and 0, arrows and Space; Enter submits"),
+    Shortcut("r", "Reject: type to filter the policy codes, pick with 1–9 and 0 (or arrows "
+                  "and Space); Enter submits"),
     Shortcut("e", "Escalate to a senior moderator with a note; Enter submits"),
     Shortcut("u", "Unblur or blur again this item's images and video"),
     Shortcut("h", "Open the audit history of this item"),
+    Shortcut("Tab, Enter", "On the queue: move to a waiting task and open it"),
     Shortcut("?", "Show or hide this help"),
     Shortcut("Esc", "Close a panel, this help or the settings"),
 )

@@ -186,6 +186,22 @@ def _seed(server: ConsoleServer) -> None:
     assert len(open_tasks) >= 25
 
 
+def _more_tasks(server: ConsoleServer, prefix: str, count: int, title: str = "") -> list[str]:
+    """Post ``count`` more spam items for one test; the ids that went to review."""
+    items = [
+        {"id": f"{prefix}-{i:02d}", "creator_id": prefix, "title": f"{title} {i}".strip(),
+         "text": f"Limited offer number {i}: get {OFFERS[i % 6]} fast from home. "
+                 f"{CALLS[i % 4]} and earn money for free."}
+        for i in range(count)
+    ]
+    with server.http("demo-uploader") as up:
+        results = up.post("/v1/items/batch", json={"items": items}).json()["results"]
+    queued = [r["item"]["id"] for r in results
+              if r["item"] and r["item"]["state"] == "pending_review"]
+    assert len(queued) >= count // 2, "the spam template no longer lands in the queue"
+    return queued
+
+
 def _create_key(data_dir: Path, role: str, name: str) -> str:
     from core.storage.db import make_engine, make_session_factory
     from serving.auth import ApiKeyStore
@@ -207,6 +223,8 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         keys = dict(live.keys)
         keys["walker"] = _create_key(live.data_dir, "moderator", "walker")
         keys["lease-tester"] = _create_key(live.data_dir, "moderator", "lease-tester")
+        for name in ("skipper", "skip-other", "opener", "opener-2", "filterer"):
+            keys[name] = _create_key(live.data_dir, "moderator", name)
         server = ConsoleServer(live=live, keys=keys)
         _seed(server)
         yield server
@@ -650,3 +668,167 @@ def test_a_lost_lease_is_explained_calmly_and_the_next_claim_works(open_console)
     again = console.task_id()
     assert again is not None
     assert _task(console.server, again)["claimed_by"] == "lease-tester"
+
+
+def test_skip_moves_on_to_another_task_each_time(open_console) -> None:
+    """Release then "claim next" hands the same task back; skip never does, while another
+    moderator still gets the skipped task first."""
+    console = open_console()
+    _more_tasks(console.server, "skip", 8)
+    console.sign_in("skipper")
+    page = console.page
+    first = console.take_task()
+    seen = [first]
+    for _ in range(5):
+        console.press("s")
+        seen.append(console.wait_for_task(not_id=seen[-1]))
+        console.notice("Skipped task")
+    assert len(set(seen)) == len(seen), f"a skipped task came back: {seen}"
+    for task_id in seen[:-1]:
+        task = _task(console.server, task_id)
+        assert task["status"] == "open" and task["claimed_by"] is None
+    with console.server.http("demo-admin") as admin:
+        history = admin.get(f"/v1/review/items/{_task(console.server, first)['item_id']}/history")
+    skipped = [e for e in history.json() if e["action"] == "task.skipped"]
+    assert [(e["actor"], e["task_id"]) for e in skipped] == [("skipper", first)]
+    # Someone else is not affected: the top task they may take is the one skipped first.
+    with console.server.http("skip-other") as other:
+        claimed = other.post("/v1/review/claim").json()
+        assert claimed["id"] == first
+        assert other.post(f"/v1/review/tasks/{first}/release").status_code == 200
+    # The skip button does the same as the key; the held task is given back at the end.
+    page.click("#skip")
+    seen.append(console.wait_for_task(not_id=seen[-1]))
+    assert seen[-1] not in seen[:-1]
+    page.click("#release")
+    page.wait_for_selector("#view-overview:not([hidden])")
+    assert _task(console.server, seen[-1])["claimed_by"] is None
+
+
+def test_the_waiting_list_opens_a_task_or_shows_it_read_only(open_console, console_server) -> None:
+    queued = _more_tasks(console_server, "lister", 6, title="Lister sample")
+    target = queued[-1]
+    with console_server.http("demo-feed") as feed:
+        _report(feed, target, 3)  # reports lift it into the first rows of the list
+    console = open_console()
+    console.sign_in("opener")
+    page = console.page
+    row = page.locator(f"#waiting-table tbody tr[data-item-id='{target}']")
+    expect(row).to_have_count(1)
+    cells = row.locator("td").all_text_contents()
+    priority, preview, categories, why, waiting, status = cells
+    assert float(priority) > 0
+    assert preview.startswith(f"Lister sample {int(target[-2:])} — Limited offer")
+    with console_server.http("demo-admin") as admin:
+        listed_task = admin.get("/v1/review/tasks", params={"item_id": target}).json()[0]
+    flagged = listed_task["categories"]
+    assert flagged and categories.startswith("".join(c.replace("_", " ") for c in flagged[:3]))
+    assert row.locator("td.cats").get_attribute("title") == ", ".join(flagged)
+    assert "3 reports" in why
+    assert re.fullmatch(r"\d+ (s|min)", waiting)
+    assert status == "free"
+    listed = page.locator("#waiting-table tbody tr[data-task-id]").count()
+    assert listed >= len(queued)
+    console.shot("overview")
+
+    # Keyboard: focus the row's button and press Enter. A free task is claimed.
+    row.locator("button.open-task").focus()
+    console.press("Enter")
+    task_id = console.wait_for_task()
+    assert page.get_attribute("#view-task", "data-item-id") == target
+    assert page.get_attribute("#view-task", "data-mode") == "claimed"
+    assert _task(console.server, task_id)["claimed_by"] == "opener"
+    assert re.fullmatch(r"\d+:\d\d", page.text_content("#lease-time") or "")
+
+    # A colleague sees it held and opens it read only: no lease, no decisions.
+    colleague = open_console()
+    colleague.sign_in("opener-2")
+    other_page = colleague.page
+    other_row = other_page.locator(f"#waiting-table tbody tr[data-task-id='{task_id}']")
+    expect(other_row).to_have_attribute("data-held", "other")
+    assert "in review: opener" in (other_row.text_content() or "")
+    other_row.locator("button.open-task").click()
+    colleague.wait_for_task()
+    assert other_page.get_attribute("#view-task", "data-mode") == "readonly"
+    expect(other_page.locator("#task-readonly")).to_contain_text("opener is reviewing this task")
+    assert other_page.text_content("#lease-time") == "read only"
+    for button in ("#approve", "#reject", "#escalate", "#skip", "#release"):
+        assert other_page.is_disabled(button), button
+    assert "Limited offer" in (other_page.text_content("#doc-body") or "")
+    colleague.press("a")
+    colleague.press("r")
+    assert other_page.is_hidden("#reject-panel")
+    colleague.shot("readonly")
+    assert _task(console.server, task_id)["claimed_by"] == "opener"
+    assert _task(console.server, task_id)["status"] == "open"
+    # From the read-only view, n claims the colleague's own next task.
+    colleague.press("n")
+    other_page.wait_for_function(
+        "() => document.querySelector('#view-task').dataset.mode === 'claimed'")
+    own = colleague.task_id()
+    assert own is not None and own != task_id
+    assert _task(console.server, own)["claimed_by"] == "opener-2"
+    other_page.click("#release")
+    other_page.wait_for_selector("#view-overview:not([hidden])")
+
+    # The holder opening another task from the list is told to finish this one first.
+    page.click("#nav-queue")
+    page.wait_for_selector("#waiting-table tbody tr[data-held=me]")
+    page.locator("#waiting-table tbody tr[data-held=free] button.open-task").first.click()
+    console.notice(f"Decide, skip or release task #{task_id} first")
+    assert console.task_id() == task_id
+    page.click("#release")
+    page.wait_for_selector("#view-overview:not([hidden])")
+
+
+def test_policy_codes_are_filtered_by_typing(open_console) -> None:
+    console = open_console()
+    with console.server.http("demo-moderator") as http:
+        codes = http.get("/v1/review/policy").json()["codes"]
+    assert len(codes) > 10, "number keys reach all codes: nothing to filter"
+    _more_tasks(console.server, "filter", 4)
+    console.sign_in("filterer")
+    page = console.page
+    task_id = console.take_task()
+    console.press("r")
+    page.wait_for_selector("#reject-panel:not([hidden])")
+    assert page.is_visible("#code-filter")
+    assert page.evaluate("document.activeElement.id") == "code-filter"
+    shown = page.locator("#code-list li[data-code]:not([hidden])")
+    assert shown.count() == len(codes)
+
+    page.keyboard.type("copy")
+    expect(shown).to_have_count(1)
+    assert shown.first.get_attribute("data-code") == "other.copyright"
+    assert shown.first.locator("kbd").text_content() == "1"
+    expect(page.locator("#code-shown")).to_have_text(f"1 of {len(codes)} codes")
+    console.press("1")  # a digit picks a shown code; it is not typed into the filter
+    assert page.input_value("#code-filter") == "copy"
+    assert page.is_checked("#code-list input[value='other.copyright']")
+
+    console.press("Escape")  # clears the filter, keeps the panel and the pick
+    assert page.input_value("#code-filter") == ""
+    assert page.is_visible("#reject-panel")
+    expect(shown).to_have_count(len(codes))
+    page.keyboard.type("fraud")  # descriptions match too: "Scams, phishing or fraudulent"
+    expect(shown).to_have_count(1)
+    console.press("ArrowDown")
+    assert page.evaluate("document.activeElement.value") == "spam.scam"
+    page.keyboard.type("x")  # typing on a code goes on in the filter
+    assert page.input_value("#code-filter") == "fraudx"
+    expect(page.locator("#code-list li.empty")).to_be_visible()
+    console.press("Backspace")
+    expect(shown).to_have_count(1)
+    console.press("1")
+    expect(page.locator("#code-picked")).to_have_text("Picked: spam.scam, other.copyright")
+    console.press("Escape")
+    page.keyboard.type("spam")
+    console.shot("reject")
+    console.press("Enter")
+    console.wait_for_next(task_id)
+    decision = _decision(console.server, task_id)
+    assert decision["action"] == "reject"
+    assert sorted(decision["policy_codes"]) == ["other.copyright", "spam.scam"]
+    if page.is_visible("#view-task"):
+        page.click("#release")
+        page.wait_for_selector("#view-overview:not([hidden])")

@@ -22,6 +22,7 @@ const SETTINGS_STORAGE = 'reelsift.console.settings';
 const DECIDED_STORAGE = 'reelsift.console.decided.';
 const MAX_OPEN_PAGES = 4; // 4 x 500 open tasks scanned for the oldest one
 const NUMBER_KEYS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '0'];
+const WAITING_ROWS = 50; // waiting tasks listed on the overview
 
 const state = {
   key: null,
@@ -29,6 +30,7 @@ const state = {
   view: null,
   policy: null,
   task: null,
+  readonly: false, // the task on screen is someone else's (or not for me): view only
   item: null,
   history: [],
   leaseDeadline: null, // client-clock ms at which the lease ends
@@ -342,7 +344,7 @@ function afterSignIn() {
 }
 
 async function signOut({ release = true } = {}) {
-  const task = state.task;
+  const task = state.readonly ? null : state.task;
   const key = state.key;
   stopTask();
   if (release && task && key) {
@@ -396,6 +398,7 @@ function oldestAge({ tasks, complete }) {
 
 async function openOverview({ push = true, resume = false } = {}) {
   if (push) navigate('overview');
+  if (state.readonly) stopTask(); // leaving a read-only view lets it go
   show('overview');
   const me = state.me;
   const epoch = nextEpoch();
@@ -414,6 +417,7 @@ async function openOverview({ push = true, resume = false } = {}) {
     }
     hint.hidden = !held.length;
     if (held.length) hint.textContent = `You hold task #${held[0].id} (item ${held[0].item_id}); “Claim next” takes you back to it.`;
+    renderWaiting(open);
     await renderTier2(open.tasks);
   } catch (error) {
     if (state.key) showError(error, 'Loading the queue');
@@ -476,12 +480,103 @@ async function renderTier2(openList) {
   }
 }
 
+function isSenior() {
+  return Boolean(state.me) && CONFIG.tier2Roles.includes(state.me.role);
+}
+
+// Open tasks this moderator may take, best first, one line each. The API lists them by
+// priority; tier-2 tasks are left out for moderators who may not take them.
+function renderWaiting({ tasks, complete }) {
+  const mine = tasks.filter((task) => task.tier === 1 || isSenior());
+  const shown = mine.slice(0, WAITING_ROWS);
+  const total = `${mine.length}${complete ? '' : '+'}`;
+  $('#waiting-count').textContent = shown.length < mine.length
+    ? `the first ${shown.length} of ${total}` : `${mine.length} open`;
+  const tbody = clear($('#waiting-table tbody'));
+  if (!shown.length) {
+    tbody.append(h('tr', {}, h('td', { colspan: 6, class: 'muted', text: 'Nothing is waiting.' })));
+  }
+  for (const task of shown) {
+    const heldBy = task.claimed_by;
+    const held = heldBy ? (heldBy === state.me.name ? 'me' : 'other') : 'free';
+    const line = task.preview || task.item_id;
+    const open = h('button', {
+      type: 'button', class: 'open-task', text: line, title: `${line}\n(item ${task.item_id})`,
+      'aria-label': `Open task ${task.id}: ${line}`,
+      onclick: () => openListedTask(task),
+    });
+    const why = [task.reason.replace('_', ' '), task.tier === 2 ? 'tier 2' : null,
+      task.report_count ? `${task.report_count} report${task.report_count === 1 ? '' : 's'}` : null];
+    const status = held === 'free' ? (task.excluded_moderator === state.me.name ? 'your decision is appealed' : 'free')
+      : held === 'me' ? 'held by you' : `in review: ${heldBy}`;
+    tbody.append(h('tr', { dataset: { taskId: task.id, itemId: task.item_id, held } },
+      h('td', { class: 'prio', text: task.priority.toFixed(1) }),
+      h('td', { class: 'preview-cell' }, open),
+      h('td', { class: 'cats', title: task.categories.join(', ') }, categoryChips(task.categories, 3)),
+      h('td', { text: why.filter(Boolean).join(' · ') }),
+      h('td', { text: formatDuration(ageSince(task.created_at)) }),
+      h('td', { class: held === 'free' ? null : 'muted', text: status })));
+  }
+}
+
+// Opening a task from the list: a free one is claimed (and so leaves the queue for
+// everyone else); one someone else holds, or one this moderator may not decide, opens
+// read only, without a lease, so looking never takes work from a colleague.
+async function openListedTask(listed) {
+  if (state.busy) return;
+  if (state.task && !state.readonly) {
+    showTask();
+    if (state.task.id !== listed.id && !state.leaseLost) notify(`Decide, skip or release task #${state.task.id} first.`);
+    return;
+  }
+  const me = state.me.name;
+  if (listed.claimed_by && listed.claimed_by !== me) {
+    await openReadOnly(listed.id, `${listed.claimed_by} is reviewing this task; you see it read only.`);
+    return;
+  }
+  state.busy = true;
+  nextEpoch();
+  try {
+    const task = await api('POST', `/review/tasks/${listed.id}/claim`);
+    await openTask(task);
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 409 || error.status === 403)
+        && !(error.details && error.details.held_task_id)) {
+      state.busy = false;
+      await openReadOnly(listed.id, `Read only: ${error.message}.`);
+      return;
+    }
+    showError(error, `Opening task #${listed.id}`);
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function openReadOnly(taskId, why) {
+  let task;
+  try {
+    task = await api('GET', `/review/tasks/${taskId}`);
+  } catch (error) {
+    showError(error, `Opening task #${taskId}`);
+    return;
+  }
+  await openTask(task, { readonly: why });
+}
+
 function historyLink(itemId) {
   return h('a', {
     href: pathFor('history', itemId),
     text: itemId,
     onclick: (event) => { event.preventDefault(); openHistory(itemId); },
   });
+}
+
+// At most ``limit`` chips (most severe first, as the policy lists them), then "+N".
+function categoryChips(categories, limit) {
+  if (!categories.length) return [h('span', { class: 'muted', text: '–' })];
+  const chips = categories.slice(0, limit).map((c) => categoryChip(c));
+  if (categories.length > limit) chips.push(h('span', { class: 'muted more', text: `+${categories.length - limit}` }));
+  return chips;
 }
 
 function categoryChip(category) {
@@ -492,9 +587,10 @@ function categoryChip(category) {
 
 async function claimNext() {
   if (state.busy) return;
+  if (state.task && state.readonly) stopTask();
   if (state.task) {
     showTask();
-    if (!state.leaseLost) notify(`Decide or release task #${state.task.id} first.`);
+    if (!state.leaseLost) notify(`Decide, skip or release task #${state.task.id} first.`);
     return;
   }
   state.busy = true;
@@ -519,7 +615,7 @@ async function loadPolicy() {
   return state.policy;
 }
 
-async function openTask(task) {
+async function openTask(task, { readonly = null } = {}) {
   const epoch = nextEpoch();
   const [item, history] = await Promise.all([
     api('GET', `/items/${encodeURIComponent(task.item_id)}`).catch((error) => {
@@ -536,8 +632,19 @@ async function openTask(task) {
   state.history = history;
   state.leaseLost = false;
   state.revealed = false;
+  state.readonly = Boolean(readonly);
   renderTask();
-  startLease(task);
+  const banner = $('#task-readonly');
+  banner.hidden = !readonly;
+  banner.textContent = readonly || '';
+  $('#view-task').dataset.mode = readonly ? 'readonly' : 'claimed';
+  if (readonly) {
+    setDecisionEnabled(false);
+    $('#lease').dataset.state = 'readonly';
+    $('#lease-time').textContent = 'read only';
+  } else {
+    startLease(task);
+  }
   navigate('overview');
   showTask();
 }
@@ -556,6 +663,7 @@ function stopTask() {
   state.mediaUrls = [];
   closePanel();
   state.task = null;
+  state.readonly = false;
   state.item = null;
   state.history = [];
   state.leaseDeadline = null;
@@ -565,7 +673,7 @@ function stopTask() {
 }
 
 function setDecisionEnabled(enabled) {
-  for (const id of ['#approve', '#reject', '#escalate', '#reject-submit', '#escalate-submit']) {
+  for (const id of ['#approve', '#reject', '#escalate', '#reject-submit', '#escalate-submit', '#skip', '#release']) {
     $(id).disabled = !enabled;
   }
 }
@@ -760,6 +868,8 @@ function describeEntry(entry) {
       return `claimed until ${after.lease_expires_at ? formatTime(after.lease_expires_at) : '?'}`;
     case 'task.released':
       return 'released';
+    case 'task.skipped':
+      return 'skipped (back to the queue, last in this moderator’s order)';
     case 'task.opened':
       return `opened: ${after.reason || ''}${after.tier ? `, tier ${after.tier}` : ''}${after.note ? `, “${after.note}”` : ''}`;
     case 'policy.routed':
@@ -1140,7 +1250,7 @@ function renderLease() {
 
 async function decide(action, codes = [], note = null) {
   const task = state.task;
-  if (!task || state.busy || state.view !== 'task') return;
+  if (!task || state.busy || state.view !== 'task' || state.readonly) return;
   state.busy = true;
   setDecisionEnabled(false);
   try {
@@ -1171,7 +1281,7 @@ async function decide(action, codes = [], note = null) {
 
 async function releaseTask() {
   const task = state.task;
-  if (!task || state.busy) return;
+  if (!task || state.busy || state.readonly) return;
   state.busy = true;
   try {
     await api('POST', `/review/tasks/${task.id}/release`);
@@ -1185,6 +1295,34 @@ async function releaseTask() {
   await openOverview();
 }
 
+// Skip: the task goes back to the queue, behind everything else this moderator may take
+// (the server remembers who skipped it); the next task follows at once.
+async function skipTask() {
+  const task = state.task;
+  if (!task || state.busy || state.readonly || state.leaseLost || state.view !== 'task') return;
+  state.busy = true;
+  setDecisionEnabled(false);
+  try {
+    await api('POST', `/review/tasks/${task.id}/skip`);
+  } catch (error) {
+    state.busy = false;
+    if (error instanceof ApiError && error.status === 409) {
+      loseLease(error);
+      return;
+    }
+    setDecisionEnabled(true);
+    showError(error, 'Skipping the task');
+    return;
+  }
+  stopTask();
+  state.busy = false;
+  notify(`Skipped task #${task.id}; it comes back to you only after every other task.`);
+  await claimNext();
+  if (state.task && state.task.id === task.id) {
+    notify(`Nothing else is waiting for you: this is task #${task.id} again, the one you skipped.`);
+  }
+}
+
 function buildCodeList() {
   const list = clear($('#code-list'));
   const codes = (state.policy && state.policy.codes) || {};
@@ -1194,34 +1332,82 @@ function buildCodeList() {
   const ordered = Object.entries(codes).sort((a, b) => rank(a) - rank(b) || a[0].localeCompare(b[0]));
   state.codeOrder = ordered.map(([code]) => code);
   ordered.forEach(([code, info], index) => {
-    const key = NUMBER_KEYS[index];
     const box = h('input', { type: 'checkbox', value: code, id: `code-${index}`, dataset: { index } });
-    list.append(h('li', { class: flagged.has(info.category) ? 'suggested' : null },
+    box.addEventListener('change', renderPicked);
+    const search = `${code} ${info.category || ''} ${info.description || ''}`.toLowerCase();
+    list.append(h('li', { class: flagged.has(info.category) ? 'suggested' : null, dataset: { code, search } },
       h('label', { for: `code-${index}` }, box,
-        key ? h('kbd', { text: key }) : h('span', { class: 'kbd-gap' }),
+        h('span', { class: 'kbd-slot' }),
         h('span', { class: 'code', text: code }),
         h('span', { class: 'desc', text: info.description || '' }))));
   });
   if (!ordered.length) list.append(h('li', { class: 'muted', text: 'The policy lists no codes.' }));
+  list.append(h('li', { class: 'empty', hidden: true, text: 'No code matches; Esc clears the filter.' }));
+  // Number keys reach ten codes: with more, typing narrows the list first.
+  $('#code-filter-row').hidden = ordered.length <= NUMBER_KEYS.length;
+  $('#code-help').textContent = ordered.length > NUMBER_KEYS.length
+    ? 'Type to filter, number keys toggle the codes shown, arrows move, Space toggles, Enter rejects, Esc clears the filter or cancels.'
+    : 'Number keys toggle a code, arrows move, Space toggles, Enter rejects, Esc cancels.';
+  $('#code-filter').value = '';
+  applyCodeFilter();
 }
 
-function codeBoxes() {
+function filterActive() {
+  return !$('#code-filter-row').hidden;
+}
+
+// Every term typed must appear in the code, its category or its description.
+function applyCodeFilter() {
+  const terms = $('#code-filter').value.toLowerCase().split(/\s+/).filter(Boolean);
+  const items = [...document.querySelectorAll('#code-list li[data-code]')];
+  let shown = 0;
+  for (const li of items) {
+    const match = terms.every((term) => li.dataset.search.includes(term));
+    li.hidden = !match;
+    const slot = clear(li.querySelector('.kbd-slot'));
+    if (match) {
+      const key = NUMBER_KEYS[shown];
+      slot.append(key ? h('kbd', { text: key }) : h('span', { class: 'kbd-gap' }));
+      shown += 1;
+    } else {
+      slot.append(h('span', { class: 'kbd-gap' }));
+    }
+  }
+  const empty = document.querySelector('#code-list li.empty');
+  if (empty) empty.hidden = shown > 0 || !items.length;
+  $('#code-shown').textContent = terms.length ? `${shown} of ${items.length} codes` : `${items.length} codes`;
+  renderPicked();
+}
+
+function renderPicked() {
+  const picked = allCodeBoxes().filter((b) => b.checked).map((b) => b.value);
+  $('#code-picked').textContent = picked.length ? `Picked: ${picked.join(', ')}` : '';
+}
+
+function allCodeBoxes() {
   return [...document.querySelectorAll('#code-list input[type=checkbox]')];
 }
 
+// The codes on screen (the filter hides the others): number keys and arrows use these.
+function codeBoxes() {
+  return allCodeBoxes().filter((box) => !box.closest('li').hidden);
+}
+
 function openReject() {
-  if (!state.task || state.view !== 'task' || state.leaseLost) return;
+  if (!state.task || state.view !== 'task' || state.leaseLost || state.readonly) return;
   closePanel();
   state.panel = 'reject';
-  for (const box of codeBoxes()) box.checked = false;
+  for (const box of allCodeBoxes()) box.checked = false;
+  $('#code-filter').value = '';
+  applyCodeFilter();
   $('#reject-note').value = '';
   $('#reject-panel').hidden = false;
-  const first = codeBoxes()[0];
+  const first = filterActive() ? $('#code-filter') : codeBoxes()[0];
   if (first) first.focus();
 }
 
 function openEscalate() {
-  if (!state.task || state.view !== 'task' || state.leaseLost) return;
+  if (!state.task || state.view !== 'task' || state.leaseLost || state.readonly) return;
   closePanel();
   state.panel = 'escalate';
   $('#escalate-note').value = '';
@@ -1237,7 +1423,8 @@ function closePanel() {
 }
 
 function submitReject() {
-  const codes = codeBoxes().filter((b) => b.checked).map((b) => b.value);
+  // Codes picked and then filtered out of sight still count: the "Picked" line shows them.
+  const codes = allCodeBoxes().filter((b) => b.checked).map((b) => b.value);
   if (!codes.length) {
     notify('Pick at least one policy code (number keys, or arrows and Space).', { kind: 'error' });
     return;
@@ -1333,25 +1520,51 @@ function isTextField(el) {
 }
 
 function handleRejectKey(event, typing) {
+  const filter = $('#code-filter');
+  const inFilter = event.target === filter;
   const boxes = codeBoxes();
-  const focused = boxes.indexOf(document.activeElement);
-  if (event.key === 'Escape') { closePanel(); return true; }
+  if (event.key === 'Escape') {
+    if (filterActive() && filter.value) {
+      filter.value = '';
+      applyCodeFilter();
+      filter.focus();
+    } else {
+      closePanel();
+    }
+    return true;
+  }
   if (event.key === 'Enter' && event.target.tagName === 'BUTTON') return false;
   if (event.key === 'Enter') { submitReject(); return true; }
-  if (typing) return false;
+  if (typing && !inFilter) return false; // the note field keeps its keys
   const number = NUMBER_KEYS.indexOf(event.key);
-  if (number >= 0 && boxes[number]) {
-    boxes[number].checked = !boxes[number].checked;
-    boxes[number].focus();
+  if (number >= 0) {
+    // Digits pick a shown code, also while typing in the filter (codes hold no digits).
+    const box = boxes[number];
+    if (box) {
+      box.checked = !box.checked;
+      renderPicked();
+      if (!inFilter) box.focus();
+    }
     return true;
   }
   if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+    // The filter field sits above the first code in the cycle.
+    const stops = filterActive() ? [filter, ...boxes] : boxes;
+    const at = Math.max(stops.indexOf(document.activeElement), 0);
     const step = event.key === 'ArrowDown' ? 1 : -1;
-    const next = boxes[(Math.max(focused, 0) + step + boxes.length) % boxes.length];
+    const next = stops[(at + step + stops.length) % stops.length];
     if (next) next.focus();
     return true;
   }
+  if (inFilter) return false; // letters, Backspace and Space edit the filter
   if (event.key === '?') { openOverlay('help'); return true; }
+  if (filterActive() && (event.key === 'Backspace' || (event.key.length === 1 && event.key !== ' '))) {
+    // Typing on a code goes on in the filter field.
+    filter.focus();
+    filter.value = event.key === 'Backspace' ? filter.value.slice(0, -1) : filter.value + event.key;
+    applyCodeFilter();
+    return true;
+  }
   return false;
 }
 
@@ -1382,6 +1595,7 @@ function onKeyDown(event) {
     switch (event.key) {
       case '?': openOverlay('help'); break;
       case 'n': claimNext(); break;
+      case 's': if (state.view === 'task') skipTask(); break;
       case 'a': if (state.view === 'task' && !state.leaseLost) decide('approve'); break;
       case 'r': openReject(); break;
       case 'e': openEscalate(); break;
@@ -1424,6 +1638,8 @@ function wire() {
   $('#escalate-submit').addEventListener('click', () => submitEscalate());
   $('#escalate-cancel').addEventListener('click', () => closePanel());
   $('#release').addEventListener('click', () => releaseTask());
+  $('#skip').addEventListener('click', () => skipTask());
+  $('#code-filter').addEventListener('input', () => applyCodeFilter());
   $('#reveal').addEventListener('click', () => toggleReveal());
   $('#open-history').addEventListener('click', () => state.task && openHistory(state.task.item_id));
   $('#history-back').addEventListener('click', () => historyBack());
