@@ -26,16 +26,21 @@ class ItemState(StrEnum):
 # Allowed transitions; a state change outside this table is a bug, not a user error.
 ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     ItemState.RECEIVED: frozenset({ItemState.ANALYZING, ItemState.FAILED}),
-    ItemState.ANALYZING: frozenset(
-        {ItemState.APPROVED, ItemState.PENDING_REVIEW, ItemState.REJECTED, ItemState.FAILED}
-    ),
+    # Back to RECEIVED: a passing fault (model service, database) interrupted the
+    # analysis; the item stays retryable instead of failing.
+    ItemState.ANALYZING: frozenset({
+        ItemState.APPROVED, ItemState.PENDING_REVIEW, ItemState.REJECTED, ItemState.FAILED,
+        ItemState.RECEIVED,
+    }),
     ItemState.APPROVED: frozenset({ItemState.PENDING_REVIEW, ItemState.REMOVED}),
     ItemState.PENDING_REVIEW: frozenset(
         {ItemState.APPROVED, ItemState.REJECTED, ItemState.REMOVED}
     ),
     ItemState.REJECTED: frozenset({ItemState.PENDING_REVIEW, ItemState.APPROVED}),
     ItemState.REMOVED: frozenset(),
-    ItemState.FAILED: frozenset(),
+    # A failed item is analyzed again when its content is posted again, by
+    # `reelsift retry-failed` or by POST /v1/items/{id}/retry.
+    ItemState.FAILED: frozenset({ItemState.RECEIVED}),
 }
 
 

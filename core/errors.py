@@ -66,6 +66,15 @@ class Forbidden(ReelsiftError):
     status = 403
 
 
+class ContentNotAnalyzable(ReelsiftError):
+    """The analyzers failed on this content (not a passing fault): the item is stored as
+    ``failed`` with the reason; post it again, `reelsift retry-failed` or
+    ``POST /v1/items/{id}/retry`` analyzes it again."""
+
+    code = "E109"
+    status = 422
+
+
 class ModelNotAvailable(ReelsiftError):
     """A model could not be resolved from any configured source."""
 
@@ -76,6 +85,19 @@ class ModelNotAvailable(ReelsiftError):
 class ModelLoadFailed(ReelsiftError):
     code = "E202"
     status = 503
+
+
+class ServiceUnavailable(ReelsiftError):
+    """A passing fault (a model service or the database did not answer in time, after
+    bounded retries). Nothing is lost: the item stays retryable; the client retries after
+    ``retry_after_s`` seconds (sent as ``Retry-After``)."""
+
+    code = "E203"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 2, **details: Any) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
 
 
 class InvalidConfig(ReelsiftError):

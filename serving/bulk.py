@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from analyzers.media.sniff import sniff_media_type
 from core.contracts import ItemState
-from core.errors import InvalidInput, ReelsiftError, UnsupportedMediaType
+from core.errors import InvalidInput, ReelsiftError, ServiceUnavailable, UnsupportedMediaType
 from core.storage.db import transaction
 from core.storage.tables import ItemRow
 from serving.media_ingest import (
@@ -216,7 +216,8 @@ def analyze_batch(
 class ImportSummary:
     lines: int = 0
     imported: int = 0
-    skipped: int = 0  # already in the database
+    skipped: int = 0  # already in the database, analyzed
+    retried: int = 0  # already in the database, failed or unanalyzed: analyzed again now
     resumed: int = 0  # left unfinished by an earlier run, finished now
     failed: list[tuple[int, str | None, str]] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
@@ -224,13 +225,21 @@ class ImportSummary:
     def as_dict(self) -> dict[str, Any]:
         return {
             "lines": self.lines, "imported": self.imported, "skipped": self.skipped,
-            "resumed": self.resumed, "failed": len(self.failed), "states": self.states,
+            "retried": self.retried, "resumed": self.resumed, "failed": len(self.failed),
+            "states": self.states,
         }
 
 
-def _known_ids(components: Components, ids: Sequence[str]) -> set[str]:
+def _known_states(components: Components, ids: Sequence[str]) -> dict[str, str]:
     with transaction(components.sessions) as session:
-        return set(session.scalars(select(ItemRow.id).where(ItemRow.id.in_(list(ids)))))
+        rows = session.execute(
+            select(ItemRow.id, ItemRow.state).where(ItemRow.id.in_(list(ids)))
+        )
+        return {item_id: state for item_id, state in rows}
+
+
+# Stored items an import analyzes again rather than skips.
+RETRIED_STATES = (ItemState.FAILED.value, ItemState.RECEIVED.value)
 
 
 def import_items(
@@ -250,13 +259,17 @@ def import_items(
     def flush() -> None:
         if not pending:
             return
-        known = _known_ids(components, [line.item.id for line in pending if line.item])
+        known = _known_states(components, [line.item.id for line in pending if line.item])
         text_lines: list[Line] = []
         for line in pending:
             assert line.item is not None
-            if line.item.id in known:
+            state = known.get(line.item.id)
+            if state is not None and state not in RETRIED_STATES:
                 summary.skipped += 1
-            elif line.item.media:
+                continue
+            if state is not None:
+                summary.retried += 1
+            if line.item.media:
                 _import_media(components, line, base_dir, summary, count_state)
             else:
                 text_lines.append(line)
@@ -327,11 +340,15 @@ def _import_texts(
         for (line, _), (out, _created) in zip(items, results, strict=True):
             _record(summary, line, out.state, out.state_reason, count_state)
         return
+    except ServiceUnavailable:
+        raise  # nothing is lost: the import resumes where it stopped
     except ReelsiftError:
         pass
     for line, item in items:
         try:
             [(out, _created)] = components.ingest.submit_text_items([item])
             _record(summary, line, out.state, out.state_reason, count_state)
+        except ServiceUnavailable:
+            raise
         except ReelsiftError as exc:
             summary.failed.append((line.number, item.id, exc.message))

@@ -52,7 +52,10 @@ def _lazy_subcommands() -> None:
         "db_url": settings.db_url,
         "index_dir": str(settings.index_dir),
         "model_dir": str(settings.data_dir / "models" / "ranker"),
+        "cache_dir": str(settings.cache_dir),
+        "recommender_settings_json": settings.recommender.model_dump_json(exclude_unset=True),
     }}
+    rec.text_embedder_factory = lambda: _text_embedder(settings)
     train_app.command("ranker", context_settings=configured)(rec.train_ranker)
     evaluate_app.command("taxonomy")(tax.evaluate)
     evaluate_app.command("entities")(analyzers_cli.evaluate_entities)
@@ -71,6 +74,12 @@ def db_upgrade(revision: str = "head") -> None:
     engine = make_engine(settings.db_url)
     upgrade(engine, revision)
     typer.echo(f"database at revision {current_revision(engine)}: {engine.url!r}")
+
+
+def _text_embedder(settings: Settings):  # type: ignore[no-untyped-def]
+    from serving.wiring import build_text_embedder
+
+    return build_text_embedder(settings)
 
 
 def _in_process_components(settings: Settings):  # type: ignore[no-untyped-def]
@@ -249,6 +258,27 @@ def import_items(
     typer.echo(json.dumps(summary.as_dict()))
     _print_failures(summary.failed)
     if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command("retry-failed")
+def retry_failed() -> None:
+    """Analyze every `failed` item again (after a model or analyzer fix); prints the
+    state each one reached."""
+    settings = get_settings()
+    components = _in_process_components(settings)
+    try:
+        items = components.retry_failed()
+    finally:
+        components.close()
+    states: dict[str, int] = {}
+    for item in items:
+        states[item.state] = states.get(item.state, 0) + 1
+    typer.echo(json.dumps({"retried": len(items), "states": states}))
+    still_failed = [item for item in items if item.state == "failed"]
+    for item in still_failed:
+        typer.echo(f"  {item.id}: {item.state_reason}", err=True)
+    if still_failed:
         raise typer.Exit(1)
 
 

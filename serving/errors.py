@@ -8,8 +8,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
-from core.errors import ReelsiftError
+from core.errors import ReelsiftError, ServiceUnavailable
+from serving.http import UnexpectedErrorMiddleware
+
+# Codes for errors raised by the HTTP layer itself (no domain error behind them).
+HTTP_ERROR_CODES = {400: "E100", 401: "E106", 403: "E107", 404: "E104", 405: "E110",
+                    413: "E102", 415: "E103"}
+# Seconds a client waits before retrying when the database is briefly unavailable.
+DATABASE_RETRY_AFTER_S = 2
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +52,56 @@ def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, 
     }
 
 
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route of ``app`` serves at this request's path (Starlette's own
+    405 names only the first route's, so GET /feed would hide POST /feed)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.methods:
+            continue
+        match, _ = route.matches({**request.scope, "method": next(iter(route.methods))})
+        if match is Match.FULL:
+            methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_middleware(UnexpectedErrorMiddleware)
+
     @app.exception_handler(ReelsiftError)
     async def reelsift_error(_request: Request, exc: ReelsiftError) -> JSONResponse:
+        headers = {}
+        if isinstance(exc, ServiceUnavailable):
+            headers["Retry-After"] = str(exc.retry_after_s)
         if exc.status >= 500:
             log.error("%s", exc)
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
+        # Locked, restarting or unreachable: a passing fault, never the client's input.
+        log.warning("database unavailable: %s", exc.orig)
+        body = {"code": "E302", "message": "the database is briefly unavailable; nothing "
+                "was lost, retry the request", "details": {"retry_after_s": DATABASE_RETRY_AFTER_S}}
+        return JSONResponse(body, status_code=503,
+                            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = allowed_methods(app, request)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"method {request.method} is not allowed here; use {', '.join(allowed)}"
+        elif exc.status_code == 404 and exc.detail == "Not Found":
+            message = f"no such endpoint: {request.url.path}"
+        else:
+            message = str(exc.detail)
+        code = HTTP_ERROR_CODES.get(exc.status_code, f"E{exc.status_code}")
+        return JSONResponse({"code": code, "message": message}, status_code=exc.status_code,
+                            headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

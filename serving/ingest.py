@@ -8,6 +8,7 @@ routed state are then written in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from analyzers.fusion import ItemFuser, fuse
@@ -28,7 +30,14 @@ from core.contracts import (
     RiskCategory,
     RiskScore,
 )
-from core.errors import Conflict, InvalidInput, PayloadTooLarge, ReelsiftError
+from core.errors import (
+    Conflict,
+    ContentNotAnalyzable,
+    InvalidInput,
+    PayloadTooLarge,
+    ReelsiftError,
+    ServiceUnavailable,
+)
 from core.storage.db import transaction, write_transaction
 from core.storage.items import ItemStore, StateChange, content_fingerprint
 from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow, utcnow
@@ -187,7 +196,13 @@ class IngestService:
 
     # -- writes ------------------------------------------------------------------------
     def submit_text_items(self, items: Sequence[TextItemIn]) -> list[tuple[ItemOut, bool]]:
-        """Store and analyze; returns (item, created) in input order. Raises on bad input."""
+        """Store and analyze; returns (item, created) in input order. Raises on bad input,
+        ``ServiceUnavailable`` (503) when a model service stays away (the items stay
+        retryable) and ``ContentNotAnalyzable`` (422) when the analyzers fail on it.
+
+        An item already stored with the same content is not stored twice; if an earlier
+        attempt left it unanalyzed (``received``) or ``failed``, it is analyzed again, so
+        a client's retry always finishes its upload."""
         for item in items:
             check_text_item(item, self.limits)
         seen: dict[str, str] = {}
@@ -197,63 +212,121 @@ class IngestService:
                 raise Conflict(
                     f"item id {item.id!r} appears twice in one request with different content"
                 )
+        try:
+            to_analyze, created = self._store_new(items, seen)
+        except IntegrityError:
+            # The same id arrived concurrently: the first insert wins, this one replays it.
+            to_analyze, created = self._store_new(items, seen)
+        if to_analyze:
+            self.analyze_items(to_analyze)
 
-        new: list[TextItemIn] = []
-        new_ids: set[str] = set()
+        out = []
+        with transaction(self.store.sessions) as session:
+            for item in items:
+                row = self.store.get(session, item.id)
+                out.append((self._to_out(session, row, False), item.id in created))
+        return out
+
+    def _store_new(
+        self, items: Sequence[TextItemIn], digests: dict[str, str]
+    ) -> tuple[list[str], set[str]]:
+        """Insert items not stored yet as ``received``; returns the ids to analyze (new
+        ones and retryable ones, in input order) and the ids created."""
+        to_analyze: list[str] = []
+        created: set[str] = set()
         with transaction(self.store.sessions) as session:
             existing = {
                 row.id: row
-                for row in session.scalars(select(ItemRow).where(ItemRow.id.in_(list(seen))))
+                for row in session.scalars(select(ItemRow).where(ItemRow.id.in_(list(digests))))
             }
             for item in items:
+                if item.id in created or item.id in to_analyze:
+                    continue  # the same item twice in one batch
                 row = existing.get(item.id)
                 if row is not None:
-                    if row.content_sha256 != seen[item.id]:
+                    if row.content_sha256 != digests[item.id]:
                         raise Conflict(
                             f"item {item.id!r} already exists with different content; "
                             "ids are immutable, use a new id",
                             item_id=item.id,
                         )
-                    continue
-                if item.id in new_ids:  # the same item twice in one batch
+                    if row.state in RETRYABLE_STATES:
+                        to_analyze.append(item.id)
                     continue
                 kwargs = {} if item.created_at is None else {"created_at": item.created_at}
                 session.add(
                     ItemRow(
                         id=item.id, creator_id=item.creator_id, title=item.title, text=item.text,
                         tags=item.tags, state=ItemState.RECEIVED.value,
-                        content_sha256=seen[item.id], **kwargs,
+                        content_sha256=digests[item.id], **kwargs,
                     )
                 )
-                new.append(item)
-                new_ids.add(item.id)
-        if new:
-            self._analyze_and_route([n.id for n in new])
+                to_analyze.append(item.id)
+                created.add(item.id)
+        return to_analyze, created
 
-        out = []
-        with transaction(self.store.sessions) as session:
-            for item in items:
-                row = self.store.get(session, item.id)
-                out.append((self._to_out(session, row, False), item.id in new_ids))
-        return out
+    def analyze_items(self, item_ids: Sequence[str]) -> list[str]:
+        """Analyze and route the given text items that are ``received`` or ``failed``;
+        returns the ids this call took (another request or process may hold the rest)."""
+        claimed = self.claim_for_analysis(item_ids)
+        if claimed:
+            self._analyze_and_route(claimed)
+        return claimed
+
+    def claim_for_analysis(self, item_ids: Sequence[str]) -> list[str]:
+        """Move retryable items to ``analyzing`` in one write transaction: of concurrent
+        callers (a client's retry, recovery, another worker) exactly one takes each."""
+        changes: list[StateChange] = []
+        with write_transaction(self.store.sessions) as session:
+            rows = session.scalars(
+                select(ItemRow)
+                .where(ItemRow.id.in_(list(item_ids)), ItemRow.state.in_(RETRYABLE_STATES))
+                .with_for_update(skip_locked=True)
+            ).all()
+            taken = {row.id: row for row in rows}
+            for item_id in dict.fromkeys(item_ids):
+                row = taken.get(item_id)
+                if row is None:
+                    continue
+                if row.state == ItemState.FAILED.value:
+                    changes.append(self.store.transition(
+                        item_id, ItemState.RECEIVED, "analysis retried", session=session
+                    ))
+                changes.append(self.store.transition(item_id, ItemState.ANALYZING,
+                                                     session=session))
+                row.updated_at = utcnow()
+        self.store.notify(changes)
+        return [c.item_id for c in changes if c.after is ItemState.ANALYZING]
 
     def _analyze_and_route(self, item_ids: list[str]) -> None:
-        changes: list[StateChange] = []
         with transaction(self.store.sessions) as session:
             rows = [self.store.get(session, i) for i in item_ids]
             documents = [document_text(r.title, r.text) for r in rows]
             titles = [r.title for r in rows]
-            for row in rows:
-                changes.append(self.store.transition(row.id, ItemState.ANALYZING, session=session))
-        self.store.notify(changes)
         try:
             analyses, vectors = analyze_documents(
                 self.analyzer, self.enrichment, titles, documents
             )
-        except Exception as exc:
-            log.exception("analysis failed for %s", item_ids)
-            self._fail(item_ids, f"analysis failed: {type(exc).__name__}: {exc}")
+        except ServiceUnavailable:
+            # A passing fault is not the content's: the items wait, retryable.
+            self.release_unanalyzed(item_ids, "waiting for a model service")
             raise
+        except Exception as exc:
+            if len(item_ids) > 1:
+                # One item's content may be at fault: callers retry one at a time.
+                self.release_unanalyzed(item_ids, "batch analysis failed")
+                raise ContentNotAnalyzable(
+                    f"analysis of a batch of {len(item_ids)} failed "
+                    f"({type(exc).__name__}: {exc}); submit the items one at a time"
+                ) from exc
+            log.exception("analysis failed for %s", item_ids)
+            reason = f"analysis failed: {type(exc).__name__}: {exc}"
+            self._fail(item_ids, reason)
+            raise ContentNotAnalyzable(
+                f"item {item_ids[0]!r} could not be analyzed ({reason}); it is stored as "
+                "'failed': post it again or run `reelsift retry-failed` after a fix",
+                item_id=item_ids[0],
+            ) from exc
         with transaction(self.store.sessions) as session:
             for item_id, analysis, item_vectors in zip(item_ids, analyses, vectors, strict=True):
                 session.add(AnalysisRow(item_id=item_id, payload=analysis.model_dump(mode="json")))
@@ -264,12 +337,30 @@ class IngestService:
         for item_id, analysis in zip(item_ids, analyses, strict=True):
             self.gate(item_id, analysis.risk)
 
+    def release_unanalyzed(self, item_ids: Sequence[str], reason: str) -> None:
+        """``analyzing`` -> ``received``: the next retry or recovery sweep takes them."""
+        for item_id in item_ids:
+            try:
+                self.store.transition(item_id, ItemState.RECEIVED, reason)
+            except ReelsiftError:
+                log.exception("could not return %s to received", item_id)
+
     def _fail(self, item_ids: Sequence[str], reason: str) -> None:
         for item_id in item_ids:
             try:
                 self.store.transition(item_id, ItemState.FAILED, reason)
             except ReelsiftError:
                 log.exception("could not mark %s failed", item_id)
+
+    def failed_item_ids(self, *, with_media: bool) -> list[str]:
+        with transaction(self.store.sessions) as session:
+            has_media = exists().where(ItemMediaRow.item_id == ItemRow.id)
+            return list(session.scalars(
+                select(ItemRow.id)
+                .where(ItemRow.state == ItemState.FAILED.value,
+                       has_media if with_media else ~has_media)
+                .order_by(ItemRow.created_at)
+            ))
 
     def resume_unfinished(self) -> int:
         """Finish text items a crash left in ``received``/``analyzing``; returns how many.
@@ -283,12 +374,21 @@ class IngestService:
                 row.state = ItemState.RECEIVED.value
                 row.updated_at = utcnow()  # taken: another recovering process skips it
             stuck_ids = [row.id for row in stuck]
-        if stuck_ids:
-            self._analyze_and_route(stuck_ids)
-        return len(stuck_ids)
+        resumed = 0
+        for start in range(0, len(stuck_ids), 32):
+            chunk = stuck_ids[start : start + 32]
+            try:
+                resumed += len(self.analyze_items(chunk))
+            except ContentNotAnalyzable:
+                for item_id in chunk:  # one at a time: only the bad one fails
+                    with contextlib.suppress(ContentNotAnalyzable):
+                        resumed += len(self.analyze_items([item_id]))
+        return resumed
 
 
 UNFINISHED_STATES = (ItemState.RECEIVED.value, ItemState.ANALYZING.value)
+# States from which analysis may (re)start.
+RETRYABLE_STATES = (ItemState.RECEIVED.value, ItemState.FAILED.value)
 
 
 def lock_orphaned_items(
@@ -322,12 +422,16 @@ def submit_batch(ingest: IngestService, raw_items: list[dict[str, Any]]) -> Batc
         submitted = ingest.submit_text_items([item for _, item in valid])
         for (index, _), (out, created) in zip(valid, submitted, strict=True):
             results[index] = BatchResult(index=index, status=201 if created else 200, item=out)
+    except ServiceUnavailable:
+        raise  # the whole request answers 503; every stored item stays retryable
     except ReelsiftError:
         # Some item broke a rule: fall back to one at a time to say which.
         for index, item in valid:
             try:
                 [(out, created)] = ingest.submit_text_items([item])
                 results[index] = BatchResult(index=index, status=201 if created else 200, item=out)
+            except ServiceUnavailable:
+                raise
             except ReelsiftError as exc:
                 results[index] = BatchResult(index=index, status=exc.status, error=exc.to_dict())
     return BatchOut(results=[results[i] for i in sorted(results)])

@@ -77,13 +77,16 @@ from core.errors import (
     NotFound,
     PayloadTooLarge,
     ReelsiftError,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from core.storage.blobs import BlobStore
 from core.storage.db import Base, transaction, write_transaction
 from core.storage.items import ItemStore, StateChange, content_fingerprint
 from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow, MediaBlobRow, utcnow
+from serving.http import JsonTooDeep, load_json
 from serving.ingest import (
+    RETRYABLE_STATES,
     UNFINISHED_STATES,
     Enrichment,
     IngestService,
@@ -409,7 +412,9 @@ async def read_multipart(
 
 def parse_metadata(raw: bytes) -> MediaItemIn:
     try:
-        obj = json.loads(raw)
+        obj = load_json(raw)
+    except JsonTooDeep as exc:
+        raise MalformedRequest(f"the '{METADATA_FIELD}' part: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise MalformedRequest(
             f"the '{METADATA_FIELD}' part is not valid UTF-8 (byte {exc.start})"
@@ -466,7 +471,9 @@ def parse_text_item_body(content_type: str | None, body: bytes) -> TextItemIn:
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
     try:
-        obj = json.loads(body)  # invalid UTF-8 raises UnicodeDecodeError: a 400 handler
+        obj = load_json(body)  # invalid UTF-8 raises UnicodeDecodeError: a 400 handler
+    except JsonTooDeep as exc:
+        raise MalformedRequest(str(exc)) from exc
     except json.JSONDecodeError as exc:
         raise RequestValidationError([{
             "type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
@@ -1156,9 +1163,38 @@ class MediaIngestService:
                     item_id=item_id,
                 )
             job = self.jobs.store.latest_for_item(session, item_id)
+        if job is None or job.finished:
+            # Posted again after a fault or a failure: analyze it again.
+            job = self.requeue(item_id) or job
         return MediaSubmission(
             self.ingest.get_item(item_id), job if job and not job.finished else None, False
         )
+
+    def has_media(self, item_id: str) -> bool:
+        with transaction(self.sessions) as session:
+            return session.scalar(
+                select(ItemMediaRow.item_id).where(ItemMediaRow.item_id == item_id).limit(1)
+            ) is not None
+
+    def requeue(self, item_id: str) -> JobOut | None:
+        """A new analysis job for a media item left ``failed`` or unanalyzed
+        (``received`` with no job running); None when it is in no such state."""
+        with write_transaction(self.sessions) as session:
+            row = session.get(ItemRow, item_id, with_for_update=True)
+            if row is None or row.state not in RETRYABLE_STATES:
+                return None
+            latest = self.jobs.store.latest_for_item(session, item_id)
+            if latest is not None and not latest.finished:
+                return latest
+            changes = []
+            if row.state == ItemState.FAILED.value:
+                changes.append(self.store.transition(
+                    item_id, ItemState.RECEIVED, "analysis retried", session=session
+                ))
+            job_id = self.jobs.store.create(session, JOB_KIND, item_id)
+        self.store.notify(changes)
+        self.jobs.submit(job_id)
+        return self.jobs.store.get(job_id)
 
     def _new_item_row(self, session: Session, item: MediaItemIn, digest: str) -> None:
         kwargs = {} if item.created_at is None else {"created_at": item.created_at}
@@ -1278,6 +1314,10 @@ class MediaIngestService:
                 analyzed.append(self.pipeline.analyze_file(file, file_progress(index)))
                 progress(0.02 + share * (index + 1))
             result = self.pipeline.build(title, text, analyzed)
+        except ServiceUnavailable:
+            # A passing fault: the item waits, retryable (a client's retry or recovery).
+            self.ingest.release_unanalyzed([item_id], "waiting for a model service")
+            raise
         except ReelsiftError as exc:
             self._fail_item(item_id, f"media could not be analyzed: {exc.message}")
             raise

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 import bentoml
 import numpy as np
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from core.contracts import ModelRef
@@ -41,6 +41,7 @@ from serving.auth import Permission
 from serving.console import console_app
 from serving.deps import Caller
 from serving.errors import install_error_handlers
+from serving.http import BoundedJsonRoute
 from serving.ingest import submit_batch
 from serving.jobs import JobOut, server_spawner
 from serving.media_ingest import (
@@ -51,7 +52,9 @@ from serving.media_ingest import (
     parse_text_item_body,
     read_multipart,
 )
+from serving.model_clients import BatchedTextEmbedder, BatchedVisualEmbedder
 from serving.schemas import (
+    ID_PATTERN,
     AppealIn,
     BatchIn,
     BatchOut,
@@ -62,8 +65,6 @@ from serving.schemas import (
 )
 from serving.settings import get_settings
 from serving.wiring import (
-    BatchedTextEmbedder,
-    BatchedVisualEmbedder,
     Components,
     build_components,
     build_text_embedder,
@@ -73,6 +74,12 @@ from serving.wiring import (
 
 log = logging.getLogger(__name__)
 settings = get_settings()
+
+# Ids in paths are bounded to what every database stores (a 64-bit key), so an absurd
+# number is a 422 naming the parameter rather than an overflow.
+TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="review task id")]
+ItemId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]
+MediaSha256 = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="lower-case hex")]
 
 
 
@@ -116,6 +123,8 @@ api = FastAPI(
     # feed worker's time, profiled).
     telemetry={"tracing": False, "metrics": False, "logs": False},
 )
+# Every JSON body is parsed with a nesting bound (serving/http.py).
+api.router.route_class = BoundedJsonRoute
 install_error_handlers(api)
 
 
@@ -126,7 +135,19 @@ def describe_model(embedder: Any, unavailable_reason: str | None) -> dict[str, A
     return {"available": True, "model": embedder.model.model_dump(), "dim": embedder.dim}
 
 
-@bentoml.service(name="reelsift-text-embedding", traffic={"timeout": 120})
+# How the API workers' BentoML clients treat their connections to the model services:
+# BentoML's default replaces a client session every 100 requests and closes the old one
+# under requests still in flight (the cause of 500s under concurrent uploads); one session
+# for the worker's life keeps them (serving/model_clients.py retries what is left).
+MODEL_SERVICE_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 1e9}
+# Model services log each internal call only when asked (REELSIFT_MODEL_ACCESS_LOG).
+MODEL_SERVICE_LOGGING = {"access": {"enabled": settings.model_access_log}}
+
+
+@bentoml.service(
+    name="reelsift-text-embedding", traffic={"timeout": 120},
+    runner_connection=MODEL_SERVICE_CONNECTION, logging=MODEL_SERVICE_LOGGING,
+)
 class TextEmbedding:
     """all-MiniLM-L6-v2 through onnxruntime; concurrent calls are merged into batches."""
 
@@ -148,7 +169,10 @@ class TextEmbedding:
         return self.embedder.encode(texts)
 
 
-@bentoml.service(name="reelsift-visual-embedding", traffic={"timeout": 120})
+@bentoml.service(
+    name="reelsift-visual-embedding", traffic={"timeout": 120},
+    runner_connection=MODEL_SERVICE_CONNECTION, logging=MODEL_SERVICE_LOGGING,
+)
 class VisualEmbedding:
     """The configured visual embedder; images (photos, keyframes) are merged into batches."""
 
@@ -275,10 +299,16 @@ class Reelsift:
 
     @api.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
     def get_item(
-        self, item_id: str, caller: Caller, include_vectors: Annotated[bool, Query()] = False
+        self, item_id: ItemId, caller: Caller, include_vectors: Annotated[bool, Query()] = False
     ) -> ItemOut:
         caller.require_any(Permission.UPLOAD, Permission.REVIEW, Permission.FEED)
         return self.components.ingest.get_item(item_id, include_vectors=include_vectors)
+
+    @api.post("/items/{item_id}/retry", response_model=ItemOut, tags=["items"])
+    def retry_item(self, item_id: ItemId, caller: Caller) -> ItemOut:
+        """Analyze a ``failed`` item again (admins); other states are returned as they are."""
+        caller.require(Permission.ADMIN)
+        return self.components.retry_item(item_id)
 
     # -- media and jobs --------------------------------------------------------------------
     @api.get("/jobs/{job_id}", response_model=JobOut, tags=["items"])
@@ -287,7 +317,7 @@ class Reelsift:
         return self.components.media.job(job_id)
 
     @api.get("/media/{sha256}", response_class=FileResponse, tags=["items"])
-    def get_media(self, sha256: str, caller: Caller) -> FileResponse:
+    def get_media(self, sha256: MediaSha256, caller: Caller) -> FileResponse:
         """An uploaded file or a video keyframe, by content hash, with its media type."""
         caller.require_any(Permission.UPLOAD, Permission.REVIEW)
         path, media_type = self.components.media.blob_file(sha256)
@@ -303,7 +333,7 @@ class Reelsift:
         return self.components.review.list_tasks(filters)
 
     @api.get("/review/tasks/{task_id}", response_model=TaskView, tags=["review"])
-    def get_task(self, task_id: int, caller: Caller) -> TaskView:
+    def get_task(self, task_id: TaskId, caller: Caller) -> TaskView:
         caller.require(Permission.REVIEW)
         return self.components.review.get_task(task_id)
 
@@ -315,25 +345,25 @@ class Reelsift:
         return task
 
     @api.post("/review/tasks/{task_id}/heartbeat", response_model=TaskView, tags=["review"])
-    def heartbeat(self, task_id: int, caller: Caller) -> TaskView:
+    def heartbeat(self, task_id: TaskId, caller: Caller) -> TaskView:
         return self.components.review.heartbeat(task_id, caller)
 
     @api.post("/review/tasks/{task_id}/release", response_model=TaskView, tags=["review"])
-    def release(self, task_id: int, caller: Caller) -> TaskView:
+    def release(self, task_id: TaskId, caller: Caller) -> TaskView:
         return self.components.review.release(task_id, caller)
 
     @api.post("/review/tasks/{task_id}/skip", response_model=TaskView, tags=["review"])
-    def skip(self, task_id: int, caller: Caller) -> TaskView:
+    def skip(self, task_id: TaskId, caller: Caller) -> TaskView:
         """Release the task; the caller's next claims offer it only after all others."""
         return self.components.review.skip(task_id, caller)
 
     @api.post("/review/tasks/{task_id}/claim", response_model=TaskView, tags=["review"])
-    def claim_named_task(self, task_id: int, caller: Caller) -> TaskView:
+    def claim_named_task(self, task_id: TaskId, caller: Caller) -> TaskView:
         """Claim this task (opened from the task list); 409 if someone holds it."""
         return self.components.review.claim_task(task_id, caller)
 
     @api.post("/review/tasks/{task_id}/decision", response_model=DecisionView, tags=["review"])
-    def decide(self, task_id: int, body: DecisionIn, caller: Caller) -> DecisionView:
+    def decide(self, task_id: TaskId, body: DecisionIn, caller: Caller) -> DecisionView:
         return self.components.review.decide(
             task_id, caller, body.action, body.policy_codes, body.note
         )

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recommender.settings import RecommenderSettings
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -68,6 +70,20 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         300.0, gt=0, description="longest API request (BentoML traffic timeout); an item "
         "left unfinished longer than twice this is recovered even if its process looks alive"
+    )
+
+    model_access_log: bool = Field(
+        False, description="log every internal call to the model services (noisy: one line "
+        "per embedding batch); the API's own access log stays on"
+    )
+
+    recommender: RecommenderSettings = Field(
+        default_factory=RecommenderSettings,
+        description="every recommender setting (recommender/settings.py), nested with "
+        "__: REELSIFT_RECOMMENDER__EXPLORATION_EPSILON=0.05, "
+        "REELSIFT_RECOMMENDER__QUOTAS__MF=200, "
+        'REELSIFT_RECOMMENDER__WEIGHTS__CHANNELS=\'{"mf": 1.5}\'; the service sets '
+        "index_dir, model_dir, follow_seconds and multi_process itself",
     )
 
     # Limits.

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,8 +17,8 @@ from analyzers.fusion import ItemFuser
 from analyzers.language import LanguageIdentifier
 from analyzers.model_registry import ModelRegistry
 from analyzers.text import TextAnalyzer
-from core.contracts import ModelRef, RiskScore
-from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
+from core.contracts import RiskScore
+from core.errors import ContentNotAnalyzable, InvalidConfig, ModelLoadFailed, ModelNotAvailable
 from core.registry import resolve, text_embedders, visual_embedders
 from core.storage.blobs import BlobStore
 from core.storage.db import make_engine, make_session_factory, upgrade
@@ -40,6 +39,7 @@ from serving.media_ingest import (
     PerceptualHashIndex,
 )
 from serving.processes import ProcessRegistry
+from serving.schemas import ItemOut
 from serving.settings import Settings
 from taxonomy.classifier import ClassifierSettings, TaxonomyClassifier
 
@@ -66,30 +66,6 @@ def build_text_embedder(settings: Settings) -> tuple[TextEmbedder | None, str | 
     return embedder, None
 
 
-class BatchedTextEmbedder:
-    """A ``TextEmbedder`` backed by the TextEmbedding BentoML service.
-
-    Calls from concurrent requests are merged by BentoML's adaptive batching on the
-    other side, so the model sees full batches even when each request sends one text.
-    """
-
-    def __init__(self, client: Any, model: ModelRef, dim: int, chunk: int = 64) -> None:
-        self.client = client
-        self.model = model
-        self.dim = dim
-        self.chunk = chunk
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        # Chunks no larger than a batch keep one bulk caller from starving the others.
-        parts = [
-            np.asarray(self.client.encode(texts=list(texts[i : i + self.chunk])), dtype=np.float32)
-            for i in range(0, len(texts), self.chunk)
-        ]
-        return np.concatenate(parts)
-
-
 def build_visual_embedder(settings: Settings) -> tuple[VisualEmbedder | None, str | None]:
     """The configured visual embedder, or None and the reason it is unavailable."""
     import analyzers.media  # noqa: F401  (registers the visual embedders)
@@ -108,27 +84,6 @@ def build_visual_embedder(settings: Settings) -> tuple[VisualEmbedder | None, st
         log.error("visual embedding unavailable: %s", exc)
         return None, str(exc)
     return embedder, None
-
-
-class BatchedVisualEmbedder:
-    """A ``VisualEmbedder`` backed by the VisualEmbedding BentoML service.
-
-    Images of concurrent requests and jobs (photos, video keyframes) meet in one batch
-    there; each image travels at analysis size (at most 640 px a side).
-    """
-
-    def __init__(self, client: Any, model: ModelRef, dim: int) -> None:
-        self.client = client
-        self.model = model
-        self.dim = dim
-
-    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.asarray(
-            self.client.encode_images(images=[np.ascontiguousarray(i) for i in images]),
-            dtype=np.float32,
-        )
 
 
 def media_limits(settings: Settings) -> MediaLimits:
@@ -223,6 +178,22 @@ class Components:
         server calls it at start and every ``recovery_seconds``."""
         self.media.remove_stale_spool_files(2 * self.settings.request_timeout_s)
         return self.ingest.resume_unfinished() + self.media.resume_unfinished()
+
+    def retry_item(self, item_id: str) -> ItemOut:
+        """Analyze a ``failed`` (or unanalyzed ``received``) item again: text items now,
+        media items by a new job. Other states are left as they are."""
+        if self.media.has_media(item_id):
+            self.media.requeue(item_id)
+        else:
+            with contextlib.suppress(ContentNotAnalyzable):  # the item says why
+                self.ingest.analyze_items([item_id])
+        return self.ingest.get_item(item_id)
+
+    def retry_failed(self) -> list[ItemOut]:
+        """Every ``failed`` item analyzed again (``reelsift retry-failed``)."""
+        ids = self.ingest.failed_item_ids(with_media=False)
+        ids += self.ingest.failed_item_ids(with_media=True)
+        return [self.retry_item(item_id) for item_id in ids]
 
     def close(self) -> None:
         self.recommender.close()

@@ -82,3 +82,93 @@ def test_interrupted_items_are_finished_at_the_next_start(ingest):
     assert ingest.resume_unfinished() == 1
     assert ingest.get_item("stuck").state == ItemState.PENDING_REVIEW.value
     assert ingest.resume_unfinished() == 0
+
+
+class FlakyEmbedder:
+    """A text embedder whose service is down, or whose model chokes on one text, on demand."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        from core.contracts import ModelRef
+
+        self.np = np
+        self.model = ModelRef(name="flaky", version="1", source="test")
+        self.dim = 8
+        self.down = False
+        self.poison: str | None = None
+
+    def encode(self, texts):
+        from core.errors import ServiceUnavailable
+
+        if self.down:
+            raise ServiceUnavailable("text-embedding service away", service="text-embedding")
+        if self.poison is not None and any(self.poison in t for t in texts):
+            raise ValueError("tokenizer crashed")
+        return self.np.ones((len(texts), self.dim), dtype=self.np.float32)
+
+
+@pytest.fixture
+def flaky() -> FlakyEmbedder:
+    return FlakyEmbedder()
+
+
+@pytest.fixture
+def flaky_ingest(db_engine, flaky) -> IngestService:
+    sessions = make_session_factory(db_engine)
+    store = ItemStore(sessions)
+    review = ReviewService(sessions, store, Policy.load())
+    analyzer = TextAnalyzer(flaky, EntityPipeline(), LanguageIdentifier())
+    return IngestService(store, analyzer, TextLimits(max_text_chars=100), policy_gate(review))
+
+
+def test_a_passing_fault_leaves_the_item_retryable_and_a_retry_finishes_it(flaky_ingest, flaky):
+    from core.errors import ServiceUnavailable
+
+    flaky.down = True
+    with pytest.raises(ServiceUnavailable):
+        flaky_ingest.submit_text_items([item("p1"), item("p2", text="Second story")])
+    for item_id in ("p1", "p2"):
+        assert flaky_ingest.get_item(item_id).state == ItemState.RECEIVED.value
+
+    flaky.down = False
+    results = flaky_ingest.submit_text_items([item("p1"), item("p2", text="Second story")])
+    assert [created for _, created in results] == [False, False]  # stored once, not twice
+    for out, _ in results:
+        assert out.state not in {ItemState.RECEIVED.value, ItemState.FAILED.value}
+        assert out.analysis is not None and out.embeddings
+    with transaction(flaky_ingest.store.sessions) as session:
+        assert session.query(ItemRow).count() == 2
+        assert session.query(AnalysisRow).count() == 2
+
+
+def test_content_the_analyzers_fail_on_is_failed_and_analyzed_again_on_retry(
+    flaky_ingest, flaky
+):
+    from core.errors import ContentNotAnalyzable
+
+    flaky.poison = "poison"
+    with pytest.raises(ContentNotAnalyzable) as caught:
+        flaky_ingest.submit_text_items([item("ok", text="fine text"), item("bad", text="poison")])
+    assert "one at a time" in caught.value.message  # a batch fails as a whole...
+    assert flaky_ingest.get_item("ok").state == ItemState.RECEIVED.value
+    [(ok, _)] = flaky_ingest.submit_text_items([item("ok", text="fine text")])
+    assert ok.state != ItemState.FAILED.value  # ...then only the bad item fails alone
+    with pytest.raises(ContentNotAnalyzable):
+        flaky_ingest.submit_text_items([item("bad", text="poison")])
+    failed = flaky_ingest.get_item("bad")
+    assert failed.state == ItemState.FAILED.value and "tokenizer crashed" in failed.state_reason
+    assert flaky_ingest.failed_item_ids(with_media=False) == ["bad"]
+
+    flaky.poison = None  # the analyzer is fixed: the same content posted again is analyzed
+    [(again, created)] = flaky_ingest.submit_text_items([item("bad", text="poison")])
+    assert not created and again.state != ItemState.FAILED.value and again.embeddings
+    assert flaky_ingest.failed_item_ids(with_media=False) == []
+
+
+def test_only_one_of_concurrent_retries_analyzes_an_item(flaky_ingest):
+    with transaction(flaky_ingest.store.sessions) as session:
+        session.add(ItemRow(id="r", creator_id="c", title="", text="waiting", tags=[],
+                            state=ItemState.RECEIVED.value, content_sha256="0" * 64))
+    assert flaky_ingest.claim_for_analysis(["r"]) == ["r"]
+    assert flaky_ingest.claim_for_analysis(["r"]) == []  # analyzing: taken already

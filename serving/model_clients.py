@@ -1,0 +1,124 @@
+"""Clients of the model services (text and visual embedding) as the analyzers see them.
+
+The API workers call the embedding services over BentoML's internal HTTP client. Two
+things made those calls fail under ordinary concurrency (16 upload clients: 1 request in
+6 answered 500, every embedding request logged 200 on the model side):
+
+- BentoML's client replaced its aiohttp session every 100 requests and closed the old
+  one while other requests were still on it (``ServerDisconnectedError``, "Cannot write
+  to closing transport"). The services now declare ``runner_connection`` limits that
+  never recycle a session in use (``MODEL_SERVICE_CONNECTION`` in ``serving/service.py``).
+- A pooled keep-alive connection can still be closed by the server just as it is reused.
+  Embedding is idempotent, so every call retries connection-level faults with a short,
+  bounded backoff; when the service is still unavailable it raises ``ServiceUnavailable``
+  (503 + ``Retry-After``) and the item stays retryable instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from core.contracts import ModelRef
+from core.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Seconds to wait before each retry: about 1.5 s in all, well under a request's timeout.
+RETRY_DELAYS_S = (0.05, 0.2, 0.5, 0.8)
+# Statuses from the model service that mean "not now" rather than "not this input".
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A fault worth retrying: the connection, a timeout, or a service saying 'later'."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectionError | asyncio.TimeoutError | TimeoutError):
+        return True
+    if isinstance(exc, ConnectionError):
+        return True
+    status = getattr(exc, "error_code", None)
+    return status is not None and int(status) in TRANSIENT_STATUSES
+
+
+def call_model_service(
+    call: Callable[[], T], service: str, *,
+    delays_s: Sequence[float] = RETRY_DELAYS_S, sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``call()`` with bounded retries of transient faults; ``ServiceUnavailable`` when
+    they do not pass. Any other error (the service rejected this input) is raised as is."""
+    for attempt in range(len(delays_s) + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if attempt == len(delays_s):
+                raise ServiceUnavailable(
+                    f"the {service} service did not answer after {attempt + 1} attempts "
+                    f"({type(exc).__name__}: {exc}); nothing was lost, retry the request",
+                    service=service,
+                ) from exc
+            log.warning("%s call failed (%s: %s), retry %d of %d", service,
+                        type(exc).__name__, exc, attempt + 1, len(delays_s))
+            sleep(delays_s[attempt])
+    raise AssertionError("unreachable")
+
+
+class BatchedTextEmbedder:
+    """A ``TextEmbedder`` backed by the TextEmbedding BentoML service.
+
+    Calls from concurrent requests are merged by BentoML's adaptive batching on the
+    other side, so the model sees full batches even when each request sends one text.
+    """
+
+    def __init__(self, client: Any, model: ModelRef, dim: int, chunk: int = 64) -> None:
+        self.client = client
+        self.model = model
+        self.dim = dim
+        self.chunk = chunk
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # Chunks no larger than a batch keep one bulk caller from starving the others.
+        parts = []
+        for i in range(0, len(texts), self.chunk):
+            chunk = list(texts[i : i + self.chunk])
+
+            def encode_chunk(chunk: list[str] = chunk) -> Any:
+                return self.client.encode(texts=chunk)
+
+            vectors = call_model_service(encode_chunk, "text-embedding")
+            parts.append(np.asarray(vectors, dtype=np.float32))
+        return np.concatenate(parts)
+
+
+class BatchedVisualEmbedder:
+    """A ``VisualEmbedder`` backed by the VisualEmbedding BentoML service.
+
+    Images of concurrent requests and jobs (photos, video keyframes) meet in one batch
+    there; each image travels at analysis size (at most 640 px a side).
+    """
+
+    def __init__(self, client: Any, model: ModelRef, dim: int) -> None:
+        self.client = client
+        self.model = model
+        self.dim = dim
+
+    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        arrays = [np.ascontiguousarray(i) for i in images]
+        vectors = call_model_service(
+            lambda: self.client.encode_images(images=arrays), "visual-embedding"
+        )
+        return np.asarray(vectors, dtype=np.float32)

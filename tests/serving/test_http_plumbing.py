@@ -1,0 +1,57 @@
+"""Model-service retries and bounded JSON: the pieces that keep faults out of 500s."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from core.errors import ServiceUnavailable
+from serving.http import JsonTooDeep, load_json
+from serving.model_clients import call_model_service
+
+
+class Flaky:
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return "vectors"
+
+
+def test_connection_faults_are_retried_until_the_call_succeeds():
+    call = Flaky([aiohttp.ServerDisconnectedError(), aiohttp.ClientConnectionError("reset")])
+    slept: list[float] = []
+    assert call_model_service(call, "text-embedding", sleep=slept.append) == "vectors"
+    assert call.calls == 3 and len(slept) == 2
+
+
+def test_a_service_that_stays_away_is_a_503_not_a_crash():
+    call = Flaky([aiohttp.ServerDisconnectedError() for _ in range(10)])
+    with pytest.raises(ServiceUnavailable) as caught:
+        call_model_service(call, "text-embedding", delays_s=(0.0, 0.0), sleep=lambda _: None)
+    assert call.calls == 3 and caught.value.status == 503 and caught.value.retry_after_s >= 1
+
+
+def test_an_error_about_the_input_is_not_retried():
+    call = Flaky([ValueError("bad input")])
+    with pytest.raises(ValueError):
+        call_model_service(call, "text-embedding", sleep=lambda _: None)
+    assert call.calls == 1
+
+
+@pytest.mark.parametrize("depth", [33, 5000, 100_000])
+def test_deep_json_is_refused_with_the_limit_named(depth):
+    with pytest.raises(JsonTooDeep, match="deeper than 32"):
+        load_json("[" * depth + "]" * depth)
+
+
+def test_ordinary_json_passes_unchanged():
+    body = {"items": [{"id": "a", "tags": ["x"], "meta": {"k": [1, 2, {"z": None}]}}]}
+    assert load_json(json.dumps(body)) == body
+    assert load_json("[" * 32 + "]" * 32) is not None
