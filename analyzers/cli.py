@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from analyzers.entities import DEFAULT_SPACY_PIPELINE
 from core.errors import ReelsiftError
-
-console = Console()
 
 
 def evaluate_entities(
@@ -50,11 +46,11 @@ def evaluate_entities(
     try:
         candidates = {
             "rules only": entity_pipeline_predictor(EntityPipeline(None)),
-            f"{pipeline} (bare, baseline)": spacy_predictor(load_statistical(pipeline)),
-            f"{pipeline} + rules (shipped)": entity_pipeline_predictor(EntityPipeline(pipeline)),
+            "bare model (baseline)": spacy_predictor(load_statistical(pipeline)),
+            "shipped": entity_pipeline_predictor(EntityPipeline(pipeline)),
         }
     except ReelsiftError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
+        typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
     results: dict[str, dict[str, dict[str, float]]] = {}
     seconds: dict[str, float] = {}
@@ -65,6 +61,7 @@ def evaluate_entities(
     gold = next(iter(results.values()))
     summary = {
         "file": str(conll_file),
+        "pipeline": pipeline,
         "sentences": len(sentences),
         "gold_entities": {label: gold[label]["gold"] for label in gold},
         "gold_misc_excluded": sum(
@@ -76,19 +73,20 @@ def evaluate_entities(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    console.print(
-        f"{conll_file}: {len(sentences)} sentences, gold PER/ORG/LOC "
+    typer.echo(
+        f"{conll_file}: {len(sentences)} sentences; gold "
         + ", ".join(f"{label} {gold[label]['gold']}" for label in ("PER", "ORG", "LOC"))
-        + f"; {summary['gold_misc_excluded']} MISC spans excluded. Exact spans."
+        + f"; {summary['gold_misc_excluded']} MISC spans left out. Exact spans.\n"
+        f"bare model = {pipeline} alone; shipped = {pipeline} with the rules."
     )
-    table = Table("label", *[f"{name}\nP / R / F1" for name in results])
+    typer.echo(f"{'':8}" + "".join(f"{name:>26}" for name in results))
+    typer.echo(f"{'':8}" + "".join(f"{'P     R     F1':>26}" for _ in results))
     for label in ("PER", "ORG", "LOC", "overall"):
-        table.add_row(
-            label,
-            *[
-                f"{r[label]['precision']:.3f} / {r[label]['recall']:.3f} / {r[label]['f1']:.3f}"
+        typer.echo(
+            f"{label:8}"
+            + "".join(
+                f"{r[label]['precision']:>14.3f}{r[label]['recall']:6.3f}{r[label]['f1']:6.3f}"
                 for r in results.values()
-            ],
+            )
         )
-    table.add_row("seconds", *[f"{seconds[name]:.1f}" for name in results])
-    console.print(table)
+    typer.echo(f"{'seconds':8}" + "".join(f"{seconds[name]:>26.1f}" for name in results))
