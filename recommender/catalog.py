@@ -99,6 +99,7 @@ class Catalog:
         self.by_category: dict[str, dict[str, None]] = {}
         self.by_creator: dict[str, dict[str, None]] = {}
         self.category_names: dict[str, str] = {}
+        self.newest_created_at = 0.0  # of any item added (the feed's clock reads it)
         self.vocab = Vocabulary()
         self.columns = ItemColumns(self.vocab)  # replaced whole when rebuilt
         self._sessions: sessionmaker[Session] | None = None
@@ -166,6 +167,7 @@ class Catalog:
             if item.id in self._items:
                 self._unindex(self._items[item.id])
             self._items[item.id] = item
+            self.newest_created_at = max(self.newest_created_at, item.created_at)
             self.columns.append(item)
             self._maybe_rebuild_columns()
             for tag in item.tags:

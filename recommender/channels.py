@@ -22,6 +22,7 @@ import numpy as np
 
 from recommender.catalog import Catalog
 from recommender.cohorts import Cohorts
+from recommender.collaborative import Collaborative
 from recommender.covisitation import CoVisitation
 from recommender.popularity import ItemStats
 from recommender.profiles import UserProfile
@@ -49,11 +50,16 @@ class Candidate:
 @dataclass
 class CandidateSet:
     """Merged candidates, best first: ``scores[r, c]`` is channel ``c``'s rescaled score
-    for ``item_ids[r]``, 0 when that channel did not propose it."""
+    for ``item_ids[r]``, 0 when that channel did not propose it; ``rank_scores[r, c]``
+    is ``1 / (1 + rank / rank_constant)`` for the item's rank in that channel's list (0
+    when not proposed): the scale on which channels are compared. ``fresh`` lists what
+    the fresh channel proposed, kept whole for exploration even where the merge cut it."""
 
     item_ids: list[str]
     scores: np.ndarray  # (n, len(channels)) float64
     channels: tuple[str, ...]
+    rank_scores: np.ndarray | None = None  # (n, len(channels)) float64
+    fresh: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -67,6 +73,9 @@ class CandidateSet:
             return []
         column = self.scores[:, self.channels.index(channel)]
         return [self.item_ids[r] for r in np.flatnonzero(column)]
+
+
+MERGE_WEIGHT_FLOOR = 0.05
 
 
 class Channel(Protocol):
@@ -105,11 +114,12 @@ class TagCategoryChannel:
         profile = request.profile
         if profile is None:
             return []
+        as_of = profile.as_of(request.now)
         keys = [
-            (self.catalog.by_tag, k, v) for k, v in profile.tags.top(self.top_tags, request.now)
+            (self.catalog.by_tag, k, v) for k, v in profile.tags.top(self.top_tags, as_of)
         ] + [
             (self.catalog.by_category, k, v)
-            for k, v in profile.categories.top(self.top_categories, request.now)
+            for k, v in profile.categories.top(self.top_categories, as_of)
         ]
         if not keys:
             return []
@@ -188,9 +198,11 @@ class FreshChannel:
         out: list[tuple[str, float]] = []
         for item in self.catalog.newest(4 * limit + len(request.exclude)):
             age = request.now - item.created_at
-            if item.id in request.exclude or age > self.window_s:
+            # an item dated after the clock (a future release date in a replayed log)
+            # is not new: it does not exist yet
+            if item.id in request.exclude or age > self.window_s or age < 0:
                 continue
-            out.append((item.id, 1.0 - max(age, 0.0) / self.window_s))
+            out.append((item.id, 1.0 - age / self.window_s))
             if len(out) >= limit:
                 break
         out.sort(key=lambda kv: kv[1], reverse=True)
@@ -225,6 +237,30 @@ class FollowedCreatorsChannel:
         return _top(scores, limit)
 
 
+class ItemKNNChannel:
+    """Items engaged by the same users as the user's recent engagements (item kNN)."""
+
+    name = "item_knn"
+
+    def __init__(self, collaborative: Collaborative) -> None:
+        self.collaborative = collaborative
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        return self.collaborative.knn(request.user_id, limit, request.exclude)
+
+
+class MatrixFactorisationChannel:
+    """Items with the highest predicted preference from implicit ALS factors (ANN)."""
+
+    name = "mf"
+
+    def __init__(self, collaborative: Collaborative) -> None:
+        self.collaborative = collaborative
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        return self.collaborative.mf(request.user_id, limit, request.exclude)
+
+
 def _top(scores: dict[str, float], limit: int) -> list[tuple[str, float]]:
     return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:limit]
 
@@ -248,14 +284,22 @@ class Matcher:
                 for r, item_id in enumerate(found.item_ids)]
 
     def candidates(self, request: MatchRequest) -> CandidateSet:
-        """Every channel within its quota, merged and cut to ``candidate_limit``; ranked
-        by the best rescaled score plus 0.1 per proposing channel (ties: first proposed
-        first)."""
+        """Every channel within its quota, merged and cut to ``candidate_limit``.
+
+        Channels' scores are on different scales (a cosine, a co-engagement sum, a
+        decayed count), and dividing each by its own best would put a channel's weakest
+        candidate level with another's best; so the merge compares ranks: each proposal
+        earns ``weight / (1 + rank / rank_constant)`` (``settings.weights``; at least
+        ``MERGE_WEIGHT_FLOOR`` so no channel is silenced here), summed over channels
+        (ties: first proposed first)."""
         names = tuple(c.name for c in self.channels)
+        weights = self.settings.weights
         row_of: dict[str, int] = {}
         rows: list[int] = []
         columns: list[int] = []
         values: list[np.ndarray] = []
+        ranks: list[np.ndarray] = []
+        fresh: list[str] = []
         exclude, items = request.exclude, self.catalog.items
         for column, channel in enumerate(self.channels):
             quota = self.settings.quotas.for_channel(channel.name)
@@ -264,6 +308,8 @@ class Matcher:
             hits = channel.match(request, quota)
             top = max((s for _, s in hits), default=0.0)
             usable = [(i, s) for i, s in hits if i in items and i not in exclude]
+            if channel.name == "fresh":
+                fresh = [i for i, _ in usable]
             # setdefault reads len(row_of) before inserting: a new id gets the next row
             rows.extend([row_of.setdefault(i, len(row_of)) for i, _ in usable])
             kept = [s for _, s in usable]
@@ -271,20 +317,29 @@ class Matcher:
             rescaled = (np.asarray(kept, dtype=np.float64) / top if top > 0
                         else np.zeros(len(kept)))
             values.append(np.maximum(rescaled, 1e-6))
+            ranks.append(1.0 / (1.0 + np.arange(len(kept)) / weights.rank_constant))
         scores = np.zeros((len(row_of), len(names)), dtype=np.float64)
+        rank_scores = np.zeros_like(scores)
         if rows:
             scores[rows, columns] = np.concatenate(values)
-        rank = scores.max(axis=1, initial=0.0) + 0.1 * (scores > 0).sum(axis=1)
+            rank_scores[rows, columns] = np.concatenate(ranks)
+        merge_weights = np.asarray(
+            [max(weights.channels.get(n, 0.0), MERGE_WEIGHT_FLOOR) for n in names])
+        rank = rank_scores @ merge_weights
         order = np.argsort(-rank, kind="stable")[: self.settings.candidate_limit]
         ids = list(row_of)
-        return CandidateSet([ids[r] for r in order.tolist()], scores[order], names)
+        return CandidateSet([ids[r] for r in order.tolist()], scores[order], names,
+                            rank_scores[order], fresh)
 
 
 def default_channels(
     settings: RecommenderSettings, catalog: Catalog, stats: ItemStats,
-    covisitation: CoVisitation, cohorts: Cohorts,
+    covisitation: CoVisitation, cohorts: Cohorts, collaborative: Collaborative | None = None,
 ) -> list[Channel]:
+    learned: list[Channel] = [] if collaborative is None else [
+        ItemKNNChannel(collaborative), MatrixFactorisationChannel(collaborative)]
     return [
+        *learned,
         EmbeddingChannel(catalog),
         TagCategoryChannel(catalog),
         CoVisitationChannel(covisitation),

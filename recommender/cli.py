@@ -9,8 +9,9 @@ feed-batch``), ``train-ranker`` (→ ``reelsift train ranker``) and ``evaluate``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,6 +29,17 @@ app = typer.Typer(help="Recommender: events, feeds, ranker training, evaluation.
                   no_args_is_help=True)
 console = Console(stderr=True)
 
+# Set by serving (which owns configuration and models): returns the configured text
+# embedder (an object with ``encode(texts) -> array``) or None and why it is unavailable.
+text_embedder_factory: Callable[[], tuple[Any, str | None]] | None = None
+
+SettingsJson = Annotated[str | None, typer.Option(
+    "--recommender-settings", hidden=True,
+    help="RecommenderSettings as JSON (serving passes the configured ones)")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="a recommender setting, dotted path=value (JSON values), e.g. "
+    "--set exploration_epsilon=0 --set quotas.mf=200 --set weights.channels.mf=1.5; "
+    "repeatable; see recommender/settings.py")]
 DbUrl = Annotated[str | None, typer.Option("--db-url", help="database URL "
                                            "(default: the configured database)")]
 IndexDir = Annotated[Path, typer.Option(help="vector index directory")]
@@ -40,6 +52,34 @@ def _sessions(db_url: str | None):  # type: ignore[no-untyped-def]
     # `reelsift` passes the configured URL as this option's default (serving owns settings).
     url = db_url or DEFAULT_DB_URL
     return make_session_factory(make_engine(url))
+
+
+def recommender_settings(
+    configured: str | None, assignments: list[str] | None, **fixed: Any,
+) -> RecommenderSettings:
+    """The configured settings (``REELSIFT_RECOMMENDER__…``, via serving), then ``fixed``
+    (paths the command's own options give), then each ``--set path=value``."""
+    data: dict[str, Any] = json.loads(configured) if configured else {}
+    data.update(fixed)
+    for assignment in assignments or []:
+        path, sep, raw = assignment.partition("=")
+        if not sep or not path.strip():
+            raise InvalidInput(f"--set takes path=value, got {assignment!r}")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # a bare string
+        keys = path.strip().split(".")
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise InvalidInput(f"--set {path}: {key} is not a group of settings")
+        node[keys[-1]] = value
+    try:
+        return RecommenderSettings.model_validate(data)
+    except ValueError as exc:
+        raise InvalidInput(f"recommender settings: {exc}") from exc
 
 
 def _fail(exc: ReelsiftError) -> typer.Exit:
@@ -94,14 +134,19 @@ def feed_batch(
     db_url: DbUrl = None,
     index_dir: IndexDir = DEFAULTS.index_dir,
     model_dir: ModelDir = DEFAULTS.model_dir,
+    recommender_settings_json: SettingsJson = None,
+    set_: SetOption = None,
 ) -> None:
     """Write each user's feed as one JSON line."""
     from recommender.service import Recommender
 
     user_ids = [u.strip() for u in users.read_text(encoding="utf-8").splitlines() if u.strip()]
-    settings = RecommenderSettings(index_dir=index_dir, model_dir=model_dir)
     try:
+        settings = recommender_settings(
+            recommender_settings_json, set_, index_dir=str(index_dir), model_dir=str(model_dir),
+            background_refits=False)
         rec = Recommender.open(_sessions(db_url), settings)
+        rec.state.collaborative.refresh()  # a batch wants the models fitted before it
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", encoding="utf-8") as handle, _progress() as progress:
             task = progress.add_task("feeds", total=len(user_ids))
@@ -136,26 +181,60 @@ def train_ranker(
 
 @app.command("evaluate")
 def evaluate(
-    items: Annotated[Path, typer.Option(exists=True, dir_okay=False,
-                                        help="items, JSON Lines with embeddings")],
-    events: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="events, JSON Lines")],
+    movielens: Annotated[Path | None, typer.Option(
+        exists=True, file_okay=False,
+        help="a MovieLens directory (movies.csv, ratings.csv), e.g. ml-latest-small")] = None,
+    items: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="items, JSON Lines with embeddings")] = None,
+    events: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="events, JSON Lines")] = None,
     test_share: Annotated[float, typer.Option(min=0.05, max=0.9)] = 0.2,
+    validation: Annotated[bool, typer.Option(
+        help="drop each user's last share first and evaluate on the rest (for tuning)")] = False,
+    text_embedder: Annotated[bool, typer.Option(
+        help="MovieLens: embed title and genres with the configured text embedder "
+        "(cached under data_dir/cache); --no-text-embedder: no content vectors")] = True,
     model_dir: ModelDir = DEFAULTS.model_dir,
+    recommender_settings_json: SettingsJson = None,
+    set_: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="write the report as JSON")] = None,
+    plot: Annotated[Path | None, typer.Option(help="write a bar chart (PNG)")] = None,
+    cache_dir: Annotated[Path, typer.Option(help="text vector cache")] = Path("var/cache"),
 ) -> None:
-    """Recall, NDCG, coverage and novelty of the feed and of a popularity baseline."""
-    from recommender.evaluation import evaluate as run_evaluation
+    """Recall, NDCG, coverage and novelty of the feed (with and without exploration and
+    diversity) and of popularity, ItemKNN and EASE, on a per-user temporal split."""
+    from recommender import evaluation
 
-    settings = RecommenderSettings(model_dir=model_dir)
     try:
+        settings = recommender_settings(recommender_settings_json, set_,
+                                        model_dir=str(model_dir))
         with _progress() as progress:
-            task = progress.add_task("users", total=None)
+            task = progress.add_task("feeds", total=None)
 
             def tick(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            report = run_evaluation(items, events, settings=settings, test_share=test_share,
-                                    progress=tick)
+            if movielens is not None:
+                records, log = evaluation.movielens_log(movielens)
+                notes = [f"MovieLens {movielens.name}: rating -> view (watch ratio rating/5) "
+                         "+ like for 4 stars and up"]
+                if text_embedder:
+                    encoder, model_id = _text_encoder()
+                    progress.update(task, description="embedding titles")
+                    evaluation.attach_text_vectors(records, encoder, cache_dir, model_id)
+                    notes.append(f"item vectors: {model_id} on title and genres")
+                else:
+                    notes.append("item vectors: none (--no-text-embedder)")
+                progress.update(task, description="feeds")
+                report = evaluation.evaluate_log(
+                    records, log, settings=settings, test_share=test_share, progress=tick,
+                    validation=validation, notes=notes)
+            elif items is not None and events is not None:
+                report = evaluation.evaluate(items, events, settings=settings,
+                                             test_share=test_share, progress=tick,
+                                             validation=validation)
+            else:
+                raise InvalidInput("give --movielens DIR, or --items and --events")
     except (ReelsiftError, InvalidInput) as exc:
         raise _fail(exc) from exc
     names = list(report.results[0].metrics) if report.results else []
@@ -166,6 +245,21 @@ def evaluate(
         table.add_column(name, justify="right")
     for result in report.results:
         table.add_row(result.model, *(f"{result.metrics[n]:.4f}" for n in names))
-    Console(width=160).print(table)
+    Console(width=180).print(table)
+    for note in report.notes:
+        typer.echo(note)
     if out is not None:
         out.write_text(report.model_dump_json(indent=2))
+    if plot is not None:
+        evaluation.plot_report(report, plot)
+
+
+def _text_encoder() -> tuple[Callable[[list[str]], Any], str]:
+    if text_embedder_factory is None:
+        raise InvalidInput("no text embedder is configured here: pass --no-text-embedder")
+    embedder, reason = text_embedder_factory()
+    if embedder is None:
+        raise InvalidInput(f"text embedder unavailable ({reason}): pass --no-text-embedder")
+    model = getattr(embedder, "model", None)
+    model_id = str(getattr(model, "id", None) or type(embedder).__name__)
+    return embedder.encode, model_id

@@ -141,7 +141,8 @@ class EventLog:
                     self._cursor = row_id
                 applied += len(events)
         if applied:
-            state.cohorts.maybe_refresh(state.profiles, state.clock())
+            state.cohorts.maybe_refresh(state.profiles, state.now())
+            state.collaborative.maybe_refresh(background=state.settings.background_refits)
         return applied
 
     def _has_unapplied(self) -> bool:

@@ -30,6 +30,7 @@ from recommender.state import OnlineState
 
 CHANNELS = (
     "embedding", "tag_category", "covisitation", "cohort", "trending", "fresh", "followed",
+    "item_knn", "mf",
 )
 DENSE_FEATURES = (
     "cosine", "tag_affinity", "category_affinity", "creator_affinity", "followed",
@@ -50,7 +51,11 @@ class FeatureBatch:
     item_ids: list[str]
     dense: np.ndarray  # (n, len(DENSE_FEATURES)) float32
     categorical: np.ndarray  # (n, len(CATEGORICAL_FIELDS)) int64
-    channel_best: np.ndarray  # (n,) best rescaled channel score; heuristic ranker only
+    channel_best: np.ndarray  # (n,) best rescaled channel score
+    # (n, len(channel_names)): 1 / (1 + rank / rank_constant) in each channel, 0 where it
+    # did not propose the item (``CandidateSet.rank_scores``); the heuristic ranker's input
+    channel_ranks: np.ndarray | None = None
+    channel_names: tuple[str, ...] = ()
 
     def column(self, name: str) -> np.ndarray:
         return self.dense[:, DENSE_FEATURES.index(name)]
@@ -79,7 +84,7 @@ def build_features(
     state: OnlineState, profile: UserProfile | None, item_ids: Sequence[str],
     channels: Sequence[Mapping[str, float]] | np.ndarray, context: Mapping[str, object],
     now: float, vectors: tuple[list[str], np.ndarray] | None = None,
-    *, channel_names: Sequence[str] | None = None,
+    *, channel_names: Sequence[str] | None = None, rank_scores: np.ndarray | None = None,
 ) -> FeatureBatch:
     """``channels``: per item, the proposing channels and their scores; or, with
     ``channel_names``, a matrix of those scores (``CandidateSet.scores``, 0 = not
@@ -115,7 +120,8 @@ def build_features(
     _item_features(state, profile, item_ids, now, dense, cats)
     _counter_features(state, item_ids, now, dense)
     best = _channel_features(channels, channel_names, dense)
-    return FeatureBatch(list(item_ids), dense, cats, best)
+    return FeatureBatch(list(item_ids), dense, cats, best, rank_scores,
+                        tuple(channel_names or ()))
 
 
 def _item_features(
@@ -130,25 +136,29 @@ def _item_features(
     creator = columns.creator[slots]
     if profile is not None:
         # Decay the user's interests once per request, not once per (item, key).
-        tags = profile.tags.snapshot(now)
+        as_of = profile.as_of(now)
+        tags = profile.tags.snapshot(as_of)
         if tags:
             sums = per_slot_sum(slots, columns.tag_ptr, columns.tag_codes,
                                 keyed_values(tags, vocab))
             dense[:, 1] = np.tanh(sums / 2.0)
-        categories = profile.categories.snapshot(now)
+        categories = profile.categories.snapshot(as_of)
         if categories:
             sums = per_slot_sum(slots, columns.cat_ptr, columns.cat_codes,
                                 keyed_values(categories, vocab), columns.cat_confidence)
             dense[:, 2] = np.tanh(sums / 2.0)
-        creators = profile.creators.snapshot(now)
+        creators = profile.creators.snapshot(as_of)
         if creators:
             dense[:, 3] = np.tanh(lookup(creator, keyed_values(creators, vocab)) / 2.0)
         followed = profile.followed
         if followed:
             dense[:, 4] = np.isin(creator, vocab.lookup(followed, len(followed)))
     present = slots != MISSING
-    age = np.maximum(now - columns.created[slots], 0.0)
-    dense[:, 7] = np.where(present, np.exp(-age / FRESHNESS_SECONDS), 0.0)
+    age = now - columns.created[slots]
+    # an item dated after the feed's clock (a release date ahead of a replayed log) is
+    # not fresh: it does not exist yet as of that time
+    dense[:, 7] = np.where(present & (age >= 0), np.exp(-np.maximum(age, 0.0)
+                                                        / FRESHNESS_SECONDS), 0.0)
     top = columns.top_category[slots]
     buckets = vocab.mapped("category_bucket", category_bucket)
     cats[:, 2] = np.where(top >= 0, buckets[np.maximum(top, 0)], 0)

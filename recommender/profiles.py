@@ -208,6 +208,23 @@ class UserProfile:
             return None
         return (self.vector_sum / norm).astype(np.float32)
 
+    def add_recent_positive(self, item_id: str, ts: float) -> None:
+        """One entry per item: a like that arrives with its view moves the item to the
+        end instead of taking a second place among the recent positives."""
+        recent = self.recent_positives
+        for n, (other, _) in enumerate(recent):
+            if other == item_id:
+                del recent[n]
+                break
+        recent.append((item_id, ts))
+
+    def as_of(self, now: float) -> float:
+        """The time the profile's interests are read at: the user's own latest event
+        (or ``now`` if earlier). Decay orders interests by how recent they are in the
+        user's history; time away from the service does not erase a user's taste, and a
+        log replayed at its own timestamps does not decay every interest to zero."""
+        return min(now, self.last_ts) if self.last_ts else now
+
     @property
     def is_cold(self) -> bool:
         return self.n_positives == 0

@@ -1,9 +1,9 @@
 """Rankers: score candidates from their features; registered under versioned names.
 
 ``reelsift.ranker.heuristic.v1`` ranks until a model has been trained. It is a fixed,
-documented blend (weights in ``HEURISTIC_WEIGHTS``): relevance to the user (cosine to the
-user vector, tag/category/creator affinity, followed creator, the best channel score),
-a little popularity and freshness, minus the bounce rate.
+documented blend (``settings.weights``, see ``HeuristicRanker``): each proposing channel
+by the candidate's rank in it (collaborative channels first), a little content affinity,
+popularity and freshness, minus the bounce rate.
 
 ``reelsift.ranker.deepfm.v1`` serves the DeepFM model trained by
 ``recommender.deepfm.train_ranker`` from ONNX with onnxruntime; its two heads (completion,
@@ -25,25 +25,12 @@ from pydantic import BaseModel
 from core.errors import ModelLoadFailed, ModelNotAvailable
 from core.registry import rankers, resolve
 from recommender.features import CATEGORICAL_FIELDS, DENSE_FEATURES, FeatureBatch
-from recommender.settings import RecommenderSettings
+from recommender.settings import RankerWeights, RecommenderSettings
 
 HEURISTIC = "reelsift.ranker.heuristic.v1"
 DEEPFM = "reelsift.ranker.deepfm.v1"
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "ranker.json"
-
-HEURISTIC_WEIGHTS: dict[str, float] = {
-    "cosine": 0.30,
-    "tag_affinity": 0.20,
-    "category_affinity": 0.15,
-    "creator_affinity": 0.10,
-    "followed": 0.10,
-    "channel_best": 0.10,
-    "popularity": 0.05,  # tanh(log1p(positives) / 5)
-    "freshness": 0.05,
-    "bounce_rate": -0.20,
-}
-
 
 class RankerInfo(BaseModel):
     name: str
@@ -57,23 +44,38 @@ class Ranker(Protocol):
 
 
 class HeuristicRanker:
-    def __init__(self) -> None:
-        self.info = RankerInfo(name=HEURISTIC, version="1")
+    """A fixed blend (``RankerWeights``): channels by rank, plus a little content.
+
+    Each channel that proposed a candidate adds ``weight / (1 + rank / rank_constant)``:
+    the collaborative channels (item kNN, ALS) carry most weight because what other
+    users engaged with predicts engagement best once events exist; content channels
+    and affinities rank for users and items without events. Content features are in
+    [0, 1]; the bounce rate subtracts.
+    """
+
+    def __init__(self, weights: RankerWeights | None = None) -> None:
+        self.weights = weights or RankerWeights()
+        self.info = RankerInfo(name=HEURISTIC, version="2")
 
     def score(self, batch: FeatureBatch) -> np.ndarray:
-        w = HEURISTIC_WEIGHTS
+        w = self.weights
+        n = len(batch.item_ids)
+        channel_part = np.zeros(n)
+        if batch.channel_ranks is not None and batch.channel_names:
+            per_channel = np.asarray([w.channels.get(c, 0.0) for c in batch.channel_names])
+            channel_part = batch.channel_ranks @ per_channel
         cosine = np.maximum(batch.column("cosine"), 0.0)
         popularity = np.tanh(batch.column("log_popularity") / 5.0)
         return (
-            w["cosine"] * cosine
-            + w["tag_affinity"] * batch.column("tag_affinity")
-            + w["category_affinity"] * batch.column("category_affinity")
-            + w["creator_affinity"] * batch.column("creator_affinity")
-            + w["followed"] * batch.column("followed")
-            + w["channel_best"] * batch.channel_best
-            + w["popularity"] * popularity
-            + w["freshness"] * batch.column("freshness")
-            + w["bounce_rate"] * batch.column("bounce_rate")
+            channel_part
+            + w.cosine * cosine
+            + w.tag_affinity * batch.column("tag_affinity")
+            + w.category_affinity * batch.column("category_affinity")
+            + w.creator_affinity * batch.column("creator_affinity")
+            + w.followed * batch.column("followed")
+            + w.popularity * popularity
+            + w.freshness * batch.column("freshness")
+            + w.bounce_rate * batch.column("bounce_rate")
         ).astype(np.float32)
 
 
@@ -130,7 +132,7 @@ class OnnxRanker:
 
 @rankers.register(HEURISTIC)
 def make_heuristic_ranker(settings: RecommenderSettings | None = None) -> Ranker:
-    return HeuristicRanker()
+    return HeuristicRanker(settings.weights if settings is not None else None)
 
 
 @rankers.register(DEEPFM)
@@ -143,7 +145,7 @@ def load_ranker(settings: RecommenderSettings) -> Ranker:
     if settings.ranker == "auto":
         if (settings.model_dir / MANIFEST_FILE).exists():
             return make_deepfm_ranker(settings)
-        return HeuristicRanker()
+        return HeuristicRanker(settings.weights)
     factory: Any = resolve(rankers, settings.ranker)
     ranker: Ranker = factory(settings)
     return ranker

@@ -203,9 +203,10 @@ def reason_for(
                                                   if kv[0] in REASON_PRIORITY else -99))[0]
     item = catalog.get(candidate.item_id)
     if best == "tag_category" and item is not None and profile is not None:
-        tag_scores = [(profile.tags.get(t, now), f"#{t}") for t in item.tags]
+        as_of = profile.as_of(now)
+        tag_scores = [(profile.tags.get(t, as_of), f"#{t}") for t in item.tags]
         cat_scores = [
-            (profile.categories.get(c, now), catalog.category_names.get(c, c))
+            (profile.categories.get(c, as_of), catalog.category_names.get(c, c))
             for c, _ in item.categories
         ]
         top = max(tag_scores + cat_scores, default=(0.0, ""))

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import InvalidInput
@@ -48,12 +48,12 @@ class FeedContext(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     device: str | None = None
-    hour: int | None = Field(default=None, ge=0, le=23, description="local hour of day")
+    hour: StrictInt | None = Field(default=None, ge=0, le=23, description="local hour of day")
 
 
 class FeedRequest(BaseModel):
     user_id: str = Field(min_length=1, max_length=128)
-    k: int = Field(default=10, ge=1, le=MAX_K)
+    k: StrictInt = Field(default=10, ge=1, le=MAX_K)
     context: FeedContext = Field(default_factory=FeedContext)
     exclude: list[str] = Field(default_factory=list)
 
@@ -78,16 +78,19 @@ class FeedResponse(BaseModel):
 class FeedService:
     def __init__(
         self, state: OnlineState, ranker: Ranker, matcher: Matcher | None = None,
-        events: EventLog | None = None,
+        events: EventLog | None = None, settings: RecommenderSettings | None = None,
     ) -> None:
-        """``events``: with ``settings.multi_process``, the log each request catches up on."""
+        """``events``: with ``settings.multi_process``, the log each request catches up on.
+        ``settings``: matching and re-ranking settings of this service if not the state's
+        (a variant over the same state: an evaluation's, an experiment arm's)."""
         self.state = state
         self.ranker = ranker
         self.events = events
+        self.settings = settings = settings or state.settings
         self.matcher = matcher or Matcher(
-            default_channels(state.settings, state.catalog, state.stats, state.covisitation,
-                             state.cohorts),
-            state.settings, state.catalog,
+            default_channels(settings, state.catalog, state.stats, state.covisitation,
+                             state.cohorts, state.collaborative),
+            settings, state.catalog,
         )
         self._requests = 0
         self._lock = threading.Lock()
@@ -106,10 +109,10 @@ class FeedService:
         ctx = context if isinstance(context, FeedContext) else FeedContext.model_validate(
             dict(context or {}))
         state = self.state
-        shared = state.settings.multi_process
+        shared = self.settings.multi_process
         if shared and self.events is not None:
             self.events.catch_up()  # events another process stored since the last request
-        now = state.clock()
+        now = state.now()
         profile = state.profiles.get(user_id)
         excluded = set(exclude or ())
         seen = profile.excluded() if profile is not None else set()
@@ -128,6 +131,7 @@ class FeedService:
         batch = build_features(
             state, profile, candidate_ids, candidates.scores, ctx.model_dump(), now,
             vectors=(found, matrix), channel_names=candidates.channels,
+            rank_scores=candidates.rank_scores,
         )
         ranker = self.ranker
         scores = ranker.score(batch) if len(candidates) else np.zeros(0, np.float32)
@@ -142,16 +146,16 @@ class FeedService:
                     ScoredCandidate(item_id, float(scores[r]), candidates.channels_of(r)))
                 if len(scored) >= pool_size(k):
                     break
-        fresh = candidates.proposed_by("fresh")
+        fresh = candidates.fresh
         with self._lock:
             self._requests += 1
             counter = self._requests
         rng = np.random.default_rng(
-            [state.settings.seed, zlib.crc32(user_id.encode()), counter])
+            [self.settings.seed, zlib.crc32(user_id.encode()), counter])
         for _attempt in range(CONFIRM_ATTEMPTS):
             picks = rerank(
                 scored, k=k, catalog=state.catalog, profile=profile, exclude=excluded,
-                settings=state.settings, fresh=fresh, rng=rng, now=now, lookup=lookup,
+                settings=self.settings, fresh=fresh, rng=rng, now=now, lookup=lookup,
                 blocked=seen,
             )
             if not shared:

@@ -21,6 +21,8 @@ class ChannelQuotas(BaseModel):
     trending: int = Field(default=60, ge=0)
     fresh: int = Field(default=40, ge=0)
     followed: int = Field(default=40, ge=0)
+    item_knn: int = Field(default=150, ge=0)
+    mf: int = Field(default=150, ge=0)
 
     def for_channel(self, name: str) -> int:
         return int(getattr(self, name, 0))
@@ -47,6 +49,60 @@ class ProfileSettings(BaseModel):
     noise_bounce_threshold: float = Field(default=0.5, ge=0, le=1)
     popularity_pivot: float = Field(default=50.0, gt=0, description="popularity where discount=1/2")
     recent_positives: int = Field(default=50, ge=1, description="kept per user for co-visitation")
+
+
+class CollaborativeSettings(BaseModel):
+    """The collaborative models of ``recommender.collaborative`` (item kNN, implicit ALS)."""
+
+    history: int = Field(default=500, ge=1, description="a user's latest engagements scored")
+    max_feedback: float = Field(default=3.0, gt=0, description="confidence cap per pair")
+    knn_neighbours: int = Field(default=100, ge=1, description="kept per item")
+    knn_shrink: float = Field(default=10.0, ge=0, description="damps similarity of rare pairs")
+    factors: int = Field(default=64, ge=2, description="ALS embedding size")
+    regularisation: float = Field(default=5.0, gt=0)
+    alpha: float = Field(default=10.0, gt=0, description="confidence = 1 + alpha * feedback")
+    iterations: int = Field(default=12, ge=1, description="ALS sweeps of a first fit")
+    warm_iterations: int = Field(default=3, ge=1, description="ALS sweeps of a refit")
+    min_events: int = Field(default=50, ge=1, description="engagements before the first fit")
+    refresh_events: int = Field(
+        default=2000, ge=1, description="new engagements that trigger a refit (background)")
+
+
+class ChannelWeights(BaseModel):
+    """Weight of each matching channel in the heuristic ranker and the merge."""
+
+    item_knn: float = 1.0
+    mf: float = 1.0
+    covisitation: float = 0.3
+    embedding: float = 0.1
+    tag_category: float = 0.1
+    cohort: float = 0.1
+    trending: float = 0.2
+    fresh: float = 0.0
+    followed: float = 0.5
+
+    def get(self, name: str, default: float = 0.0) -> float:
+        return float(getattr(self, name, default))
+
+
+class RankerWeights(BaseModel):
+    """The heuristic ranker's blend (``recommender.ranking.HeuristicRanker``).
+
+    Channels enter by rank, not by score: candidate r-th in a channel earns
+    ``weight / (1 + r / rank_constant)``; scores of different channels are not on one
+    scale, ranks are. Content features are in [0, 1] (bounce rate subtracts).
+    """
+
+    rank_constant: float = Field(default=10.0, gt=0)
+    channels: ChannelWeights = Field(default_factory=lambda: ChannelWeights())
+    cosine: float = 0.05
+    tag_affinity: float = 0.05
+    category_affinity: float = 0.05
+    creator_affinity: float = 0.05
+    followed: float = 0.2
+    popularity: float = 0.1
+    freshness: float = 0.02
+    bounce_rate: float = -0.3
 
 
 class RecommenderSettings(BaseModel):
@@ -88,9 +144,20 @@ class RecommenderSettings(BaseModel):
     rebuild_tombstone_fraction: float = Field(
         default=0.2, gt=0, le=1, description="compact the index when this share is removed"
     )
+    background_refits: bool = Field(
+        default=True, description="refit collaborative models on a thread (False: inline, "
+        "for tests and offline replays)")
     quotas: ChannelQuotas = Field(default_factory=ChannelQuotas)
     candidate_limit: int = Field(default=400, ge=10, description="after merging channels")
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
+    collaborative: CollaborativeSettings = Field(default_factory=CollaborativeSettings)
+    weights: RankerWeights = Field(default_factory=RankerWeights)
+    clock_lag_cap_hours: float | None = Field(
+        default=24.0, gt=0,
+        description="the feed's clock (decay, trending, freshness) is the wall clock, but "
+        "at most this long after the newest event or item: a log replayed at its own "
+        "timestamps is read as of its own time; None: always the wall clock",
+    )
     session_gap_minutes: float = Field(default=30.0, gt=0)
     covisitation_window: int = Field(default=20, ge=1, description="positives paired per session")
     covisitation_neighbours: int = Field(default=100, ge=1, description="kept per item")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from core.contracts import Event
 from recommender.catalog import Catalog, epoch
 from recommender.cohorts import Cohorts
+from recommender.collaborative import Collaborative
 from recommender.covisitation import CoVisitation
 from recommender.popularity import ItemStats
 from recommender.profiles import (
@@ -39,8 +40,22 @@ class OnlineState:
     stats: ItemStats
     covisitation: CoVisitation
     cohorts: Cohorts
+    collaborative: Collaborative
     clock: Clock = time.time
     lock: threading.RLock = field(default_factory=threading.RLock)
+    newest_event_ts: float = 0.0
+
+    def now(self) -> float:
+        """The feed's clock: the wall clock, but no later than ``clock_lag_cap_hours``
+        after the newest event or item. A live service gets the wall clock; a log
+        replayed at its original timestamps (an evaluation, a backfill) is read as of its
+        own time, so trending and freshness do not decay to nothing."""
+        wall = self.clock()
+        cap = self.settings.clock_lag_cap_hours
+        newest = max(self.newest_event_ts, self.catalog.newest_created_at)
+        if cap is None or newest <= 0:
+            return wall
+        return min(wall, newest + cap * 3600.0)
 
     @classmethod
     def create(
@@ -51,7 +66,7 @@ class OnlineState:
             stats=ItemStats(settings.trending_half_life_hours),
             covisitation=CoVisitation(settings.covisitation_window,
                                       settings.covisitation_neighbours),
-            cohorts=Cohorts(settings), clock=clock,
+            cohorts=Cohorts(settings), collaborative=Collaborative(settings), clock=clock,
         )
 
     def apply(self, event: Event) -> float:
@@ -67,6 +82,7 @@ class OnlineState:
             if profile.last_ts and ts - profile.last_ts > s.session_gap_minutes * 60:
                 profile.session_items.clear()
             profile.last_ts = max(profile.last_ts, ts)
+            self.newest_event_ts = max(self.newest_event_ts, ts)
             profile.n_events += 1
 
             kind = event.type
@@ -94,8 +110,13 @@ class OnlineState:
                         profile.add_vector(vector, weight, ts)
             if weight >= POSITIVE_THRESHOLD:
                 profile.n_positives += 1
-                profile.recent_positives.append((event.item_id, ts))
+                profile.add_recent_positive(event.item_id, ts)
                 self.covisitation.add_session_positive(profile.session_items, event.item_id)
+            feedback = graded_feedback(event, s.profile)
+            if kind in ("hide", "report"):
+                self.collaborative.disengage(event.user_id, event.item_id)
+            elif kind in ENGAGEMENT_TYPES and feedback > 0:
+                self.collaborative.engage(event.user_id, event.item_id, feedback)
 
             ratio = watch_ratio(event)
             self.stats.record(
@@ -105,7 +126,7 @@ class OnlineState:
                 bounce=is_bounce(event, s.profile),
                 complete=kind == "complete" or (kind == "view" and (ratio or 0) >= 0.9),
                 like=kind == "like",
-                positive_weight=max(graded_feedback(event, s.profile), 0.0),
+                positive_weight=max(feedback, 0.0),
             )
         return weight
 

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         description="every recommender setting (recommender/settings.py), nested with "
         "__: REELSIFT_RECOMMENDER__EXPLORATION_EPSILON=0.05, "
         "REELSIFT_RECOMMENDER__QUOTAS__MF=200, "
-        'REELSIFT_RECOMMENDER__WEIGHTS__CHANNELS=\'{"mf": 1.5}\'; the service sets '
+        'REELSIFT_RECOMMENDER__WEIGHTS__CHANNELS__MF=1.5; the service sets '
         "index_dir, model_dir, follow_seconds and multi_process itself",
     )
 

@@ -30,7 +30,7 @@ def run_user(
             break
         batch = []
         for entry in response.items:
-            now = datetime.fromtimestamp(rec.state.clock(), tz=UTC)
+            now = datetime.fromtimestamp(rec.state.now(), tz=UTC)
             answer = user.respond(world.by_id[entry.item_id], now,
                                   {"channels": entry.channels})
             batch.extend(answer.events)
@@ -43,10 +43,11 @@ def run_user(
 
 
 def popularity_feed(rec: Recommender, user_id: str, k: int) -> list[str]:
-    """The baseline: most positively rated items overall, minus what the user saw."""
+    """The baseline: the whole catalog by positive feedback (items without any last, by
+    id), minus what the user saw."""
     profile = rec.state.profiles.get(user_id)
     blocked = profile.excluded() if profile is not None else set()
     counts = rec.state.stats.all_positive_counts()
-    ranked = sorted((i for i in counts if i in rec.catalog and i not in blocked),
-                    key=lambda i: (-counts[i], i))
+    ranked = sorted((i for i in rec.catalog.item_ids() if i not in blocked),
+                    key=lambda i: (-counts.get(i, 0), i))
     return ranked[:k]

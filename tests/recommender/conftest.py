@@ -45,6 +45,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> RecommenderSettings:
     base: dict[str, object] = {
         "index_dir": tmp_path / "index", "model_dir": tmp_path / "model",
         "exploration_epsilon": 0.0,
+        "background_refits": False,  # collaborative refits inline: tests are repeatable
     }
     base.update(overrides)
     return RecommenderSettings.model_validate(base)

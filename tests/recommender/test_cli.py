@@ -87,8 +87,10 @@ def test_evaluate_reports_feed_and_popularity(simulated_files, tmp_path):
     _, items_path, events_path, _ = simulated_files
     report = evaluate(items_path, events_path, test_share=0.3)
     assert report.users_evaluated >= 10
-    feed, popularity = report.results
-    assert popularity.model == "popularity" and feed.model.startswith("reelsift.ranker.")
+    feed, plain, popularity, itemknn, ease = report.results
+    assert feed.model.startswith("feed (reelsift.ranker.")
+    assert plain.model.startswith("feed, no exploration/diversity")
+    assert [popularity.model, itemknn.model, ease.model] == ["popularity", "itemknn", "ease"]
     for result in report.results:
         assert set(result.metrics) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20",
                                        "coverage@20", "novelty@20"}
@@ -102,5 +104,36 @@ def test_evaluate_reports_feed_and_popularity(simulated_files, tmp_path):
                                  "--model-dir",
                                  str(tmp_path / "none")])
     assert result.exit_code == 0, result.output
-    assert "popularity" in result.output
+    assert "popularity" in result.output and "ease" in result.output
     assert json.loads(out.read_text())["users_evaluated"] == report.users_evaluated
+
+
+def test_settings_reach_the_feed_through_set(simulated_files, tmp_path, sqlite_engine):
+    """--set reaches any recommender setting; a bad one fails with its name."""
+    from recommender.cli import recommender_settings
+
+    settings = recommender_settings(
+        '{"exploration_epsilon": 0.3, "quotas": {"mf": 7}}',
+        ["quotas.mf=9", "weights.channels.item_knn=2.5", "clock_lag_cap_hours=null"],
+        model_dir="m")
+    assert settings.exploration_epsilon == 0.3 and settings.quotas.mf == 9
+    assert settings.weights.channels.item_knn == 2.5 and settings.clock_lag_cap_hours is None
+    assert str(settings.model_dir) == "m"
+    _ = simulated_files  # the database it filled
+    url = str(sqlite_engine.url)
+    users = tmp_path / "users.txt"
+    users.write_text("u1\n")
+    out = tmp_path / "recs.jsonl"
+    args = ["feed-batch", "--users", str(users), "--k", "5", "--out", str(out), "--db-url",
+            url, "--index-dir", str(tmp_path / "idx"), "--model-dir", str(tmp_path / "m")]
+    bad = runner.invoke(app, [*args, "--set", "quotas.mf=-1"])
+    assert bad.exit_code == 2 and "mf" in bad.output
+    others = ("embedding", "tag_category", "covisitation", "cohort", "fresh",
+              "followed", "item_knn", "mf")
+    only_trending = [a for c in others for a in ("--set", f"quotas.{c}=0")]
+    only_trending += ["--set", "candidate_limit=10", "--set", "exploration_epsilon=0"]
+    result = runner.invoke(app, [*args, *only_trending])
+    assert result.exit_code == 0, result.output
+    feed = json.loads(out.read_text().splitlines()[0])
+    assert feed["candidates"] <= 10
+    assert {c for i in feed["items"] for c in i["channels"]} == {"trending"}

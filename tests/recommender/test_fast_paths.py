@@ -55,13 +55,15 @@ def _reference_row(state, profile, item_id, proposed, now):
         row[0] = float(item_vec @ user_vec)
     if item is not None:
         if profile is not None:
-            tags, cats = profile.tags.snapshot(now), profile.categories.snapshot(now)
-            creators = profile.creators.snapshot(now)
+            as_of = profile.as_of(now)  # interests are read as of the user's last event
+            tags, cats = profile.tags.snapshot(as_of), profile.categories.snapshot(as_of)
+            creators = profile.creators.snapshot(as_of)
             row[1] = math.tanh(sum(tags.get(t, 0.0) for t in item.tags) / 2.0)
             row[2] = math.tanh(sum(c * cats.get(k, 0.0) for k, c in item.categories) / 2.0)
             row[3] = math.tanh(creators.get(item.creator_id, 0.0) / 2.0)
             row[4] = float(item.creator_id in profile.followed)
-        row[7] = math.exp(-max(now - item.created_at, 0.0) / FRESHNESS_SECONDS)
+        age = now - item.created_at  # an item dated after the clock is not fresh
+        row[7] = math.exp(-age / FRESHNESS_SECONDS) if age >= 0 else 0.0
     if counters is not None:
         row[5] = math.log1p(counters.positives)
         row[6] = math.log1p(state.stats.trending_score(item_id, now))
@@ -180,8 +182,16 @@ def test_channels_skip_what_the_request_excludes_without_losing_their_quota(h, c
     found = matcher.candidates(MatchRequest("u1", profile, clock(), blocked))
     assert found.item_ids and not blocked & set(found.item_ids)
     assert all(i in state.catalog for i in found.item_ids)
-    best = found.scores.max(axis=1) + 0.1 * (found.scores > 0).sum(axis=1)
+    weights = np.asarray([max(state.settings.weights.channels.get(n, 0.0), 0.05)
+                          for n in found.channels])
+    assert found.rank_scores is not None
+    best = found.rank_scores @ weights
     assert np.all(np.diff(best) <= 1e-12)  # ranked as the matcher documents
+    # a channel's r-th proposal (0-based) earns 1 / (1 + r / rank_constant)
+    column = found.rank_scores[:, found.channels.index("tag_category")]
+    earned = np.sort(column[column > 0])[::-1]
+    expected = 1.0 / (1.0 + np.arange(len(earned)) / state.settings.weights.rank_constant)
+    np.testing.assert_allclose(earned, expected[: len(earned)])
     embedding = found.channels.index("embedding")
     hits = [i for r, i in enumerate(found.item_ids) if found.scores[r, embedding] > 0]
     assert len(hits) == state.settings.quotas.embedding  # the quota, after exclusions

@@ -37,7 +37,7 @@ def logged(tmp_path_factory):
     world.write_to_db(sessions)
     now = [T0.timestamp()]
     settings = RecommenderSettings(index_dir=root / "index", model_dir=root / "model",
-                                   exploration_epsilon=0.2)
+                                   exploration_epsilon=0.2, background_refits=False)
     rec = Recommender.open(sessions, settings, ItemStore(sessions), clock=lambda: now[0])
 
     def advance(seconds: float) -> None:
@@ -53,7 +53,7 @@ def test_heuristic_ranks_until_a_model_is_trained(logged):
     rec, _, settings, _ = logged
     assert not (settings.model_dir / "ranker.json").exists()
     response = rec.feed.feed("u1", 5)
-    assert (response.ranker.name, response.ranker.version) == (HEURISTIC, "1")
+    assert (response.ranker.name, response.ranker.version) == (HEURISTIC, "2")
     assert isinstance(load_ranker(settings), HeuristicRanker)
     with pytest.raises(ModelNotAvailable, match="train ranker"):
         resolve(rankers, DEEPFM)(settings)
