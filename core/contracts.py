@@ -6,11 +6,11 @@ an API change.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class ItemState(StrEnum):
@@ -54,6 +54,37 @@ class RiskCategory(StrEnum):
     SPAM = "spam"
     CLICKBAIT = "clickbait"
     LOW_QUALITY = "low_quality"
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; everything stored here is UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _json_integer(value: object) -> object:
+    """JSON Schema's integer: a whole number, 3.0 included; not true/false, not "3"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
+def _json_datetime(value: object) -> object:
+    """A date-time as JSON carries it: an RFC 3339 string (not a bare number)."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
+# Input types that accept exactly what the OpenAPI document says they accept.
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+JsonDateTime = Annotated[datetime, BeforeValidator(_json_datetime)]
+
+# A datetime every output writes with its offset (RFC 3339), whatever the database returned.
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class ModelRef(BaseModel):
@@ -165,12 +196,16 @@ EventType = Literal[
 ]
 
 
+MAX_EVENT_MS = 365 * 24 * 3600 * 1000
+
+
 class Event(BaseModel):
     event_id: str = Field(min_length=1, max_length=128)
     user_id: str = Field(min_length=1, max_length=128)
     item_id: str = Field(min_length=1, max_length=128)
     type: EventType
-    ts: datetime
-    watch_ms: int | None = Field(default=None, ge=0)
-    item_duration_ms: int | None = Field(default=None, ge=0)
+    ts: JsonDateTime
+    # Whole numbers (true/false are not milliseconds), bounded (a year; any database holds it).
+    watch_ms: JsonInt | None = Field(default=None, ge=0, le=MAX_EVENT_MS)
+    item_duration_ms: JsonInt | None = Field(default=None, ge=0, le=MAX_EVENT_MS)
     context: dict[str, object] = Field(default_factory=dict)

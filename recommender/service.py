@@ -22,9 +22,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.contracts import JsonInt
 from core.errors import InvalidInput
 from core.storage.items import ItemStore
 from recommender.catalog import Catalog
@@ -48,12 +49,12 @@ class FeedContext(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     device: str | None = None
-    hour: StrictInt | None = Field(default=None, ge=0, le=23, description="local hour of day")
+    hour: JsonInt | None = Field(default=None, ge=0, le=23, description="local hour of day")
 
 
 class FeedRequest(BaseModel):
     user_id: str = Field(min_length=1, max_length=128)
-    k: StrictInt = Field(default=10, ge=1, le=MAX_K)
+    k: JsonInt = Field(default=10, ge=1, le=MAX_K)
     context: FeedContext = Field(default_factory=FeedContext)
     exclude: list[str] = Field(default_factory=list)
 

@@ -27,6 +27,7 @@ from sqlalchemy import DateTime, Integer, String, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from core.contracts import UtcDateTime
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from core.storage.db import Base, make_engine, make_session_factory, transaction
 
@@ -110,7 +111,7 @@ class ApiKeyInfo:
     name: str
     role: Role
     key_id: str
-    created_at: datetime
+    created_at: UtcDateTime
     revoked: bool
 
 
@@ -233,10 +234,18 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 
 
 def _store(database_url: str | None) -> ApiKeyStore:
+    """The key store, its database migrated first (a fresh data dir has no tables yet)."""
+    from core.storage.db import upgrade
     from serving.settings import get_settings
 
-    url = database_url or get_settings().db_url
-    return ApiKeyStore(make_session_factory(make_engine(url)))
+    settings = get_settings()
+    url = database_url
+    if url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.db_url
+    engine = make_engine(url)
+    upgrade(engine)
+    return ApiKeyStore(make_session_factory(engine))
 
 
 _DB_OPTION = typer.Option(

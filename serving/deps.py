@@ -6,15 +6,24 @@ from typing import Annotated
 
 import anyio.to_thread
 import bentoml
-from fastapi import Depends, Header
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from core.errors import Unauthorized
 from serving.auth import Principal, Role
 
+# Declared so the OpenAPI document names both ways to send a key (and Swagger UI shows its
+# Authorize button); the header is read below, with errors that say what is wrong.
+bearer_key = HTTPBearer(auto_error=False, scheme_name="bearer",
+                        description="an API key: `Authorization: Bearer <key>`")
+header_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKeyHeader",
+                          description="the same API key in an `X-API-Key` header")
+
 
 async def authenticate(
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_key)],
+    _header: Annotated[str | None, Depends(header_key)],
 ) -> Principal:
     """The caller named by ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
 
@@ -25,7 +34,8 @@ async def authenticate(
     components = service.components
     if not components.settings.auth_required:
         return Principal(name="anonymous-admin", role=Role.ADMIN)
-    key = x_api_key
+    key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer" or not value:

@@ -9,12 +9,48 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from core.errors import ReelsiftError, ServiceUnavailable
 from serving.http import UnexpectedErrorMiddleware
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers with, whatever its status."""
+
+    code: str = Field(description="stable code, e.g. E101 (see core/errors.py)",
+                      examples=["E101"])
+    message: str = Field(description="what went wrong and what to do about it")
+    details: dict[str, Any] | None = Field(
+        default=None, description="machine-readable specifics: the field, the limit, ..."
+    )
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# Statuses any route may answer (declared once for the whole API).
+COMMON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("the body is not valid JSON, not UTF-8, or nests too deeply"),
+    401: _error("no API key, or an unknown or revoked one"),
+    403: _error("the key's role may not do this"),
+    404: _error("no such item, task, job or blob"),
+    409: _error("conflicts with the current state (an id reused with other content, a "
+                "task held by someone else, a transition not allowed)"),
+    422: _error("the request breaks a rule; `details.errors` names each field"),
+    500: _error("an unexpected server error, logged with the request id in `details`"),
+    503: _error("a model service or the database is briefly unavailable; nothing was "
+                "lost: retry after `Retry-After` seconds"),
+}
+# Uploads may also be refused for their size or type.
+UPLOAD_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: _error("a text, file or upload is larger than its limit (named in the message)"),
+    415: _error("an unsupported content type or media format"),
+}
 
 # Codes for errors raised by the HTTP layer itself (no domain error behind them).
 HTTP_ERROR_CODES = {400: "E100", 401: "E106", 403: "E107", 404: "E104", 405: "E110",

@@ -120,3 +120,36 @@ class UnexpectedErrorMiddleware:
                 status_code=500, headers={"X-Request-ID": request_id},
             )
             await response(scope, receive, send)
+
+
+HEALTH_PATHS = {"/healthz": "health", "/livez": "liveness", "/readyz": "readiness"}
+
+
+class HealthAsJson:
+    """BentoML's health endpoints answer with an empty body; this wraps the whole service
+    so that ``/healthz``, ``/livez`` and ``/readyz`` say what they checked in JSON, with
+    the status BentoML decided (200, or 503 while model services are not ready)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        check = HEALTH_PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if check is None:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        detail = bytearray()
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                detail.extend(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        body: dict[str, Any] = {"check": check, "status": "ok" if status < 400 else "unavailable"}
+        if detail.strip():
+            body["detail"] = detail.decode("utf-8", "replace").strip()
+        await JSONResponse(body, status_code=status)(scope, receive, send)

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from core.contracts import UtcDateTime
 from core.errors import NotFound, ReelsiftError
 from core.storage.db import Base, transaction, write_transaction
 from core.storage.tables import utcnow
@@ -78,9 +79,9 @@ class JobOut(BaseModel):
     item_id: str
     error: str | None
     attempts: int
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    finished_at: UtcDateTime | None
 
     @classmethod
     def from_row(cls, row: JobRow) -> JobOut:

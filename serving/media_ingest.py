@@ -488,15 +488,14 @@ def parse_text_item_body(content_type: str | None, body: bytes) -> TextItemIn:
 
 
 def _upload_schema() -> dict[str, Any]:
+    metadata = MediaItemIn.model_json_schema()
+    metadata["description"] = "the item's fields as a JSON part (text may be empty)"
     return {
         "type": "object",
         "required": [METADATA_FIELD, "file"],
+        "additionalProperties": False,
         "properties": {
-            METADATA_FIELD: {
-                "type": "string",
-                "description": "a JSON object: "
-                + ", ".join(MediaItemIn.model_fields) + " (text may be empty)",
-            },
+            METADATA_FIELD: metadata,
             "file": {
                 "type": "array", "items": {"type": "string", "format": "binary"},
                 "description": "one or more image, audio or video files (type read from bytes)",
@@ -510,7 +509,10 @@ ITEM_UPLOAD_OPENAPI: dict[str, Any] = {
         "required": True,
         "content": {
             "application/json": {"schema": TextItemIn.model_json_schema()},
-            "multipart/form-data": {"schema": _upload_schema()},
+            "multipart/form-data": {
+                "schema": _upload_schema(),
+                "encoding": {METADATA_FIELD: {"contentType": "application/json"}},
+            },
         },
     }
 }

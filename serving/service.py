@@ -22,10 +22,15 @@ import anyio.to_thread
 import bentoml
 import numpy as np
 from fastapi import FastAPI, Path, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from core.contracts import ModelRef
 from core.errors import InvalidInput
+from moderation.policy import Policy
 from moderation.review.models import (
     AuditEntry,
     CalibrationReport,
@@ -40,8 +45,12 @@ from recommender.service import FeedContext, FeedRequest, FeedResponse
 from serving.auth import Permission
 from serving.console import console_app
 from serving.deps import Caller
-from serving.errors import install_error_handlers
-from serving.http import BoundedJsonRoute
+from serving.errors import (
+    COMMON_ERROR_RESPONSES,
+    UPLOAD_ERROR_RESPONSES,
+    install_error_handlers,
+)
+from serving.http import BoundedJsonRoute, HealthAsJson
 from serving.ingest import submit_batch
 from serving.jobs import JobOut, server_spawner
 from serving.media_ingest import (
@@ -122,10 +131,26 @@ api = FastAPI(
     # own layer would do it twice and reads the environment on each request (6% of a
     # feed worker's time, profiled).
     telemetry={"tracing": False, "metrics": False, "logs": False},
+    responses=COMMON_ERROR_RESPONSES,
+    # Swagger UI is served from this service's own copy (below): no CDN, works offline.
+    docs_url=None, redoc_url=None,
 )
+api.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 # Every JSON body is parsed with a nesting bound (serving/http.py).
 api.router.route_class = BoundedJsonRoute
 install_error_handlers(api)
+
+
+@api.get("/docs", include_in_schema=False)
+async def api_docs(request: Request) -> HTMLResponse:
+    """Swagger UI over this API's OpenAPI document (the Authorize button takes a key)."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    return get_swagger_ui_html(
+        openapi_url=f"{root}/openapi.json", title="reelsift API",
+        swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+        swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
+    )
 
 
 def describe_model(embedder: Any, unavailable_reason: str | None) -> dict[str, Any]:
@@ -256,7 +281,10 @@ class Reelsift:
     # -- items ---------------------------------------------------------------------------
     @api.post("/items", status_code=201, response_model=ItemOut, tags=["items"],
               openapi_extra=ITEM_UPLOAD_OPENAPI,
-              responses={202: {"model": MediaAccepted, "description": "analysis runs as a job"}})
+              responses={200: {"model": ItemOut, "description": "the same id and content "
+                                    "again: the stored item (analyzed now if it was not)"},
+                         202: {"model": MediaAccepted, "description": "analysis runs as a job"},
+                         **UPLOAD_ERROR_RESPONSES})
     async def create_item(self, request: Request, response: Response, caller: Caller) -> Any:
         """A text item (JSON), or media (multipart: a ``metadata`` JSON part plus files)."""
         caller.require(Permission.UPLOAD)
@@ -288,7 +316,8 @@ class Reelsift:
             response.status_code = 200  # same id, same content: idempotent replay
         return out
 
-    @api.post("/items/batch", response_model=BatchOut, tags=["items"])
+    @api.post("/items/batch", response_model=BatchOut, tags=["items"],
+              responses=UPLOAD_ERROR_RESPONSES)
     def create_items(self, batch: BatchIn, caller: Caller) -> BatchOut:
         caller.require(Permission.UPLOAD)
         if len(batch.items) > settings.max_batch_items:
@@ -337,11 +366,12 @@ class Reelsift:
         caller.require(Permission.REVIEW)
         return self.components.review.get_task(task_id)
 
-    @api.post("/review/claim", response_model=TaskView | None, tags=["review"])
-    def claim_task(self, caller: Caller, response: Response) -> TaskView | None:
+    @api.post("/review/claim", response_model=TaskView, tags=["review"],
+              responses={204: {"description": "no task this moderator may take now"}})
+    def claim_task(self, caller: Caller) -> Any:
         task = self.components.review.claim(caller)
         if task is None:
-            response.status_code = 204  # nothing this moderator may take right now
+            return Response(status_code=204)  # nothing this moderator may take right now
         return task
 
     @api.post("/review/tasks/{task_id}/heartbeat", response_model=TaskView, tags=["review"])
@@ -431,3 +461,24 @@ class Reelsift:
     @api.get("/me", tags=["auth"])
     def whoami(self, caller: Caller) -> dict[str, str]:
         return {"name": caller.name, "role": caller.role.value}
+
+
+# /healthz, /livez and /readyz answer JSON (BentoML's own answer empty bodies).
+Reelsift.add_asgi_middleware(HealthAsJson)  # type: ignore[attr-defined]
+
+
+def _openapi_with_policy_codes() -> dict[str, Any]:
+    """FastAPI's document, with the policy codes this server accepts listed as an enum
+    (they come from the policy file, so clients learn them from the document)."""
+    if api.openapi_schema is None:
+        schema = get_openapi(
+            title=api.title, version=api.version, summary=api.summary, routes=api.routes,
+        )
+        codes = sorted(Policy.load(settings.policy_file).config.codes)
+        decision = schema["components"]["schemas"]["DecisionIn"]["properties"]
+        decision["policy_codes"]["items"] = {"type": "string", "enum": codes}
+        api.openapi_schema = schema
+    return api.openapi_schema
+
+
+api.openapi = _openapi_with_policy_codes  # type: ignore[method-assign]

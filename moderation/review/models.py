@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from core.contracts import RiskCategory
+from core.contracts import RiskCategory, UtcDateTime
 from moderation.policy import TaskReason
 
 # Permission names the service checks on its callers (serving.auth owns the matrix).
@@ -46,7 +45,8 @@ class TaskFilter(BaseModel):
     item_id: str | None = Field(default=None, max_length=128)
     claimed_by: str | None = Field(default=None, max_length=128)
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    # Bounded so a huge offset is a 422, not an integer overflow in the database.
+    offset: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 class TaskView(BaseModel):
@@ -65,13 +65,13 @@ class TaskView(BaseModel):
     priority: float = Field(description="at the moment the view was made")
     status: Literal["open", "decided"]
     claimed_by: str | None = Field(description="holder of a live lease, else None")
-    lease_expires_at: datetime | None
+    lease_expires_at: UtcDateTime | None
     excluded_moderator: str | None
     parent_task_id: int | None
     note: str | None
     created_by: str
-    created_at: datetime
-    decided_at: datetime | None
+    created_at: UtcDateTime
+    decided_at: UtcDateTime | None
     preview: str | None = Field(
         default=None,
         description="one line of the item: title, then the start of its text (task lists "
@@ -89,7 +89,7 @@ class DecisionView(BaseModel):
     note: str | None
     item_state_before: str
     item_state_after: str
-    created_at: datetime
+    created_at: UtcDateTime
     escalated_task_id: int | None = None
 
 
@@ -106,7 +106,7 @@ class ReportOutcome(BaseModel):
 
 class AuditEntry(BaseModel):
     id: int
-    at: datetime
+    at: UtcDateTime
     actor: str
     action: str
     item_id: str | None
@@ -133,7 +133,7 @@ class ReviewStats(BaseModel):
     my_decisions_today: int | None = Field(
         default=None, description="the asking moderator's decisions since 00:00 UTC"
     )
-    at: datetime
+    at: UtcDateTime
 
 
 class CategoryCalibration(BaseModel):

@@ -55,3 +55,33 @@ def test_ordinary_json_passes_unchanged():
     body = {"items": [{"id": "a", "tags": ["x"], "meta": {"k": [1, 2, {"z": None}]}}]}
     assert load_json(json.dumps(body)) == body
     assert load_json("[" * 32 + "]" * 32) is not None
+
+
+def test_an_unexpected_exception_is_the_documented_json_with_a_request_id():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from serving.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    @app.get("/fine")
+    def fine() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+        assert response.status_code == 500
+        body = response.json()
+        assert body["code"] == "E500" and body["details"]["request_id"] in body["message"]
+        assert response.headers["x-request-id"] == body["details"]["request_id"]
+        assert client.get("/fine").json() == {"ok": "yes"}
+        missing = client.get("/nowhere")
+        assert missing.status_code == 404 and missing.json()["code"] == "E104"
+        wrong = client.post("/fine")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
