@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -18,6 +19,24 @@ class TextEmbedder(Protocol):
     dim: int
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass
+class TokenEncoding:
+    """Sentence vectors plus, per text, the encoder's last hidden state for each word
+    piece and that piece's character span in the text (special tokens excluded; a text
+    longer than the encoder reads has pieces only for what it read)."""
+
+    vectors: np.ndarray  # (texts, dim), L2-normalised
+    token_vectors: list[np.ndarray]  # per text: (pieces, dim), not normalised
+    offsets: list[np.ndarray]  # per text: (pieces, 2) start, end characters
+
+
+@runtime_checkable
+class TokenTextEmbedder(TextEmbedder, Protocol):
+    """A ``TextEmbedder`` that also returns the token embeddings of the same pass."""
+
+    def encode_with_tokens(self, texts: Sequence[str]) -> TokenEncoding: ...
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzers.base import TextEmbedder
+from analyzers.base import TextEmbedder, TokenTextEmbedder
 from analyzers.entities import EntityPipeline
 from analyzers.keywords import KeywordExtractor
 from analyzers.language import LanguageIdentifier
@@ -52,9 +52,15 @@ class TextAnalyzer:
         vectors: np.ndarray | None = None
         keywords = None
         if self.embedder is not None:
-            vectors = self.embedder.encode(documents)
             assert self.keywords is not None
-            keywords = self.keywords.extract(docs, vectors)
+            if isinstance(self.embedder, TokenTextEmbedder):
+                # One encoder pass gives the text vectors and the keyword candidates'.
+                encoding = self.embedder.encode_with_tokens(documents)
+                vectors = encoding.vectors
+                keywords = self.keywords.extract(docs, vectors, encoding)
+            else:
+                vectors = self.embedder.encode(documents)
+                keywords = self.keywords.extract(docs, vectors)
         else:
             missing = [
                 NotAssessed(output="embedding", reason=self.embedder_unavailable_reason),

