@@ -263,3 +263,33 @@ def _text_encoder() -> tuple[Callable[[list[str]], Any], str]:
     model = getattr(embedder, "model", None)
     model_id = str(getattr(model, "id", None) or type(embedder).__name__)
     return embedder.encode, model_id
+
+
+def ranker_app(context_settings: dict[str, Any] | None = None) -> typer.Typer:
+    """``reelsift ranker …``: the online ranker's versions (serving mounts it)."""
+    group = typer.Typer(help="The self-training ranker's versions.", no_args_is_help=True)
+    group.command("rollback", context_settings=context_settings)(ranker_rollback)
+    group.command("versions", context_settings=context_settings)(ranker_versions)
+    return group
+
+
+def ranker_rollback(model_dir: ModelDir = DEFAULTS.model_dir) -> None:
+    """Drop the serving version: the previous one serves again (the heuristic if none is
+    left). Running servers pick it up on their next update tick; the admin endpoint
+    POST /v1/admin/ranker/rollback does it in the answering process at once."""
+    from recommender.online_ranker import RankerStore
+
+    store = RankerStore(model_dir / "online")
+    try:
+        serving = store.rollback()
+    except LookupError as exc:
+        raise _fail(InvalidInput(str(exc))) from exc
+    typer.echo(json.dumps({"serving_version": serving,
+                           "ranker": "online" if serving is not None else "heuristic"}))
+
+
+def ranker_versions(model_dir: ModelDir = DEFAULTS.model_dir) -> None:
+    """The promoted versions, oldest first; the last one serves."""
+    from recommender.online_ranker import RankerStore
+
+    typer.echo(json.dumps(RankerStore(model_dir / "online").history(), indent=2))

@@ -35,6 +35,7 @@ MANIFEST_FILE = "ranker.json"
 class RankerInfo(BaseModel):
     name: str
     version: str
+    note: str | None = None  # e.g. why the heuristic ranks (too few events to learn from)
 
 
 class Ranker(Protocol):

@@ -19,20 +19,21 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.contracts import JsonInt
-from core.errors import InvalidInput
+from core.contracts import JsonInt, json_integer
+from core.errors import Conflict, InvalidInput
 from core.storage.items import ItemStore
 from recommender.catalog import Catalog
 from recommender.channels import Matcher, MatchRequest, default_channels
 from recommender.events import EventLog
 from recommender.features import build_features
-from recommender.ranking import Ranker, RankerInfo, load_ranker
+from recommender.online_ranker import RankerStore, RankerTrainer, UpdateResult, feature_rows
+from recommender.ranking import HeuristicRanker, Ranker, RankerInfo, load_ranker
 from recommender.reranking import ScoredCandidate, pool_size, rerank
 from recommender.settings import RecommenderSettings
 from recommender.state import Clock, OnlineState
@@ -49,7 +50,9 @@ class FeedContext(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     device: str | None = None
-    hour: JsonInt | None = Field(default=None, ge=0, le=23, description="local hour of day")
+    hour: Annotated[int, Field(ge=0, le=23), BeforeValidator(json_integer)] | None = Field(
+        default=None, description="local hour of day"
+    )
 
 
 class FeedRequest(BaseModel):
@@ -169,6 +172,13 @@ class FeedService:
                 break
             scored = [c for c in scored if c.item_id not in gone]
             fresh = [i for i in fresh if i not in gone]
+        if self.settings.online_ranker.enabled and picks:
+            # what was served, with the features it was ranked on: outcomes label them
+            row_of = {item_id: r for r, item_id in enumerate(candidate_ids)}
+            served = [p.item_id for p in picks if p.item_id in row_of]
+            if served:
+                rows = feature_rows(batch)[[row_of[i] for i in served]]
+                state.impressions.record(user_id, served, rows, now)
         items = []
         for pick in picks:
             item = state.catalog.get(pick.item_id)
@@ -214,8 +224,10 @@ class Recommender:
     state: OnlineState
     events: EventLog
     feed: FeedService
+    trainer: RankerTrainer | None = None  # set when the online ranker picks the ranker
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _follower: threading.Thread | None = field(default=None, repr=False)
+    _trainer_thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def catalog(self) -> Catalog:
@@ -234,13 +246,61 @@ class Recommender:
         state = OnlineState.create(settings, catalog, clock)
         events = EventLog(sessions, state)
         events.catch_up()
-        feed = FeedService(state, ranker or load_ranker(settings), events=events)
+        trainer: RankerTrainer | None = None
+        if ranker is None:
+            ranker = load_ranker(settings)
+            if (settings.online_ranker.enabled and settings.ranker == "auto"
+                    and isinstance(ranker, HeuristicRanker)):
+                # no offline-trained model: the online ranker (or the heuristic until it
+                # has learned enough) ranks, and keeps learning
+                trainer = RankerTrainer(settings, state.impressions,
+                                        RankerStore(settings.model_dir / "online"),
+                                        fallback=ranker)
+                ranker = trainer.serving()
+        feed = FeedService(state, ranker, events=events)
         if settings.serving_threads is not None:
             limit_threads(settings.serving_threads)
-        recommender = cls(settings=settings, state=state, events=events, feed=feed)
+        recommender = cls(settings=settings, state=state, events=events, feed=feed,
+                          trainer=trainer)
         if settings.follow_seconds is not None:
             recommender.start_following(settings.follow_seconds)
+        if trainer is not None:
+            recommender.start_training(settings.online_ranker.update_seconds)
         return recommender
+
+    def update_ranker(self) -> UpdateResult | None:
+        """One online-ranker step now (the worker does this every ``update_seconds``)."""
+        if self.trainer is None:
+            return None
+        result = self.trainer.update(self.state.now())
+        self.feed.set_ranker(self.trainer.serving())
+        return result
+
+    def rollback_ranker(self) -> RankerInfo:
+        """Restore the previous promoted version (the heuristic if none is left)."""
+        if self.trainer is None:
+            raise Conflict("the online ranker is not in use here (a trained model or a "
+                           "named ranker is configured)")
+        try:
+            self.trainer.store.rollback()
+        except LookupError as exc:
+            raise Conflict(str(exc)) from exc
+        self.feed.set_ranker(self.trainer.serving())
+        return self.feed.ranker.info
+
+    def start_training(self, every_seconds: float) -> None:
+        if self._trainer_thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(every_seconds):
+                try:
+                    self.update_ranker()
+                except Exception:  # the serving version stays; retried on the next tick
+                    log.exception("online ranker update failed")
+
+        self._trainer_thread = threading.Thread(target=loop, name="ranker-update", daemon=True)
+        self._trainer_thread.start()
 
     def sync(self) -> tuple[int, int]:
         """Apply what other processes wrote: item state changes, then events; returns
@@ -272,4 +332,6 @@ class Recommender:
         self._stop.set()
         if self._follower is not None:
             self._follower.join(timeout=30)
+        if self._trainer_thread is not None:
+            self._trainer_thread.join(timeout=30)
         self.state.catalog.save()

@@ -105,6 +105,24 @@ class RankerWeights(BaseModel):
     bounce_rate: float = -0.3
 
 
+class OnlineRankerSettings(BaseModel):
+    """The self-training ranker of ``recommender.online_ranker``."""
+
+    enabled: bool = Field(default=True, description="learn from served impressions")
+    update_seconds: float = Field(default=60.0, gt=0, description="background update period")
+    min_rows: int = Field(default=500, ge=10, description="labelled impressions before the "
+                          "first candidate; the heuristic ranks until then")
+    holdout_share: float = Field(default=0.2, gt=0, lt=1,
+                                 description="most recent rows each candidate is judged on")
+    promote_margin: float = Field(default=0.0, ge=0, description="AUC a candidate must gain")
+    outcome_window_seconds: float = Field(default=900.0, gt=0,
+                                          description="a served item without outcome by then "
+                                          "was ignored (label 0)")
+    l2: float = Field(default=1e-4, gt=0)
+    learning_rate: float = Field(default=0.01, gt=0)
+    epochs_per_update: int = Field(default=3, ge=1)
+
+
 class RecommenderSettings(BaseModel):
     index_dir: Path = Path("var/index")
     model_dir: Path = Path("var/models/ranker")
@@ -152,6 +170,7 @@ class RecommenderSettings(BaseModel):
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
     collaborative: CollaborativeSettings = Field(default_factory=CollaborativeSettings)
     weights: RankerWeights = Field(default_factory=RankerWeights)
+    online_ranker: OnlineRankerSettings = Field(default_factory=OnlineRankerSettings)
     clock_lag_cap_hours: float | None = Field(
         default=24.0, gt=0,
         description="the feed's clock (decay, trending, freshness) is the wall clock, but "

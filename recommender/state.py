@@ -17,6 +17,7 @@ from recommender.catalog import Catalog, epoch
 from recommender.cohorts import Cohorts
 from recommender.collaborative import Collaborative
 from recommender.covisitation import CoVisitation
+from recommender.impressions import ImpressionLog, label_of
 from recommender.popularity import ItemStats
 from recommender.profiles import (
     ENGAGEMENT_TYPES,
@@ -41,6 +42,7 @@ class OnlineState:
     covisitation: CoVisitation
     cohorts: Cohorts
     collaborative: Collaborative
+    impressions: ImpressionLog
     clock: Clock = time.time
     lock: threading.RLock = field(default_factory=threading.RLock)
     newest_event_ts: float = 0.0
@@ -66,7 +68,9 @@ class OnlineState:
             stats=ItemStats(settings.trending_half_life_hours),
             covisitation=CoVisitation(settings.covisitation_window,
                                       settings.covisitation_neighbours),
-            cohorts=Cohorts(settings), collaborative=Collaborative(settings), clock=clock,
+            cohorts=Cohorts(settings), collaborative=Collaborative(settings),
+            impressions=ImpressionLog(settings.online_ranker.outcome_window_seconds),
+            clock=clock,
         )
 
     def apply(self, event: Event) -> float:
@@ -119,6 +123,9 @@ class OnlineState:
                 self.collaborative.engage(event.user_id, event.item_id, feedback)
 
             ratio = watch_ratio(event)
+            outcome = label_of(kind, ratio, is_bounce(event, s.profile))
+            if outcome is not None:
+                self.impressions.outcome(event.user_id, event.item_id, outcome)
             self.stats.record(
                 event.item_id, ts,
                 impression=kind == "impression",

@@ -62,6 +62,7 @@ def _lazy_subcommands() -> None:
     evaluate_app.command("recommender", context_settings=configured)(rec.evaluate)
     app.command("import-events", context_settings=configured)(rec.import_events)
     app.command("feed-batch", context_settings=configured)(rec.feed_batch)
+    app.add_typer(rec.ranker_app(configured), name="ranker")
 
 
 @db_app.command("upgrade")

@@ -41,6 +41,7 @@ from moderation.review.models import (
     TaskView,
 )
 from recommender.events import IngestResult
+from recommender.ranking import RankerInfo
 from recommender.service import FeedContext, FeedRequest, FeedResponse
 from serving.auth import Permission
 from serving.console import console_app
@@ -456,6 +457,12 @@ class Reelsift:
     def post_events(self, body: EventsIn, caller: Caller) -> IngestResult:
         caller.require(Permission.EVENTS)
         return self.components.recommender.events.ingest(body.events)
+
+    @api.post("/admin/ranker/rollback", response_model=RankerInfo, tags=["feed"])
+    def rollback_ranker(self, caller: Caller) -> RankerInfo:
+        """Restore the previous version of the self-training ranker (409: none to restore)."""
+        caller.require(Permission.ADMIN)
+        return self.components.recommender.rollback_ranker()
 
     # -- who am I --------------------------------------------------------------------------
     @api.get("/me", tags=["auth"])
