@@ -63,7 +63,7 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _json_integer(value: object) -> object:
+def json_integer(value: object) -> object:
     """JSON Schema's integer: a whole number, 3.0 included; not true/false, not "3"."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a whole number")
@@ -80,7 +80,7 @@ def _json_datetime(value: object) -> object:
 
 
 # Input types that accept exactly what the OpenAPI document says they accept.
-JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+JsonInt = Annotated[int, BeforeValidator(json_integer)]
 JsonDateTime = Annotated[datetime, BeforeValidator(_json_datetime)]
 
 # A datetime every output writes with its offset (RFC 3339), whatever the database returned.
@@ -197,6 +197,8 @@ EventType = Literal[
 
 
 MAX_EVENT_MS = 365 * 24 * 3600 * 1000
+# Whole milliseconds (true/false are not), bounded (a year; any database holds it).
+EventMs = Annotated[int, Field(ge=0, le=MAX_EVENT_MS), BeforeValidator(json_integer)]
 
 
 class Event(BaseModel):
@@ -205,7 +207,6 @@ class Event(BaseModel):
     item_id: str = Field(min_length=1, max_length=128)
     type: EventType
     ts: JsonDateTime
-    # Whole numbers (true/false are not milliseconds), bounded (a year; any database holds it).
-    watch_ms: JsonInt | None = Field(default=None, ge=0, le=MAX_EVENT_MS)
-    item_duration_ms: JsonInt | None = Field(default=None, ge=0, le=MAX_EVENT_MS)
+    watch_ms: EventMs | None = None
+    item_duration_ms: EventMs | None = None
     context: dict[str, object] = Field(default_factory=dict)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
@@ -27,23 +27,30 @@ from core.contracts import ItemState
 from core.errors import InvalidInput, ReelsiftError, ServiceUnavailable, UnsupportedMediaType
 from core.storage.db import transaction
 from core.storage.tables import ItemRow
-from serving.media_ingest import (
-    CheckedFile,
-    IntakeLimits,
-    ItemResult,
-    MediaItemIn,
-    MediaItemPipeline,
-    MediaUpload,
-    local_file,
-)
-from serving.schemas import ID_PATTERN, TextItemIn
+from ingest.analysis import ItemResult, MediaItemPipeline
+from ingest.intake import CheckedFile, IntakeLimits, MediaUpload, local_file
+from ingest.models import ID_PATTERN, MediaItemIn, TextItemIn
 
 if TYPE_CHECKING:
-    from serving.wiring import Components
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from ingest.media import MediaIngestService
+    from ingest.text import TextIngestService
 
 log = logging.getLogger(__name__)
 
 Advance = Callable[[int], None]
+
+
+class Components(Protocol):
+    """What an import needs of the running system (``serving.wiring.Components`` is one)."""
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+    @property
+    def ingest(self) -> TextIngestService: ...
+    @property
+    def media(self) -> MediaIngestService: ...
 
 
 class BulkItem(BaseModel):

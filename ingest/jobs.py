@@ -11,7 +11,7 @@ like any sync route; in the CLI, the calling thread). Claiming is a conditional
 ``UPDATE ... WHERE state = 'queued'``, so a job runs once even if submitted twice.
 
 Restarts and several processes: a claim records the claiming process (``owner``, an id
-in ``serving.processes``). ``JobRunner.recover()`` (at start, then periodically in the
+in ``core.storage.processes``). ``JobRunner.recover()`` (at start, then periodically in the
 server) puts every ``running`` job whose owner is no longer alive back to ``queued`` if
 it has started fewer than ``max_attempts`` times, else ends it ``failed`` with the
 reason; jobs of live processes are left alone. Then it submits the queued jobs: whichever
@@ -37,8 +37,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from core.contracts import UtcDateTime
 from core.errors import NotFound, ReelsiftError
 from core.storage.db import Base, transaction, write_transaction
+from core.storage.processes import ProcessRegistry
 from core.storage.tables import utcnow
-from serving.processes import ProcessRegistry
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class JobRow(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # The process (serving.processes) running it; recovery leaves live owners' jobs alone.
+    # The process (core.storage.processes) running it; recovery leaves live owners' jobs alone.
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(

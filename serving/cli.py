@@ -38,6 +38,7 @@ DEMO_KEY_ROLES = {
 def _lazy_subcommands() -> None:
     # Imported here so `reelsift --help` stays fast; each package owns its own commands.
     from analyzers import cli as analyzers_cli
+    from moderation.risk import cli as risk_cli
     from moderation.risk.cli import app as risk_app
     from recommender import cli as rec
     from serving.auth import keys_app
@@ -58,6 +59,7 @@ def _lazy_subcommands() -> None:
     rec.text_embedder_factory = lambda: _text_embedder(settings)
     train_app.command("ranker", context_settings=configured)(rec.train_ranker)
     evaluate_app.command("taxonomy")(tax.evaluate)
+    evaluate_app.command("risk")(risk_cli.evaluate)
     evaluate_app.command("entities")(analyzers_cli.evaluate_entities)
     evaluate_app.command("recommender", context_settings=configured)(rec.evaluate)
     app.command("import-events", context_settings=configured)(rec.import_events)
@@ -194,7 +196,7 @@ def analyze(
 ) -> None:
     """Analyze without storing: texts, local media files, or a JSON Lines batch."""
     from core.errors import ReelsiftError
-    from serving.bulk import analyze_batch, analyze_input, count_lines, result_payload
+    from ingest.bulk import analyze_batch, analyze_input, count_lines, result_payload
 
     if batch is None and not inputs:
         raise typer.BadParameter("give texts or files to analyze, or --batch IN --out OUT")
@@ -243,8 +245,8 @@ def import_items(
     chunk: Annotated[int, typer.Option(min=1, max=1024, help="text items embedded together")] = 32,
 ) -> None:
     """Store and analyze items from JSON Lines; resumable (done ids are skipped), idempotent."""
-    from serving.bulk import count_lines
-    from serving.bulk import import_items as run_import
+    from ingest.bulk import count_lines
+    from ingest.bulk import import_items as run_import
 
     settings = get_settings()
     components = _in_process_components(settings)
@@ -286,7 +288,7 @@ def retry_failed() -> None:
 @app.command()
 def demo() -> None:
     """Load the demo items into the configured database through the full pipeline."""
-    from serving.schemas import TextItemIn
+    from ingest.models import TextItemIn
 
     settings = get_settings()
     components = _in_process_components(settings)

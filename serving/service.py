@@ -30,6 +30,8 @@ from swagger_ui_bundle import swagger_ui_path
 
 from core.contracts import ModelRef
 from core.errors import InvalidInput
+from ingest.jobs import JobOut, server_spawner
+from ingest.models import ID_PATTERN, BatchOut, ItemOut, MediaAccepted
 from moderation.policy import Policy
 from moderation.review.models import (
     AuditEntry,
@@ -52,28 +54,17 @@ from serving.errors import (
     install_error_handlers,
 )
 from serving.http import BoundedJsonRoute, HealthAsJson
-from serving.ingest import submit_batch
-from serving.jobs import JobOut, server_spawner
-from serving.media_ingest import (
+from serving.model_clients import BatchedTextEmbedder, BatchedVisualEmbedder
+from serving.schemas import AppealIn, BatchIn, DecisionIn, EventsIn, ReportIn
+from serving.settings import get_settings
+from serving.uploads import (
     ITEM_UPLOAD_OPENAPI,
-    MediaAccepted,
     is_multipart,
     parse_metadata,
     parse_text_item_body,
     read_multipart,
+    submit_batch,
 )
-from serving.model_clients import BatchedTextEmbedder, BatchedVisualEmbedder
-from serving.schemas import (
-    ID_PATTERN,
-    AppealIn,
-    BatchIn,
-    BatchOut,
-    DecisionIn,
-    EventsIn,
-    ItemOut,
-    ReportIn,
-)
-from serving.settings import get_settings
 from serving.wiring import (
     Components,
     build_components,

@@ -23,6 +23,14 @@ from core.registry import resolve, text_embedders, visual_embedders
 from core.storage.blobs import BlobStore
 from core.storage.db import make_engine, make_session_factory, upgrade
 from core.storage.items import ItemStore
+from core.storage.processes import ProcessRegistry
+from ingest.analysis import Enrichment, MediaItemPipeline, ModerationGate
+from ingest.intake import IntakeLimits, TextLimits
+from ingest.jobs import JobRunner, JobStore, Spawner, inline_spawner
+from ingest.media import MediaIngestService
+from ingest.models import ItemOut
+from ingest.near_duplicates import PerceptualHashIndex
+from ingest.text import TextIngestService
 from moderation.policy import Policy
 from moderation.review.service import ReviewService
 from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR
@@ -30,16 +38,6 @@ from moderation.risk.model import TextRiskModel
 from recommender.service import Recommender
 from recommender.settings import RecommenderSettings
 from serving.auth import ApiKeyStore
-from serving.ingest import Enrichment, IngestService, ModerationGate, TextLimits
-from serving.jobs import JobRunner, JobStore, Spawner, inline_spawner
-from serving.media_ingest import (
-    IntakeLimits,
-    MediaIngestService,
-    MediaItemPipeline,
-    PerceptualHashIndex,
-)
-from serving.processes import ProcessRegistry
-from serving.schemas import ItemOut
 from serving.settings import Settings
 from taxonomy.classifier import ClassifierSettings, TaxonomyClassifier
 
@@ -164,7 +162,7 @@ class Components:
     text_analyzer: TextAnalyzer
     policy: Policy
     review: ReviewService
-    ingest: IngestService
+    ingest: TextIngestService
     recommender: Recommender
     taxonomy: TaxonomyClassifier | None
     text_risk: TextRiskModel | None
@@ -324,7 +322,7 @@ def build_components(
         ),
         items,
     )
-    ingest = IngestService(
+    ingest = TextIngestService(
         items, stack.analyzer, text_limits(settings), policy_gate(review), stack.enrichment,
         processes=processes,
     )
@@ -334,8 +332,8 @@ def build_components(
     )
     limits = intake_limits(settings)
     media = MediaIngestService(
-        ingest, blobs, stack.media_pipeline(), limits, jobs,
-        PerceptualHashIndex(sessions, limits.near_duplicate_max_distance),
+        ingest.views, ingest.gate, ingest.limits, blobs, stack.media_pipeline(), limits, jobs,
+        PerceptualHashIndex(sessions, limits.near_duplicate_max_distance), processes=processes,
     )
     return Components(
         settings=settings, engine=engine, sessions=sessions, items=items,

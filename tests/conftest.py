@@ -141,3 +141,8 @@ def build_in_process(data_dir: Path):  # type: ignore[no-untyped-def]
     settings = Settings(data_dir=data_dir, model_cache_dir=REPO / "var" / "test-cache")
     embedder, reason = build_text_embedder(settings)
     return build_components(settings, embedder=embedder, embedder_unavailable_reason=reason)
+
+
+def analysis_json(item) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """An item's analysis as clients read it (JSON), for assertions on its fields."""
+    return item.model_dump(mode="json")["analysis"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,22 @@ def content_fingerprint(fields: dict[str, Any]) -> str:
 
 class InvalidTransition(Conflict):
     code = "E108"
+
+
+class StateChanges:
+    """State changes made inside one write transaction (``ItemStore.changing``)."""
+
+    def __init__(self, store: ItemStore, session: Session) -> None:
+        self.store = store
+        self.session = session
+        self.made: list[StateChange] = []
+
+    def transition(
+        self, item_id: str, new_state: ItemState, reason: str | None = None
+    ) -> StateChange:
+        change = self.store._apply(self.session, item_id, new_state, reason)
+        self.made.append(change)
+        return change
 
 
 class ItemStore:
@@ -122,6 +139,20 @@ class ItemStore:
             change = self._apply(own, item_id, new_state, reason)
         self.notify([change])
         return change
+
+    @contextmanager
+    def changing(self) -> Iterator[StateChanges]:
+        """One write transaction whose state changes reach the listeners once it has
+        committed (and only then): the change and its notification are one operation.
+
+            with store.changing() as changes:
+                changes.transition(item_id, ItemState.ANALYZING)
+                changes.session.add(...)   # other rows in the same transaction
+        """
+        with write_transaction(self.sessions) as session:
+            changes = StateChanges(self, session)
+            yield changes
+        self.notify(changes.made)
 
     def notify(self, changes: Sequence[StateChange]) -> None:
         with self._lock:

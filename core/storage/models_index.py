@@ -12,9 +12,9 @@ TABLE_MODULES = [
     "moderation.review.tables",
     "serving.auth",
     "recommender.tables",
-    "serving.jobs",
-    "serving.processes",
-    "serving.media_ingest",
+    "ingest.jobs",
+    "core.storage.processes",
+    "ingest.near_duplicates",
 ]
 
 

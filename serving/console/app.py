@@ -23,8 +23,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
+from ingest.models import ID_PATTERN
 from serving.auth import ROLE_PERMISSIONS, Permission
-from serving.schemas import ID_PATTERN
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"

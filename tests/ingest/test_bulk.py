@@ -14,13 +14,15 @@ from typer.testing import CliRunner
 from core.contracts import ItemState
 from core.storage.db import transaction
 from core.storage.tables import AnalysisRow, ItemRow, MediaBlobRow
+from ingest.bulk import analyze_batch, import_items
+from ingest.intake import MediaUpload
+from ingest.jobs import JobRunner, JobStore
+from ingest.media import MediaIngestService
+from ingest.models import MediaItemIn
 from serving import cli
-from serving.bulk import analyze_batch, import_items
-from serving.jobs import JobRunner, JobStore
-from serving.media_ingest import MediaIngestService, MediaItemIn, MediaUpload
 from serving.wiring import Components
 from tests.analyzers.media import synth
-from tests.conftest import build_in_process
+from tests.conftest import analysis_json, build_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,7 +85,7 @@ def test_import_stores_every_good_item_reports_failures_and_is_idempotent(compon
     assert "colour" in failures[7]
     clip = components.ingest.get_item("imp-clip")
     assert clip.state not in (ItemState.RECEIVED, ItemState.ANALYZING, ItemState.FAILED)
-    assert [m["kind"] for m in clip.analysis["media"]] == ["video", "audio"]
+    assert [m["kind"] for m in analysis_json(clip)["media"]] == ["video", "audio"]
     text = components.ingest.get_item("imp-text")
     assert text.created_at.year == 2024 and {e.kind for e in text.embeddings} >= {"text", "fused"}
 
@@ -104,7 +106,8 @@ def test_an_interrupted_import_resumes_where_it_stopped(components, folder):
     source = write_items(folder / "resume.jsonl", good_and_bad("res")[:3])
     # A crash that left one media item stored with its job still queued.
     stalled = MediaIngestService(
-        components.ingest, components.blobs, components.media.pipeline,
+        components.ingest.views, components.ingest.gate, components.ingest.limits,
+        components.blobs, components.media.pipeline,
         components.media.limits, JobRunner(JobStore(components.sessions), spawner=lambda w: None),
     )
     stalled.submit(MediaItemIn(id="res-stalled", creator_id="c"),
@@ -188,4 +191,4 @@ def test_cli_analyze_and_import(components, folder, tmp_path, monkeypatch):
     imported = runner.invoke(cli.app, ["import", str(source)])
     assert imported.exit_code == 0, imported.output
     assert json.loads(imported.stdout.strip().splitlines()[-1])["imported"] == 2
-    assert components.ingest.get_item("cli-photo").analysis["media"]
+    assert analysis_json(components.ingest.get_item("cli-photo"))["media"]

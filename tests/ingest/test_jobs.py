@@ -13,7 +13,7 @@ from core.contracts import ItemState
 from core.errors import InvalidInput, NotFound
 from core.storage.db import make_session_factory, transaction
 from core.storage.tables import ItemRow
-from serving.jobs import (
+from ingest.jobs import (
     JobOut,
     JobRow,
     JobRunner,

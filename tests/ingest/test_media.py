@@ -15,22 +15,16 @@ from core.contracts import Evidence, ItemState, RiskCategory, RiskScore
 from core.errors import Conflict, InvalidInput, PayloadTooLarge
 from core.storage.db import make_session_factory, transaction
 from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow, MediaBlobRow
-from serving.jobs import JobRunner, JobState, JobStore
-from serving.media_ingest import (
-    IntakeLimits,
-    MalformedRequest,
-    MediaHashRow,
-    MediaIngestService,
-    MediaItemIn,
-    MediaUpload,
-    MultipartUploadReader,
-    PerceptualHashIndex,
-    merge_risk,
-    read_multipart,
-)
+from ingest.intake import IntakeLimits, MediaUpload
+from ingest.jobs import JobRunner, JobState, JobStore
+from ingest.media import MediaIngestService
+from ingest.models import MediaItemIn
+from ingest.near_duplicates import MediaHashRow, PerceptualHashIndex
+from moderation.risk.merge import merge_risk
+from serving.uploads import MalformedRequest, MultipartUploadReader, read_multipart
 from serving.wiring import Components
 from tests.analyzers.media import corpus, synth
-from tests.conftest import build_in_process
+from tests.conftest import analysis_json, build_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,7 +79,7 @@ def test_an_image_item_gets_one_analysis_with_media_text_risk_and_vectors(compon
     out = submission.item
     assert submission.created and submission.job is None
     assert out.state in {ItemState.APPROVED, ItemState.PENDING_REVIEW, ItemState.REJECTED}
-    analysis = out.analysis
+    analysis = analysis_json(out)
     assert analysis is not None
     assert {e["label"] for e in analysis["text"]["entities"]} >= {"GPE", "HASHTAG"}
     faces_entry, scene_entry = analysis["media"]
@@ -121,8 +115,8 @@ def test_same_bytes_are_stored_once_and_ids_stay_idempotent(components, media):
     assert after["media_blobs"] == before["media_blobs"] + 1
     assert after["item_media"] == before["item_media"] + 2
     # Identical bytes are the nearest duplicate there is.
-    assert second.item.analysis["media"][0]["near_duplicate_of"] == ["dup-a"]
-    assert second.item.analysis["media"][0]["near_duplicates"][0]["distance"] == 0
+    assert analysis_json(second.item)["media"][0]["near_duplicate_of"] == ["dup-a"]
+    assert analysis_json(second.item)["media"][0]["near_duplicates"][0]["distance"] == 0
 
     replay = components.media.submit(MediaItemIn(id="dup-a", creator_id="c"),
                                      [MediaUpload("a.png", media["other_photo"])])
@@ -140,10 +134,11 @@ def test_resized_recompressed_cropped_copies_are_near_duplicates(components, med
                                    [MediaUpload("y.jpg", media["photo_variant"])])
     unrelated = components.media.submit(MediaItemIn(id="nd-other", creator_id="c"),
                                         [MediaUpload("z.jpg", synth.encode(synth.scene(999)))])
-    assert original.item.analysis["media"][0]["sha256"] != copy.item.analysis["media"][0]["sha256"]
-    assert "nd-original" in copy.item.analysis["media"][0]["near_duplicate_of"]
-    assert "nd-original" not in unrelated.item.analysis["media"][0]["near_duplicate_of"]
-    assert "nd-copy" not in unrelated.item.analysis["media"][0]["near_duplicate_of"]
+    original_entry = analysis_json(original.item)["media"][0]
+    assert original_entry["sha256"] != analysis_json(copy.item)["media"][0]["sha256"]
+    assert "nd-original" in analysis_json(copy.item)["media"][0]["near_duplicate_of"]
+    assert "nd-original" not in analysis_json(unrelated.item)["media"][0]["near_duplicate_of"]
+    assert "nd-copy" not in analysis_json(unrelated.item)["media"][0]["near_duplicate_of"]
 
 
 def test_video_runs_as_a_job_with_keyframe_blobs_time_ranges_and_fused_vector(components, media):
@@ -157,7 +152,7 @@ def test_video_runs_as_a_job_with_keyframe_blobs_time_ranges_and_fused_vector(co
     assert job is not None and job.state is JobState.DONE and job.progress == 1.0
     out = components.ingest.get_item("vid-1")
     assert out.state == submission.item.state and out.state != ItemState.FAILED
-    video_entry, audio_entry = out.analysis["media"]
+    video_entry, audio_entry = analysis_json(out)["media"]
     assert video_entry["kind"] == "video" and audio_entry["kind"] == "audio"
     keyframes = video_entry["keyframes"]
     assert keyframes[0]["t_ms"] == 0 and len(keyframes) >= 2
@@ -166,7 +161,7 @@ def test_video_runs_as_a_job_with_keyframe_blobs_time_ranges_and_fused_vector(co
         path, media_type = components.media.blob_file(keyframe["sha256"])
         assert media_type == "image/jpeg" and path.read_bytes()[:3] == b"\xff\xd8\xff"
     assert video_entry["analysis"]["audio"]["embedding"]["dim"] == 88
-    risk = {r["category"]: r for r in out.analysis["risk"]}
+    risk = {r["category"]: r for r in analysis_json(out)["risk"]}
     assert any(e["kind"] == "time_range" for e in risk["low_quality"]["evidence"])
     assert {e.kind for e in out.embeddings} == {"text", "visual", "audio", "fused"}
     with transaction(components.sessions) as session:
@@ -196,7 +191,8 @@ def test_a_file_undecodable_inside_a_job_fails_the_item_with_the_reason(componen
     # Every item runs as a job here, so decoding first happens after the item is stored.
     jobs = JobRunner(JobStore(components.sessions))
     service = MediaIngestService(
-        components.ingest, components.blobs, components.media.pipeline,
+        components.ingest.views, components.ingest.gate, components.ingest.limits,
+        components.blobs, components.media.pipeline,
         IntakeLimits(media=components.media.limits.media, async_media_bytes=1), jobs,
     )
     submission = service.submit(MediaItemIn(id="late-fail", creator_id="c"),
@@ -213,7 +209,8 @@ def test_a_file_undecodable_inside_a_job_fails_the_item_with_the_reason(componen
 def test_media_items_left_unfinished_are_resumed(components, media):
     jobs_that_never_run = JobRunner(JobStore(components.sessions), spawner=lambda work: None)
     service = MediaIngestService(
-        components.ingest, components.blobs, components.media.pipeline,
+        components.ingest.views, components.ingest.gate, components.ingest.limits,
+        components.blobs, components.media.pipeline,
         components.media.limits, jobs_that_never_run,
     )
     submission = service.submit(MediaItemIn(id="stalled", creator_id="c"),
@@ -226,7 +223,7 @@ def test_media_items_left_unfinished_are_resumed(components, media):
     assert components.media.resume_unfinished() >= 1
     resumed = components.ingest.get_item("stalled")
     assert resumed.state not in (ItemState.RECEIVED, ItemState.ANALYZING, ItemState.FAILED)
-    assert resumed.analysis["media"][0]["keyframes"]
+    assert analysis_json(resumed)["media"][0]["keyframes"]
 
 
 def test_merge_risk_keeps_the_worst_score_and_every_source_evidence():
@@ -330,7 +327,7 @@ def test_a_spooled_video_is_stored_and_analyzed_from_disk(components, media, tmp
     item = components.ingest.get_item("spooled-video")
     assert item.state != ItemState.FAILED.value, item.state_reason
     assert job is None or job.state is JobState.DONE
-    [entry] = item.analysis["media"]
+    [entry] = analysis_json(item)["media"]
     blob = components.blobs.path_for(entry["sha256"])
     assert blob.read_bytes() == media["video"]  # copied in blocks, byte for byte
     upload.discard()

@@ -1,4 +1,4 @@
-"""IngestService on both databases: states, idempotency, not-assessed outputs, recovery."""
+"""TextIngestService on both databases: states, idempotency, not-assessed outputs, recovery."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from core.errors import Conflict, InvalidInput, PayloadTooLarge
 from core.storage.db import make_session_factory, transaction
 from core.storage.items import ItemStore
 from core.storage.tables import AnalysisRow, ItemRow
+from ingest.intake import TextLimits
+from ingest.models import TextItemIn
+from ingest.text import TextIngestService
 from moderation.policy import Policy
 from moderation.review.service import ReviewService
-from serving.ingest import IngestService, TextLimits
-from serving.schemas import TextItemIn
 from serving.wiring import policy_gate
+from tests.conftest import analysis_json
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +29,13 @@ def bare_analyzer() -> TextAnalyzer:
 
 
 @pytest.fixture
-def ingest(db_engine, bare_analyzer) -> IngestService:
+def ingest(db_engine, bare_analyzer) -> TextIngestService:
     sessions = make_session_factory(db_engine)
     store = ItemStore(sessions)
     review = ReviewService(sessions, store, Policy.load())
-    return IngestService(store, bare_analyzer, TextLimits(max_text_chars=100), policy_gate(review))
+    return TextIngestService(
+        store, bare_analyzer, TextLimits(max_text_chars=100), policy_gate(review)
+    )
 
 
 def item(item_id: str = "i1", text: str = "Apple opened a store in Tokyo", **kw) -> TextItemIn:
@@ -41,10 +45,10 @@ def item(item_id: str = "i1", text: str = "Apple opened a store in Tokyo", **kw)
 def test_unassessed_item_waits_for_review_with_reasons(ingest):
     [(out, created)] = ingest.submit_text_items([item()])
     assert created and out.state == ItemState.PENDING_REVIEW.value
-    risk = [RiskScore.model_validate(r) for r in out.analysis["risk"]]
+    risk = [RiskScore.model_validate(r) for r in analysis_json(out)["risk"]]
     assert risk and all(r.score is None and r.not_assessed_reason for r in risk)
-    assert {n["output"] for n in out.analysis["not_assessed"]} >= {"labels"}
-    assert {e["text"] for e in out.analysis["text"]["entities"]} == {"Apple", "Tokyo"}
+    assert {n["output"] for n in analysis_json(out)["not_assessed"]} >= {"labels"}
+    assert {e["text"] for e in analysis_json(out)["text"]["entities"]} == {"Apple", "Tokyo"}
     assert out.embeddings == []
 
 
@@ -114,12 +118,14 @@ def flaky() -> FlakyEmbedder:
 
 
 @pytest.fixture
-def flaky_ingest(db_engine, flaky) -> IngestService:
+def flaky_ingest(db_engine, flaky) -> TextIngestService:
     sessions = make_session_factory(db_engine)
     store = ItemStore(sessions)
     review = ReviewService(sessions, store, Policy.load())
     analyzer = TextAnalyzer(flaky, EntityPipeline(), LanguageIdentifier())
-    return IngestService(store, analyzer, TextLimits(max_text_chars=100), policy_gate(review))
+    return TextIngestService(
+        store, analyzer, TextLimits(max_text_chars=100), policy_gate(review)
+    )
 
 
 def test_a_passing_fault_leaves_the_item_retryable_and_a_retry_finishes_it(flaky_ingest, flaky):

@@ -21,12 +21,13 @@ from analyzers.text import TextAnalyzer
 from core.contracts import ItemState
 from core.storage.db import make_session_factory, transaction
 from core.storage.items import ItemStore
+from core.storage.processes import ProcessRegistry, ProcessRow
 from core.storage.tables import AnalysisRow, ItemRow, utcnow
+from ingest.intake import TextLimits
+from ingest.jobs import JobRow, JobRunner, JobState, JobStore
+from ingest.text import TextIngestService
 from moderation.policy import Policy
 from moderation.review.service import ReviewService
-from serving.ingest import IngestService, TextLimits
-from serving.jobs import JobRow, JobRunner, JobState, JobStore
-from serving.processes import ProcessRegistry, ProcessRow
 from serving.wiring import policy_gate
 
 
@@ -132,10 +133,10 @@ def bare_analyzer() -> TextAnalyzer:
                         embedder_unavailable_reason="model deliberately absent")
 
 
-def ingest_for(sessions, analyzer: TextAnalyzer, process: ProcessRegistry) -> IngestService:
+def ingest_for(sessions, analyzer: TextAnalyzer, process: ProcessRegistry) -> TextIngestService:
     store = ItemStore(sessions)
     review = ReviewService(sessions, store, Policy.load())
-    return IngestService(store, analyzer, TextLimits(max_text_chars=100), policy_gate(review),
+    return TextIngestService(store, analyzer, TextLimits(max_text_chars=100), policy_gate(review),
                          processes=process)
 
 
@@ -187,7 +188,7 @@ def test_two_processes_sweeping_at_once_resume_each_item_once(sessions, bare_ana
     counts: list[int] = []
     barrier = threading.Barrier(2)
 
-    def sweep(service: IngestService) -> None:
+    def sweep(service: TextIngestService) -> None:
         barrier.wait()
         counts.append(service.resume_unfinished())
 
