@@ -32,11 +32,10 @@ from sqlalchemy import Engine, create_engine, func, insert, select, text
 import core.storage.tables
 import moderation.review.tables
 from core.contracts import ItemState, RiskCategory
-from core.storage.db import Base, make_engine, make_session_factory
+from core.storage.db import Base, make_engine, make_session_factory, write_transaction
 from core.storage.items import ItemStore
 from moderation.policy import Policy, TaskReason
 from moderation.review import ReviewService
-from moderation.review.db import write_transaction
 from serving.auth import Principal, Role
 
 assert core.storage.tables and moderation.review.tables  # tables registered on Base
