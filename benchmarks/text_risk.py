@@ -1,12 +1,14 @@
-"""Text risk scoring throughput vs bare alt-profanity-check, plus the validation figures.
+"""Text risk scoring cost per item, against the text embedding every item already pays.
 
-    uv run python benchmarks/text_risk.py [--texts 2000] [--threads 2]
+    uv run python benchmarks/text_risk.py [--texts 400] [--threads 2]
 
-All timings are taken in this process on the same texts (a fixed-seed mix of the three
-training sets, or repeated sample sentences if the data is not present), and reported
-as texts/second and as a ratio to the ``profanity_check.predict_prob`` baseline.
-The validation figures are read from the shipped manifest (holdout split, see
-moderation/risk/DATA_SOURCES.md).
+Both are timed in this process on the same items: a fixed-seed mix of the held-out rows
+of every source (tweets, SMS, YouTube comments, headlines, newsgroup posts, Wikipedia
+abstracts, BBC articles; repeated sample posts if ../shared is absent). The baseline is
+the ONNX MiniLM embedding of the item's document (what ingest computes for every item);
+the target is that scoring every text head adds at most 2 ms per item on top of it.
+The held-out figures are printed by ``reelsift evaluate risk``; this prints the test-split
+summary recorded in the shipped manifest.
 """
 
 from __future__ import annotations
@@ -23,45 +25,51 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR  # noqa: E402
-from moderation.risk.cli import DEFAULT_DATA_DIR  # noqa: E402
+from moderation.risk.cli import DEFAULT_CLEAN_DIR, DEFAULT_DATA_DIR  # noqa: E402
 
 SAMPLE = [
-    "you are a stupid fucking bitch, shut up",
-    "What a lovely afternoon at the park with my kids.",
-    "WINNER!! You have won a £1000 cash prize. Call 09061701461 now to claim.",
-    "You Won't Believe What This Celebrity Did Next",
-    "Senate passes budget bill after lengthy debate",
+    ("", "you are a stupid fucking bitch, shut up"),
+    ("", "What a lovely afternoon at the park with my kids."),
+    ("", "WINNER!! You have won a £1000 cash prize. Call 09061701461 now to claim."),
+    ("You Won't Believe What This Celebrity Did Next", "You Won't Believe What This "
+     "Celebrity Did Next\nA famous actor bought groceries on Tuesday."),
+    ("Senate passes budget bill", "Senate passes budget bill\nThe bill passed 51 to 49 "
+     "after a lengthy debate about spending on roads, schools and hospitals."),
 ]
 
 
-def _texts(count: int) -> list[str]:
-    import csv
+def _items(count: int, seed: int = 13) -> list[tuple[str, str]]:
+    from moderation.risk.datasets import load_sources, split_rows
+    from moderation.risk.evaluation import _items as source_items
 
-    rows: list[str] = []
-    for name in ("offensive_tweets", "sms_spam", "clickbait_headlines"):
-        path = DEFAULT_DATA_DIR / f"{name}.train.csv"
-        if path.is_file():
-            with path.open(encoding="utf-8", newline="") as handle:
-                rows.extend(row["text"] for row in csv.DictReader(handle))
-    if not rows:
-        rows = SAMPLE
-    rng = random.Random(13)
-    return [rng.choice(rows) for _ in range(count)]
+    items: list[tuple[str, str]] = []
+    try:
+        sources = load_sources(DEFAULT_DATA_DIR, DEFAULT_CLEAN_DIR)
+    except Exception:  # no shared data: the fixed sample posts
+        sources = {}
+    for rows in sources.values():
+        test = split_rows(rows, seed)["test"]
+        titles, documents = source_items(rows, test)
+        items.extend(zip(titles, documents, strict=True))
+    if not items:
+        items = SAMPLE
+    rng = random.Random(seed)
+    return [rng.choice(items) for _ in range(count)]
 
 
-def _rate(run: Callable[[], object], count: int, repeats: int = 3) -> float:
+def _seconds(run: Callable[[], object], repeats: int = 3) -> float:
     run()  # warm-up: imports, lazy loads
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         best = min(best, time.perf_counter() - start)
-    return count / best
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--texts", type=int, default=400)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -76,58 +84,35 @@ def main() -> None:
     embedder = resolve(text_embedders, "reelsift.text_embedder.onnx.v1")(
         ModelRegistry(), REPO_ROOT / "var" / "cache", threads=args.threads
     )
-    texts = _texts(args.texts)
-    lexical = TextRiskModel.load(DEFAULT_ARTIFACT_DIR)
-    full = TextRiskModel.load(DEFAULT_ARTIFACT_DIR, embedder=embedder)
-    vectors = embedder.encode(texts)
-    n = len(texts)
+    items = _items(args.texts)
+    titles = [title for title, _ in items]
+    documents = [document for _, document in items]
+    model = TextRiskModel.load(DEFAULT_ARTIFACT_DIR)
+    n = len(items)
 
-    rates = {
-        "profanity_check.predict_prob (baseline)": _rate(lambda: profanity_probability(texts), n),
-        "head probabilities, lexical stack": _rate(lambda: lexical.head_probabilities(texts), n),
-        "score(), lexical stack, with evidence": _rate(lambda: lexical.score(texts), n),
-        "score(), full stack, embeddings given": _rate(lambda: lexical.score(texts, vectors), n),
-        "score(), full stack, embedding included": _rate(lambda: full.score(texts), n, 1),
+    baseline = _seconds(lambda: embedder.encode(documents), repeats=1)
+    timings = {
+        "alt-profanity-check alone": _seconds(lambda: profanity_probability(documents)),
+        "all heads, probabilities only": _seconds(lambda: model.head_probabilities(documents)),
+        "score_items: heads + evidence + blocklists": _seconds(
+            lambda: model.score_items(titles, documents)
+        ),
     }
-    baseline = next(iter(rates.values()))
-    print(f"text risk scoring, {n} texts, {args.threads} embedding threads")
-    print(f"{'what':45s} {'texts/s':>10s} {'vs baseline':>12s}")
-    for name, rate in rates.items():
-        print(f"{name:45s} {rate:10.0f} {rate / baseline:11.3f}x")
+    print(f"text risk scoring, {n} items, embedding with {args.threads} threads")
+    print(f"{'what':45s} {'ms/item':>9s} {'vs embedding':>13s}")
+    print(f"{'MiniLM ONNX embedding (baseline)':45s} {1000 * baseline / n:9.3f} {1.0:12.3f}x")
+    for name, seconds in timings.items():
+        print(f"{name:45s} {1000 * seconds / n:9.3f} {seconds / baseline:12.3f}x")
+    added = 1000 * timings["score_items: heads + evidence + blocklists"] / n
+    print(f"scoring adds {added:.3f} ms per item on top of the embedding (target <= 2 ms)")
 
     manifest = json.loads((DEFAULT_ARTIFACT_DIR / "manifest.json").read_text())
-    m = manifest["metrics"]
-    print(f"\nvalidation figures of {manifest['name']}@{manifest['version']} (holdout split)")
-    figures = [
-        ("abusive ROC AUC (target >= 0.99)", m["abusive"]["full"]["roc_auc"]),
-        ("abusive precision @ recall 0.95 (>= 0.99)",
-         m["abusive"]["full"]["precision_at_recall_0.95"]),
-        ("  baseline profanity_check AUC", m["abusive"]["baseline_profanity_check"]["roc_auc"]),
-        ("  baseline profanity_check P@R0.95",
-         m["abusive"]["baseline_profanity_check"]["precision_at_recall_0.95"]),
-        ("hate ROC AUC (>= 0.90)", m["hate"]["full"]["roc_auc"]),
-        ("hate recall @ precision 0.50 (>= 0.60)", m["hate"]["full"]["recall_at_precision_0.50"]),
-        (f"spam accuracy @ {m['spam']['full']['threshold']:.2f} (>= 0.99)",
-         m["spam"]["full"]["accuracy_at_threshold"]),
-        (f"clickbait accuracy @ {m['clickbait']['full']['threshold']:.2f} (>= 0.97)",
-         m["clickbait"]["full"]["accuracy_at_threshold"]),
-    ]
-    for name, value in figures:
-        print(f"{name:45s} {value:10.4f}")
-
-    if "cv_full" in m["hate"]:
-        # The holdout has ~230 hate rows; 5-fold CV on the fit part has ~4x as many.
-        print("\nsame figures from 5-fold CV on the fit part (full stack)")
-        cv = {head: m[head]["cv_full"] for head in ("abusive", "hate", "spam", "clickbait")}
-        for name, value in [
-            ("abusive ROC AUC", cv["abusive"]["roc_auc"]),
-            ("abusive precision @ recall 0.95", cv["abusive"]["precision_at_recall_0.95"]),
-            ("hate ROC AUC", cv["hate"]["roc_auc"]),
-            ("hate recall @ precision 0.50", cv["hate"]["recall_at_precision_0.50"]),
-            ("spam accuracy", cv["spam"]["accuracy_at_threshold"]),
-            ("clickbait accuracy", cv["clickbait"]["accuracy_at_threshold"]),
-        ]:
-            print(f"{name:45s} {value:10.4f}")
+    print(f"\ntest-split figures of {manifest['name']}@{manifest['version']} (manifest)")
+    for head, per_source in manifest["metrics"].items():
+        for source, f in per_source.items():
+            if f.get("roc_auc") is not None:
+                print(f"{head:11s} {source:11s} AUC {f['roc_auc']:.4f}  "
+                      f"acc@0.5 {f['accuracy_at_threshold']:.4f}  ECE {f['ece']:.4f}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from moderation.risk.datasets import file_sha256
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "reelsift.text_risk.v1"
-BUNDLE_FORMAT = 1
+MODEL_MAJOR = 2
+BUNDLE_FORMAT = 2  # 2: pooled-domain lexical heads (profanity, harassment, hate, spam, clickbait)
 BUNDLE_FILE = "text_risk.joblib"
 MANIFEST_FILE = "manifest.json"
 DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -29,20 +30,17 @@ def save(
     output_dir: Path,
     bundle: dict[str, Any],
     *,
-    embedding_model: dict[str, Any],
     training_data: list[dict[str, Any]],
     config: dict[str, Any],
     metrics: dict[str, Any],
-    thresholds: dict[str, float],
 ) -> dict[str, Any]:
     import joblib
     import sklearn
 
     from moderation.risk.features import strip_for_pickling
 
-    for vectorizers in bundle["vectorizers"].values():
-        for vectorizer in vectorizers.values():
-            strip_for_pickling(vectorizer)
+    for vectorizer in bundle["vectorizers"].values():
+        strip_for_pickling(vectorizer)
     output_dir.mkdir(parents=True, exist_ok=True)
     bundle_path = output_dir / BUNDLE_FILE
     joblib.dump(bundle, bundle_path, compress=("xz", 6))
@@ -53,15 +51,13 @@ def save(
     manifest = {
         "name": MODEL_NAME,
         # Same code, data and seed give the same bytes, hence the same version.
-        "version": f"1.0+{bundle_sha[:8]}",
+        "version": f"{MODEL_MAJOR}.0+{bundle_sha[:8]}",
         "format": BUNDLE_FORMAT,
         "sklearn_version": sklearn.__version__,
-        "embedding_model": embedding_model,
         "training_data": training_data,
         "training_data_digest": data_digest,
         "config": config,
         "metrics": metrics,
-        "thresholds": thresholds,
         "artifacts": {BUNDLE_FILE: {"sha256": bundle_sha, "bytes": bundle_path.stat().st_size}},
     }
     (output_dir / MANIFEST_FILE).write_text(

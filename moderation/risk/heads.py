@@ -1,22 +1,18 @@
-"""Which trained head scores which risk category (the label mapping, in one place).
-
-The datasets give four binary heads; the contract has nine categories:
+"""Which trained head scores which risk category, and how a head turns features into a
+probability (the label mapping in one place; ``datasets.py`` has the training rules).
 
 =============  =====================================================================
-category       source
+category       head
 =============  =====================================================================
-hate           head ``hate``: tweets labelled *hate* vs *offensive* + *neither*
-               (Davidson et al. 2017).
-profanity      head ``abusive``: *hate* or *offensive* vs *neither*. Davidson's
-               "offensive language" class is overwhelmingly profane/vulgar wording,
-               so the abusive-language probability is the profanity score.
-harassment     head ``abusive`` as well. The tweets' abusive class is mostly insults
-               aimed at a person ("bitch", "hoe", slurs at someone), but no label
-               separates targeted harassment from general vulgarity, so harassment
-               and profanity share one calibrated probability. The harassment
+profanity      ``profanity``: offensive language, targeted or not (Davidson
+               *offensive* + *hate*, OLID *OFF*).
+harassment     ``harassment``: an insult or threat aimed at a person (OLID *TIN+IND*,
+               Davidson offensive tweets addressed at someone). The harassment
                blocklist adds phrases the tweets lack ("kill yourself").
-spam           head ``spam``: SMS *spam* vs *ham*.
-clickbait      head ``clickbait``: headlines *clickbait* vs *not_clickbait*.
+hate           ``hate``: aimed at a group for who they are (Davidson *hate*, OLID
+               *TIN+GRP*).
+spam           ``spam``: SMS and YouTube comment *spam*.
+clickbait      ``clickbait``: headlines; scored on titles only.
 sexual,        no text model. Blocklists only: a match scores the term's configured
 violence,      severity; no match leaves the category not assessed (``score=None``)
 self_harm,     because a term list cannot clear a text.
@@ -29,12 +25,17 @@ score is ``max(model probability, severity of matched terms)``.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
 from core.contracts import RiskCategory
 
 CATEGORY_HEADS: dict[RiskCategory, str] = {
     RiskCategory.HATE: "hate",
-    RiskCategory.HARASSMENT: "abusive",
-    RiskCategory.PROFANITY: "abusive",
+    RiskCategory.HARASSMENT: "harassment",
+    RiskCategory.PROFANITY: "profanity",
     RiskCategory.SPAM: "spam",
     RiskCategory.CLICKBAIT: "clickbait",
 }
@@ -42,3 +43,25 @@ CATEGORY_HEADS: dict[RiskCategory, str] = {
 BLOCKLIST_ONLY: frozenset[RiskCategory] = frozenset(
     c for c in RiskCategory if c not in CATEGORY_HEADS
 )
+
+
+def head_inputs(ngram_logit: np.ndarray, profanity_logit: np.ndarray | None) -> np.ndarray:
+    """The calibrator's inputs: the n-gram logit, plus alt-profanity-check's for abuse."""
+    columns = [ngram_logit] if profanity_logit is None else [ngram_logit, profanity_logit]
+    return np.column_stack(columns)
+
+
+def head_probability(
+    parts: dict[str, Any], features: sp.csr_matrix, profanity_logit: np.ndarray | None
+) -> np.ndarray:
+    """A head's calibrated probability from the shared n-gram features."""
+    ngram_logit = parts["ngram"].decision_function(features)
+    inputs = head_inputs(ngram_logit, profanity_logit if parts["uses_profanity_check"] else None)
+    return np.asarray(parts["calibrator"].predict_proba(inputs)[:, 1])
+
+
+def word_weights(parts: dict[str, Any]) -> np.ndarray:
+    """Each n-gram feature's push on the head's calibrated logit: the n-gram model's
+    coefficients times the calibrator's weight on that model's logit."""
+    scale = float(np.asarray(parts["calibrator"].coef_).ravel()[0])
+    return scale * np.asarray(parts["ngram"].coef_).ravel()

@@ -47,18 +47,25 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
 
 def binary_report(
     y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5
-) -> dict[str, float]:
+) -> dict[str, float | int | None]:
+    """Figures of one score on one labelled set; ranking figures are ``None`` when the
+    set holds one class only (a clean dev set: only its flag rate means anything)."""
     y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
     single_class = len(np.unique(y_true)) < 2
     return {
         "n": len(y_true),
         "positives": int(y_true.sum()),
-        "roc_auc": float("nan") if single_class else float(roc_auc_score(y_true, probs)),
-        "precision_at_recall_0.95": precision_at_recall(y_true, probs, 0.95),
-        "recall_at_precision_0.50": recall_at_precision(y_true, probs, 0.50),
+        "roc_auc": None if single_class else float(roc_auc_score(y_true, probs)),
+        "precision_at_recall_0.95": None if single_class else precision_at_recall(
+            y_true, probs, 0.95
+        ),
+        "recall_at_precision_0.50": None if single_class else recall_at_precision(
+            y_true, probs, 0.50
+        ),
         "accuracy_at_threshold": float(accuracy_score(y_true, probs >= threshold)),
         "threshold": float(threshold),
-        "brier": float(brier_score_loss(y_true, probs)),
+        "brier": float(brier_score_loss(y_true, probs, labels=[0, 1])),
         "ece": expected_calibration_error(y_true, probs),
     }
 

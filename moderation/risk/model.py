@@ -2,14 +2,14 @@
 
 Loaded from a directory written by ``training.train_text_risk`` (the shipped one is
 ``moderation/risk/artifacts``), plus blocklists (``moderation/risk/blocklists``). It
-returns one ``RiskScore`` per ``RiskCategory`` per text; see ``heads.py`` for which head
-scores which category and why.
+returns one ``RiskScore`` per ``RiskCategory`` per text; ``heads.py`` says which head
+scores which category.
 
-Two stacks are shipped per head. With sentence embeddings (passed in, or computed by an
-optional ``TextEmbedder`` given at load) the *full* stack is used and scores name
-``reelsift.text_risk.v1``; without them the *lexical* stack (TF-IDF n-grams and
-alt-profanity-check) scores and names ``reelsift.text_risk.lexical.v1``, so stored
-scores always say which one produced them.
+Every head reads the same TF-IDF n-grams (one transform per batch); the abuse heads
+(profanity, harassment, hate) also read alt-profanity-check's probability. Sentence
+embeddings are accepted for interface compatibility but this version's heads do not
+read them (they added < 0.01 AUC on held-out data and cost an embedding of every
+training text), so a model given an embedder never calls it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from analyzers.base import TextEmbedder
 from core.contracts import Evidence, ModelRef, RiskCategory, RiskScore
@@ -35,19 +36,24 @@ from moderation.risk.features import (
     transform,
     words_with_spans,
 )
-from moderation.risk.heads import CATEGORY_HEADS
+from moderation.risk.heads import CATEGORY_HEADS, head_probability, word_weights
 
 log = logging.getLogger(__name__)
 
-LEXICAL_MODEL_NAME = "reelsift.text_risk.lexical.v1"
 MAX_EVIDENCE_SPANS = 3
 # A word is evidence only if it pushes at least this share of the top word's push: keeps
-# "bitch" and drops the "you" beside it.
+# "bitch" and drops the "stupid" far behind it.
 RELATIVE_EVIDENCE_WEIGHT = 0.25
 # A word scored alone by alt-profanity-check above this counts as a profane word.
 PROFANE_WORD_PROBABILITY = 0.5
+# Words that never make a span on their own: they carry grammar, not risk. Handles and
+# links are folded to these tokens before scoring.
+NON_EVIDENCE_WORDS = frozenset(ENGLISH_STOP_WORDS) | {
+    "u", "ur", "ya", "im", "i'm", "rt", "user", "url", "don't", "it's", "you're", "http",
+    "https", "www", "com",
+}
 NOT_A_HEADLINE = (
-    "clickbait is assessed on titles/headlines only (its model learned from news headlines)"
+    "clickbait is assessed on titles/headlines only (its model learned from headlines)"
 )
 
 
@@ -66,32 +72,18 @@ class TextRiskModel:
         source: str = "inline",
     ) -> None:
         self.manifest = manifest
-        self._vectorizers: dict[str, dict[str, Any]] = bundle["vectorizers"]
+        self._vectorizers: dict[str, Any] = bundle["vectorizers"]
         self._heads: dict[str, dict[str, Any]] = bundle["heads"]
-        missing = {head for head in CATEGORY_HEADS.values()} - set(self._heads)
+        missing = set(CATEGORY_HEADS.values()) - set(self._heads)
         if missing:
             raise InvalidConfig(f"text risk bundle lacks heads {sorted(missing)}")
         self.model = ModelRef(name=manifest["name"], version=manifest["version"], source=source)
-        self.lexical_model = ModelRef(
-            name=LEXICAL_MODEL_NAME, version=manifest["version"], source=source
-        )
-        self.embedding_model_id: str = manifest["embedding_model"]["id"]
-        self.embedding_model_name: str = manifest["embedding_model"]["name"]
-        self.embedding_dim = int(manifest["embedding_model"]["dim"])
-        self.thresholds: dict[str, float] = dict(manifest.get("thresholds", {}))
         self.evidence_threshold = evidence_threshold
         self.max_text_chars = max_text_chars
         self.blocklists: dict[RiskCategory, list[Blocklist]] = {}
         for blocklist in blocklists:
             self.blocklists.setdefault(blocklist.category, []).append(blocklist)
-        if embedder is not None and (
-            embedder.model.name != self.embedding_model_name or embedder.dim != self.embedding_dim
-        ):
-            raise InvalidConfig(
-                f"text risk model was trained on {self.embedding_model_id} "
-                f"({self.embedding_dim} dims) but the embedder is {embedder.model.id} "
-                f"({embedder.dim} dims); pass a matching embedder or none (lexical scoring)"
-            )
+        # Kept so callers can hand the pipeline's embedder over unchanged; never called.
         self.embedder = embedder
 
     @classmethod
@@ -132,49 +124,35 @@ class TextRiskModel:
                 )
         return checked
 
-    def _check_embeddings(self, embeddings: np.ndarray, count: int) -> np.ndarray:
-        array = np.asarray(embeddings, dtype=np.float32)
-        if array.shape != (count, self.embedding_dim):
+    def _check_embeddings(self, embeddings: np.ndarray, count: int) -> None:
+        """Embeddings are not read by this version; a wrong batch is still refused."""
+        array = np.asarray(embeddings)
+        if array.ndim != 2 or array.shape[0] != count:
             raise InvalidInput(
-                f"embeddings have shape {array.shape}; expected ({count}, {self.embedding_dim}) "
-                f"from {self.embedding_model_id}",
-                expected_dim=self.embedding_dim,
+                f"embeddings have shape {array.shape}; expected one row per text ({count})"
             )
-        if not np.isfinite(array).all():
-            raise InvalidInput("embeddings contain NaN or infinite values")
-        return array
 
     def head_probabilities(
-        self, texts: Sequence[str], embeddings: np.ndarray | None = None
+        self,
+        texts: Sequence[str],
+        embeddings: np.ndarray | None = None,
+        *,
+        heads: Sequence[str] | None = None,
     ) -> tuple[dict[str, np.ndarray], bool]:
-        """Calibrated probability of every head for every text, and whether the
-        full (embedding) stack was used."""
+        """Calibrated probability of every head (or of ``heads``) for every text, and
+        whether embeddings were used (never, in this version)."""
         checked = self._check_texts(texts)
-        if embeddings is None and self.embedder is not None and checked:
-            embeddings = self.embedder.encode(checked)
-        vectors = (
-            self._check_embeddings(embeddings, len(checked)) if embeddings is not None else None
-        )
+        if embeddings is not None:
+            self._check_embeddings(embeddings, len(checked))
+        wanted = list(heads) if heads is not None else list(self._heads)
         if not checked:
-            return {name: np.zeros(0) for name in self._heads}, vectors is not None
-        normalised = normalise_all(checked)
-        features = {
-            name: transform(vectorizers, normalised)
-            for name, vectorizers in self._vectorizers.items()
-        }
-        needs_profanity = any(parts["uses_profanity_check"] for parts in self._heads.values())
+            return {name: np.zeros(0) for name in wanted}, False
+        features = transform(self._vectorizers, normalise_all(checked))
+        needs_profanity = any(self._heads[name]["uses_profanity_check"] for name in wanted)
         profanity = logit(profanity_probability(checked)) if needs_profanity else None
-        probabilities: dict[str, np.ndarray] = {}
-        for name, parts in self._heads.items():
-            columns = [parts["lexical"].decision_function(features[parts["dataset"]])]
-            if vectors is not None:
-                columns.append(parts["embedding"].decision_function(vectors))
-            if parts["uses_profanity_check"]:
-                assert profanity is not None
-                columns.append(profanity)
-            stack = parts["stack_full"] if vectors is not None else parts["stack_lexical"]
-            probabilities[name] = stack.predict_proba(np.column_stack(columns))[:, 1]
-        return probabilities, vectors is not None
+        return {
+            name: head_probability(self._heads[name], features, profanity) for name in wanted
+        }, False
 
     def score_items(
         self,
@@ -189,9 +167,18 @@ class TextRiskModel:
         titled = [i for i, title in enumerate(titles) if title.strip()]
         if not titled:
             return scores
-        title_scores = self.score([titles[i] for i in titled], headlines=True)
-        for i, per_title in zip(titled, title_scores, strict=True):
-            clickbait = next(s for s in per_title if s.category == RiskCategory.CLICKBAIT)
+        title_texts = self._check_texts([titles[i] for i in titled])
+        head = CATEGORY_HEADS[RiskCategory.CLICKBAIT]
+        probabilities, _ = self.head_probabilities(title_texts, heads=[head])
+        evidence = self._model_evidence(title_texts, probabilities)
+        for row, i in enumerate(titled):
+            clickbait = self._apply_blocklists(
+                RiskCategory.CLICKBAIT, title_texts[row],
+                RiskScore(
+                    category=RiskCategory.CLICKBAIT, score=float(probabilities[head][row]),
+                    model=self.model.id, evidence=evidence[(RiskCategory.CLICKBAIT, row)],
+                ),
+            )
             scores[i] = [clickbait if s.category == RiskCategory.CLICKBAIT else s
                          for s in scores[i]]
         return scores
@@ -205,9 +192,7 @@ class TextRiskModel:
     ) -> list[list[RiskScore]]:
         """One ``RiskScore`` per ``RiskCategory`` (contract order) for each text.
 
-        ``embeddings``: ``(len(texts), dim)`` vectors from the embedding model named in
-        the manifest; when ``None`` the model's own embedder is used if it has one,
-        otherwise the lexical stack scores.
+        ``embeddings``: accepted for compatibility (one row per text); not read.
 
         ``headlines``: whether each text is a title/headline. The clickbait head learned
         from news headlines and calls most casual prose clickbait, so for texts marked
@@ -215,8 +200,12 @@ class TextRiskModel:
         """
         checked = self._check_texts(texts)
         is_headline = self._check_headlines(headlines, len(checked))
-        probabilities, used_embeddings = self.head_probabilities(checked, embeddings)
-        model = self.model if used_embeddings else self.lexical_model
+        heads = [
+            head for category, head in CATEGORY_HEADS.items()
+            if category is not RiskCategory.CLICKBAIT or any(is_headline)
+        ]
+        probabilities, _ = self.head_probabilities(checked, embeddings, heads=heads)
+        model = self.model
         evidence = self._model_evidence(checked, probabilities)
         results: list[list[RiskScore]] = []
         for row, text in enumerate(checked):
@@ -304,39 +293,38 @@ class TextRiskModel:
         self, texts: list[str], probabilities: dict[str, np.ndarray]
     ) -> dict[tuple[RiskCategory, int], list[Evidence]]:
         """Spans for texts a head flags: the words that pushed its n-gram model up most,
-        plus, for profanity, the words alt-profanity-check calls profane on their own."""
+        plus, for profanity, the words alt-profanity-check calls profane on their own.
+        Stop words never make a span; each span names its category and this model."""
         evidence: dict[tuple[RiskCategory, int], list[Evidence]] = {
             (category, row): [] for category in CATEGORY_HEADS for row in range(len(texts))
         }
         word_spans: dict[int, list[tuple[int, int, str]]] = {}
-        for head, probs in probabilities.items():
-            flagged = [int(r) for r in np.flatnonzero(probs >= self.evidence_threshold)]
-            if not flagged:
+        for category, head in CATEGORY_HEADS.items():
+            if head not in probabilities:
                 continue
+            flagged = [
+                int(r) for r in np.flatnonzero(probabilities[head] >= self.evidence_threshold)
+            ]
             for row in flagged:
                 if row not in word_spans:
-                    word_spans[row] = words_with_spans(texts[row])
-            head_spans = self._top_words(head, [word_spans[r] for r in flagged])
-            for row, spans in zip(flagged, head_spans, strict=True):
-                if not spans:
-                    spans = [_whole_text_span(texts[row], head)]
-                for category, category_head in CATEGORY_HEADS.items():
-                    if category_head == head:
-                        evidence[(category, row)].extend(spans)
-        abusive_flagged = [
-            r for r in word_spans if probabilities["abusive"][r] >= self.evidence_threshold
-        ]
-        for row, spans in self._profane_words(abusive_flagged, word_spans).items():
-            current = evidence[(RiskCategory.PROFANITY, row)]
-            taken = {(e.start, e.end) for e in current}
-            # Profane words first: for profanity they are the most direct evidence.
-            current[:0] = [e for e in spans if (e.start, e.end) not in taken]
+                    word_spans[row] = [
+                        span for span in words_with_spans(texts[row])
+                        if span[2].lower() not in NON_EVIDENCE_WORDS
+                    ]
+            spans = self._top_words(category, head, [word_spans[r] for r in flagged])
+            for row, row_spans in zip(flagged, spans, strict=True):
+                evidence[(category, row)].extend(row_spans)
+            if category is RiskCategory.PROFANITY:
+                for row, profane in self._profane_words(flagged, word_spans).items():
+                    current = evidence[(category, row)]
+                    taken = {(e.start, e.end) for e in current}
+                    # Profane words first: for profanity they are the most direct evidence.
+                    current[:0] = [e for e in profane if (e.start, e.end) not in taken]
         return evidence
 
     def _top_words(
-        self, head: str, rows: list[list[tuple[int, int, str]]]
+        self, category: RiskCategory, head: str, rows: list[list[tuple[int, int, str]]]
     ) -> list[list[Evidence]]:
-        parts = self._heads[head]
         flat = [word for words in rows for word in words]
         if not flat:
             return [[] for _ in rows]
@@ -344,9 +332,9 @@ class TextRiskModel:
         keys = [normalise_text(w[2]).lower() for w in flat]
         distinct = list(dict.fromkeys(keys))
         position = {key: i for i, key in enumerate(distinct)}
-        features = transform(self._vectorizers[parts["dataset"]], distinct)
-        # Only the n-gram weights: the word's own push on the lexical classifier.
-        coef = np.asarray(parts["lexical"].coef_).ravel()
+        features = transform(self._vectorizers, distinct)
+        # The word's own push on the head's n-gram model (its char n-grams and itself).
+        coef = word_weights(self._heads[head])
         per_word = np.asarray(features @ coef).ravel()
         contributions = per_word[[position[key] for key in keys]]
         out: list[list[Evidence]] = []
@@ -362,7 +350,8 @@ class TextRiskModel:
             out.append([
                 Evidence(
                     kind="text_span", start=words[i][0], end=words[i][1], text=words[i][2],
-                    detail=f"{head} n-gram weight {weights[i]:.2f}",
+                    detail=f"{category.value} ({self.model.id}): n-gram weight "
+                    f"{weights[i]:.2f}",
                 )
                 for i in sorted(order[:MAX_EVIDENCE_SPANS], key=lambda i: words[i][0])
             ])
@@ -377,24 +366,18 @@ class TextRiskModel:
         keys = [span[2].lower() for _, span in flat]
         distinct = list(dict.fromkeys(keys))
         per_word = dict(zip(distinct, profanity_probability(distinct), strict=True))
-        probs = [per_word[key] for key in keys]
         found: dict[int, list[Evidence]] = {}
-        for (row, (start, end, word)), p in zip(flat, probs, strict=True):
+        for (row, (start, end, word)), key in zip(flat, keys, strict=True):
+            p = per_word[key]
             if p >= PROFANE_WORD_PROBABILITY:
                 found.setdefault(row, []).append(
                     Evidence(
                         kind="text_span", start=start, end=end, text=word,
-                        detail=f"alt-profanity-check p={p:.2f} for this word alone",
+                        detail=f"profanity ({self.model.id}): alt-profanity-check "
+                        f"p={p:.2f} for this word alone",
                     )
                 )
         return found
-
-
-def _whole_text_span(text: str, head: str) -> Evidence:
-    return Evidence(
-        kind="text_span", start=0, end=len(text), text=text,
-        detail=f"{head}: score comes from the whole text's meaning; no single word stands out",
-    )
 
 
 @risk_models.register(artifacts.MODEL_NAME)

@@ -9,8 +9,9 @@ import pytest
 from core.contracts import RiskCategory, RiskScore
 from core.errors import InvalidInput, ModelLoadFailed, ModelNotAvailable, PayloadTooLarge
 from core.registry import resolve, risk_models
+from moderation.policy import Policy, Route
 from moderation.risk.artifacts import BUNDLE_FILE, DEFAULT_ARTIFACT_DIR, MANIFEST_FILE
-from moderation.risk.model import TextRiskModel
+from moderation.risk.model import NON_EVIDENCE_WORDS, TextRiskModel
 
 ABUSIVE = "you are a stupid fucking bitch, shut up"
 BENIGN = "What a lovely afternoon at the park with my kids."
@@ -20,38 +21,132 @@ CLICKBAIT = "You Won't Believe What This Celebrity Did Next"
 NEWS = "Senate passes budget bill after lengthy debate"
 TEXTS = [ABUSIVE, BENIGN, SPAM, HAM, CLICKBAIT, NEWS]
 
+# Crafted so that one category applies and the others do not.
+SWEARING_AT_NO_ONE = "Fucking hell, the damn printer jammed again. What a shitty morning."
+INSULT_AT_A_PERSON = "@jess you are a pathetic worthless idiot and nobody will ever like you"
+HATE_AT_A_GROUP = "Muslims are terrorists and should all be thrown out of this country"
+
+# Ordinary posts (written for these tests) that the default policy must approve.
+ORDINARY_ITEMS = [
+    (
+        "Tuning tone A440",
+        "A steady 440 Hz sine tone for tuning guitars, violins and other instruments. Play "
+        "it through headphones and adjust each string until the beat between the tone and "
+        "the note disappears.",
+    ),
+    (
+        "Rovers edge past City with late derby winner",
+        "A stoppage-time header from captain Liam Carter gave Rovers a 2-1 win over City at "
+        "Ashton Park on Saturday. City had led through a first-half penalty before Daniel "
+        "Osei levelled with a low shot on 67 minutes. The win lifts Rovers to fourth in the "
+        "table, two points behind the play-off places.",
+    ),
+    (
+        "Indie games festival returns to Leeds this weekend",
+        "More than 80 independent studios will show new titles at the Leeds Games Festival "
+        "on Saturday and Sunday. Visitors can play early builds, attend talks by developers "
+        "and join a free game jam. Tickets are on sale online and entry is free for children "
+        "under 12.",
+    ),
+    (
+        "Simple crusty white bread",
+        "Mix 500 g strong white flour with 7 g dried yeast and 10 g salt. Add 320 ml warm "
+        "water and knead for ten minutes until smooth. Leave to rise for an hour, shape into "
+        "a loaf, prove for 45 minutes and bake at 220C for 30 to 35 minutes until it sounds "
+        "hollow when tapped.",
+    ),
+]
+
 
 def _by_category(scores: list[RiskScore]) -> dict[RiskCategory, RiskScore]:
     return {s.category: s for s in scores}
 
 
+def _score(row: dict[RiskCategory, RiskScore], category: RiskCategory) -> float:
+    value = row[category].score
+    assert value is not None, category
+    return value
+
+
 @pytest.fixture(scope="module")
-def full_scores(shipped_model: TextRiskModel) -> list[dict[RiskCategory, RiskScore]]:
+def scores(shipped_model: TextRiskModel) -> list[dict[RiskCategory, RiskScore]]:
     return [_by_category(row) for row in shipped_model.score(TEXTS)]
 
 
 def test_one_score_per_category_in_contract_order(
-    shipped_model: TextRiskModel, full_scores: list[dict[RiskCategory, RiskScore]]
+    shipped_model: TextRiskModel, scores: list[dict[RiskCategory, RiskScore]]
 ) -> None:
-    assert all(list(row) == list(RiskCategory) for row in full_scores)
-    assert full_scores[0][RiskCategory.HATE].model == shipped_model.model.id
-    assert shipped_model.model.id.startswith("reelsift.text_risk.v1@")
+    assert all(list(row) == list(RiskCategory) for row in scores)
+    assert scores[0][RiskCategory.HATE].model == shipped_model.model.id
+    assert shipped_model.model.id.startswith("reelsift.text_risk.v1@2.")
 
 
-def test_scores_go_the_expected_way(full_scores: list[dict[RiskCategory, RiskScore]]) -> None:
-    abusive, benign, spam, ham, clickbait, news = full_scores
-    for category in (RiskCategory.PROFANITY, RiskCategory.HARASSMENT):
-        assert abusive[category].score is not None and abusive[category].score > 0.9
-        assert benign[category].score is not None and benign[category].score < 0.2
-    assert spam[RiskCategory.SPAM].score > 0.9 > 0.1 > ham[RiskCategory.SPAM].score
-    assert clickbait[RiskCategory.CLICKBAIT].score > 0.9 > 0.1 > news[RiskCategory.CLICKBAIT].score
+def test_scores_go_the_expected_way(scores: list[dict[RiskCategory, RiskScore]]) -> None:
+    abusive, benign, spam, ham, clickbait, news = scores
+    assert _score(abusive, RiskCategory.PROFANITY) > 0.9
+    assert _score(abusive, RiskCategory.HARASSMENT) > 0.5
+    for category in (RiskCategory.PROFANITY, RiskCategory.HARASSMENT, RiskCategory.HATE):
+        assert _score(benign, category) < 0.1
+    assert _score(spam, RiskCategory.SPAM) > 0.9 > 0.1 > _score(ham, RiskCategory.SPAM)
+    assert _score(clickbait, RiskCategory.CLICKBAIT) > 0.9 > 0.1 > _score(
+        news, RiskCategory.CLICKBAIT
+    )
 
 
-def test_flagged_texts_carry_exact_spans(full_scores: list[dict[RiskCategory, RiskScore]]) -> None:
+def test_profanity_harassment_and_hate_are_distinct_heads(shipped_model: TextRiskModel) -> None:
+    swearing, insult, hate = (
+        _by_category(row)
+        for row in shipped_model.score([SWEARING_AT_NO_ONE, INSULT_AT_A_PERSON, HATE_AT_A_GROUP])
+    )
+    # Swearing aimed at no one: profane, not harassment, not hate.
+    assert _score(swearing, RiskCategory.PROFANITY) > 0.9
+    assert _score(swearing, RiskCategory.HARASSMENT) < 0.5
+    assert _score(swearing, RiskCategory.PROFANITY) - _score(
+        swearing, RiskCategory.HARASSMENT
+    ) > 0.5
+    assert _score(swearing, RiskCategory.HATE) < 0.1
+    # An insult at a person: harassment (offensive language too, by OLID's definition),
+    # and not hate.
+    assert _score(insult, RiskCategory.HARASSMENT) > 0.9
+    assert _score(insult, RiskCategory.HATE) < 0.2
+    # A group attacked for who they are: hate, not harassment of a person.
+    assert _score(hate, RiskCategory.HATE) > 0.3
+    assert _score(hate, RiskCategory.HARASSMENT) < 0.1
+    assert _score(hate, RiskCategory.HATE) > 3 * _score(swearing, RiskCategory.HATE)
+
+
+_FESTIVAL_MISS = pytest.mark.xfail(
+    strict=True,
+    reason="known miss of reelsift.text_risk.v1@2.0+32a394b3: spam 0.515 from 'free' (twice) "
+    "and 'join'; the spam head learned those words from SMS prizes and has no event "
+    "announcements among its negatives (see DATA_SOURCES.md)",
+)
+
+
+@pytest.mark.parametrize(
+    ("title", "text"),
+    [
+        pytest.param(*item, marks=_FESTIVAL_MISS) if "festival" in item[0] else item
+        for item in ORDINARY_ITEMS
+    ],
+    ids=lambda v: v[:24],
+)
+def test_ordinary_posts_are_approved_by_the_default_policy(
+    shipped_model: TextRiskModel, title: str, text: str
+) -> None:
+    (item_scores,) = shipped_model.score_items([title], [f"{title}\n{text}"])
+    decision = Policy.load().route(item_scores)
+    assert decision.route is Route.APPROVE, (decision.reasons, decision.scores)
+
+
+def test_evidence_spans_are_exact_named_and_never_stop_words(
+    shipped_model: TextRiskModel, scores: list[dict[RiskCategory, RiskScore]]
+) -> None:
     for text, row, category in [
-        (ABUSIVE, full_scores[0], RiskCategory.PROFANITY),
-        (SPAM, full_scores[2], RiskCategory.SPAM),
-        (CLICKBAIT, full_scores[4], RiskCategory.CLICKBAIT),
+        (ABUSIVE, scores[0], RiskCategory.PROFANITY),
+        (ABUSIVE, scores[0], RiskCategory.HARASSMENT),
+        (SPAM, scores[2], RiskCategory.SPAM),
+        (CLICKBAIT, scores[4], RiskCategory.CLICKBAIT),
     ]:
         evidence = row[category].evidence
         assert evidence, category
@@ -59,16 +154,19 @@ def test_flagged_texts_carry_exact_spans(full_scores: list[dict[RiskCategory, Ri
             assert span.kind == "text_span"
             assert span.start is not None and span.end is not None
             assert text[span.start : span.end] == span.text
-    profane_words = {e.text.lower() for e in full_scores[0][RiskCategory.PROFANITY].evidence}
+            assert span.text is not None and span.text.lower() not in NON_EVIDENCE_WORDS
+            assert span.detail is not None
+            assert span.detail.startswith(f"{category.value} ({shipped_model.model.id})")
+    profane_words = {e.text.lower() for e in scores[0][RiskCategory.PROFANITY].evidence}
     assert {"fucking", "bitch"} <= profane_words
-    assert not full_scores[1][RiskCategory.PROFANITY].evidence  # benign: nothing to show
+    assert not scores[1][RiskCategory.PROFANITY].evidence  # benign: nothing to show
 
 
 def test_blocklist_only_categories_are_not_assessed_without_a_match(
-    full_scores: list[dict[RiskCategory, RiskScore]],
+    scores: list[dict[RiskCategory, RiskScore]],
 ) -> None:
     for category in (RiskCategory.SEXUAL, RiskCategory.VIOLENCE, RiskCategory.SELF_HARM):
-        score = full_scores[1][category]
+        score = scores[1][category]
         assert score.score is None
         assert "no text model" in (score.not_assessed_reason or "")
         assert "found no term" in (score.not_assessed_reason or "")
@@ -92,29 +190,25 @@ def test_empty_text_and_non_headlines_are_not_assessed(shipped_model: TextRiskMo
     assert _by_category(body)[RiskCategory.SPAM].score is not None
 
 
-def test_lexical_stack_without_embeddings(
-    lexical_model: TextRiskModel, minilm_embedder, shipped_model: TextRiskModel
+def test_embeddings_are_accepted_but_do_not_change_scores(
+    shipped_model: TextRiskModel,
 ) -> None:
-    lexical = [_by_category(r) for r in lexical_model.score([ABUSIVE, BENIGN])]
-    assert lexical[0][RiskCategory.PROFANITY].model.startswith("reelsift.text_risk.lexical.v1@")
-    assert lexical[0][RiskCategory.PROFANITY].score > lexical[1][RiskCategory.PROFANITY].score
-    # Embeddings handed in give the same scores as the model's own embedder.
-    vectors = minilm_embedder.encode([ABUSIVE, BENIGN])
-    given = lexical_model.score([ABUSIVE, BENIGN], vectors)
-    own = shipped_model.score([ABUSIVE, BENIGN])
-    assert [s.score for s in given[0]] == pytest.approx([s.score for s in own[0]], abs=1e-6)
+    vectors = np.random.default_rng(0).normal(size=(2, 384)).astype(np.float32)
+    given = shipped_model.score([ABUSIVE, BENIGN], vectors)
+    plain = shipped_model.score([ABUSIVE, BENIGN])
+    assert [s.score for s in given[0]] == [s.score for s in plain[0]]
+    with pytest.raises(InvalidInput, match="one row per text"):
+        shipped_model.score([BENIGN], np.zeros((2, 384), dtype=np.float32))
 
 
-def test_bad_input_raises_coded_errors(lexical_model: TextRiskModel) -> None:
-    with pytest.raises(InvalidInput, match="shape"):
-        lexical_model.score([BENIGN], np.zeros((1, 12), dtype=np.float32))
+def test_bad_input_raises_coded_errors(shipped_model: TextRiskModel) -> None:
     with pytest.raises(InvalidInput, match="expected str"):
-        lexical_model.score([BENIGN, 3])  # type: ignore[list-item]
+        shipped_model.score([BENIGN, 3])  # type: ignore[list-item]
     with pytest.raises(InvalidInput, match="sequence of strings"):
-        lexical_model.score(BENIGN)
+        shipped_model.score(BENIGN)
     with pytest.raises(PayloadTooLarge):
-        lexical_model.score(["a" * (lexical_model.max_text_chars + 1)])
-    assert lexical_model.score([]) == []
+        shipped_model.score(["a" * (shipped_model.max_text_chars + 1)])
+    assert shipped_model.score([]) == []
 
 
 def test_registered_under_its_versioned_name() -> None:
@@ -140,10 +234,10 @@ def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
 def test_items_get_clickbait_from_their_title_and_the_rest_from_the_document(
     shipped_model: TextRiskModel,
 ) -> None:
-    bait = "You Won't Believe What This Celebrity Did Next"
     titled, untitled = shipped_model.score_items(
-        [bait, ""], [f"{bait}\nA famous actor bought groceries on Tuesday.", "Just groceries."]
+        [CLICKBAIT, ""],
+        [f"{CLICKBAIT}\nA famous actor bought groceries on Tuesday.", "Just groceries."],
     )
-    assert _by_category(titled)[RiskCategory.CLICKBAIT].score > 0.9
+    assert _score(_by_category(titled), RiskCategory.CLICKBAIT) > 0.9
     assert _by_category(untitled)[RiskCategory.CLICKBAIT].score is None
     assert _by_category(untitled)[RiskCategory.SPAM].score is not None

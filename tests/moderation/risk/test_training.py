@@ -1,4 +1,4 @@
-"""A tiny training run through the real CLI and training code, on a sample of the data."""
+"""Training and evaluation end to end through the real CLI, on files the test writes."""
 
 from __future__ import annotations
 
@@ -9,62 +9,109 @@ import pytest
 from typer.testing import CliRunner
 
 from core.contracts import RiskCategory
-from moderation.risk.cli import DEFAULT_DATA_DIR, app
-from moderation.risk.datasets import HEADS, file_sha256
+from moderation.risk.cli import app, evaluate
+from moderation.risk.datasets import HEAD_NAMES, TRAINING_SOURCES, file_sha256, source_path
 from moderation.risk.model import TextRiskModel
+from tests.moderation.risk.synthetic import write_datasets
 
 
 @pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not DEFAULT_DATA_DIR.is_dir():
-        pytest.skip(f"training data not present at {DEFAULT_DATA_DIR}")
+def data_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_datasets(tmp_path_factory.mktemp("data"))
+
+
+def _train_args(data_dirs: tuple[Path, Path], output: Path) -> list[str]:
+    moderation, clean = data_dirs
+    return ["--data-dir", str(moderation), "--clean-dir", str(clean), "--output-dir",
+            str(output), "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def trained_dir(data_dirs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("risk") / "artifacts"
-    result = CliRunner().invoke(
-        app,
-        [
-            "--data-dir", str(DEFAULT_DATA_DIR), "--output-dir", str(output),
-            "--max-rows", "300", "--seed", "7", "--threads", "2",
-            "--embedder", "reelsift.text_embedder.sentence_transformers.v1",
-        ],
-    )
+    result = CliRunner().invoke(app, _train_args(data_dirs, output))
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "held-out validation" in result.output
+    assert "test split" in result.output
     return output
 
 
-def test_manifest_records_data_hashes_metrics_and_file_hash(trained_dir: Path) -> None:
+def test_manifest_records_data_hashes_metrics_and_file_hash(
+    trained_dir: Path, data_dirs: tuple[Path, Path]
+) -> None:
     manifest = json.loads((trained_dir / "manifest.json").read_text())
-    files = {d["file"]: d for d in manifest["training_data"]}
-    assert set(files) == {h.dataset for h in HEADS}
-    for name, entry in files.items():
-        assert entry["sha256"] == file_sha256(DEFAULT_DATA_DIR / name)
-        assert entry["rows"] == 300 and entry["sample_of_rows"]
-        assert entry["fit_rows"] + entry["holdout_rows"] == 300
+    files = {d["source"]: d for d in manifest["training_data"]}
+    # BBC is measure-only: training never reads it.
+    assert set(files) == {s.name for s in TRAINING_SOURCES} and "bbc" not in files
+    for spec in TRAINING_SOURCES:
+        entry = files[spec.name]
+        assert entry["sha256"] == file_sha256(source_path(spec, *data_dirs))
+        assert entry["fit_rows"] + entry["calib_rows"] + entry["test_rows"] == entry["rows"]
     assert manifest["config"]["seed"] == 7
-    assert manifest["embedding_model"]["dim"] == 384
     artifact = manifest["artifacts"]["text_risk.joblib"]
     assert artifact["sha256"] == file_sha256(trained_dir / "text_risk.joblib")
-    for head in HEADS:
-        figures = manifest["metrics"][head.name]
-        assert 0.0 <= figures["full"]["roc_auc"] <= 1.0
-        assert figures["full"]["n"] == files[head.dataset]["holdout_rows"]
-        # The cross-validated estimate covers the fit rows, never the holdout.
-        assert 0.0 <= figures["cv_full"]["roc_auc"] <= 1.0
-        assert figures["cv_full"]["n"] == files[head.dataset]["fit_rows"]
-    assert set(manifest["metrics"]["hate"]["cv_full"]["recall_at_precision"]) == {
-        "0.40", "0.45", "0.50", "0.60"
-    }
-    # Even 240 training rows separate spam and clickbait far better than chance.
-    assert manifest["metrics"]["spam"]["full"]["roc_auc"] > 0.8
-    assert manifest["metrics"]["clickbait"]["full"]["roc_auc"] > 0.8
+    assert set(manifest["metrics"]) == set(HEAD_NAMES)
+    # Each head is measured on the test rows of the source that holds its positives.
+    for head, source in [("profanity", "olid"), ("harassment", "olid"), ("hate", "davidson"),
+                         ("spam", "sms"), ("clickbait", "clickbait")]:
+        figures = manifest["metrics"][head][source]
+        assert figures["positives"] > 0 and 0.0 <= figures["roc_auc"] <= 1.0
+        assert 0.0 <= figures["ece"] <= 1.0
 
 
-def test_trained_model_loads_and_scores(trained_dir: Path, minilm_embedder) -> None:
-    model = TextRiskModel.load(trained_dir, embedder=minilm_embedder)
+def test_retraining_reproduces_the_artifacts_byte_for_byte(
+    trained_dir: Path, data_dirs: tuple[Path, Path]
+) -> None:
+    result = CliRunner().invoke(app, [*_train_args(data_dirs, trained_dir), "--check"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "byte for byte" in result.output
+    # A different seed is a different model: the check must notice.
+    args = _train_args(data_dirs, trained_dir)
+    args[args.index("--seed") + 1] = "8"
+    changed = CliRunner().invoke(app, [*args, "--check"])
+    assert changed.exit_code == 1 and "differs" in changed.output
+
+
+def test_trained_model_loads_and_scores(trained_dir: Path) -> None:
+    model = TextRiskModel.load(trained_dir)
     spam, ham = model.score([
-        "URGENT! You have won a 2000 pound prize! Txt CLAIM to 81010 now",
-        "ok see you at home later, love you",
+        "WINNER! claim your cash prize now, call 09061234",
+        "see you at the museum later Ann",
     ])
     spam_score = {s.category: s.score for s in spam}[RiskCategory.SPAM]
     ham_score = {s.category: s.score for s in ham}[RiskCategory.SPAM]
     assert spam_score is not None and ham_score is not None and spam_score > ham_score
+
+
+def test_evaluate_prints_every_figure(
+    trained_dir: Path, data_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import typer
+
+    moderation, clean = data_dirs
+    cli = typer.Typer()
+    cli.command()(evaluate)
+    out = tmp_path / "figures.json"
+    result = CliRunner().invoke(cli, [
+        "--data-dir", str(moderation), "--clean-dir", str(clean),
+        "--artifacts-dir", str(trained_dir), "--json", str(out),
+    ])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    figures = json.loads(out.read_text())
+    pairs = {(row["category"], row["source"]) for row in figures["rows"]}
+    assert {("profanity", "olid"), ("harassment", "olid"), ("hate", "davidson"),
+            ("spam", "sms"), ("spam", "youtube"), ("clickbait", "clickbait"),
+            ("abusive (max of 3)", "davidson")} <= pairs
+    for row in figures["rows"]:
+        assert 0.0 <= row["roc_auc"] <= 1.0 and row["baseline"]["method"]
+        assert row["accuracy_at_threshold"] is not None
+    assert set(figures["olid"]) == {
+        "offensive_vs_not", "targeted_vs_untargeted", "individual_vs_group"
+    }
+    assert set(figures["clean"]) == {"newsgroups", "wikipedia", "bbc"}
+    for clean_set in figures["clean"].values():
+        assert 0.0 <= clean_set["reaches_review"] <= 1.0
+    assert figures["ece"]["spam"]["sms"] >= 0.0
+    assert figures["data_matches_training"] is True
+    for heading in ("held-out test rows", "OLID validation split", "calibration error",
+                    "clean dev sets"):
+        assert heading in result.output
