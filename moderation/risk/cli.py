@@ -129,7 +129,7 @@ def evaluate(
 ) -> None:
     """Text risk per category and source on held-out rows, OLID levels, calibration, and
     the share of clean dev sets the policy would send to review."""
-    from dataclasses import asdict
+    from dataclasses import fields
 
     from rich.console import Console
     from rich.table import Table
@@ -196,11 +196,20 @@ def evaluate(
             *(f"{figures['per_category'][c]:.2%}" for c in categories),
         )
     console.print(clean)
+    console.print("baseline: share of each clean set a single-domain model flags at 0.5")
+    for name, figures in result.clean.items():
+        console.print(f"  {name}: " + ", ".join(
+            f"{model} {'-' if share is None else f'{share:.2%}'}"
+            for model, share in figures["baseline_share_at_0.5"].items()
+        ))
     for name, figures in result.clean.items():
         for title, cats in figures["examples"]:
             console.print(f"  {name} to review ({', '.join(cats)}): {title[:100]!r}")
     if json_out is not None:
-        json_out.write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
+        # Every field but the fitted baseline models.
+        figures = {f.name: getattr(result, f.name) for f in fields(result)
+                   if f.name != "baselines"}
+        json_out.write_text(json.dumps(figures, indent=2, default=str) + "\n")
         console.print(f"figures written to {json_out}")
 
 

@@ -84,6 +84,7 @@ class Evaluation:
     clean: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_matches_training: bool = True
     notes: list[str] = field(default_factory=list)
+    baselines: list[InDomainBaseline] = field(default_factory=list, repr=False)
 
 
 def _items(rows: SourceRows, indices: np.ndarray) -> tuple[list[str], list[str]]:
@@ -141,20 +142,29 @@ def _figures(y: np.ndarray, score: np.ndarray, threshold: float | None) -> dict[
     }
 
 
-def _in_domain_baseline(rows: SourceRows, head: str, fit: np.ndarray, test: np.ndarray,
-                        seed: int) -> np.ndarray:
-    """A word TF-IDF logistic regression trained on this source's fit rows alone."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+@dataclass
+class InDomainBaseline:
+    """A word TF-IDF logistic regression trained on one source's fit rows alone."""
 
-    fit = fit[rows.targets[head][fit] != NOT_USED]
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    x_fit = vectorizer.fit_transform(rows.head_texts(head, fit))
-    model = LogisticRegression(C=4.0, solver="liblinear", random_state=seed)
-    model.fit(x_fit, rows.targets[head][fit])
-    return np.asarray(
-        model.predict_proba(vectorizer.transform(rows.head_texts(head, test)))[:, 1]
-    )
+    head: str
+    source: str
+    vectorizer: Any
+    model: Any
+
+    @classmethod
+    def fit(cls, rows: SourceRows, head: str, fit: np.ndarray, seed: int) -> InDomainBaseline:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        fit = fit[rows.targets[head][fit] != NOT_USED]
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        x_fit = vectorizer.fit_transform(rows.head_texts(head, fit))
+        model = LogisticRegression(C=4.0, solver="liblinear", random_state=seed)
+        model.fit(x_fit, rows.targets[head][fit])
+        return cls(head=head, source=rows.spec.name, vectorizer=vectorizer, model=model)
+
+    def probability(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(self.vectorizer.transform(texts))[:, 1])
 
 
 def _best_macro_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
@@ -223,8 +233,17 @@ def evaluate(
             c.value: sum(c in cats for cats in source.route_categories) / max(n, 1)
             for c in RiskCategory
         }
+        titles, documents = _items(source.rows, source.test)
+        # What single-domain models (the in-domain baselines above) would flag at 0.5.
+        baseline_flags = {
+            f"{b.head} ({b.source}-only LR)": float(np.mean(b.probability(
+                [t for t in titles if t] if b.head == "clickbait" else documents
+            ) >= 0.5)) if (b.head != "clickbait" or any(titles)) else None
+            for b in result.baselines
+        }
         result.clean[name] = {
             "n": n, "reaches_review": reviewed / max(n, 1), "per_category": per_category,
+            "baseline_share_at_0.5": baseline_flags,
             "examples": [
                 (source.rows.titles[source.test[i]] or source.rows.texts[source.test[i]][:80],
                  [c.value for c in source.route_categories[i]])
@@ -256,7 +275,9 @@ def _labelled_rows(
                 row["baseline"] = {"method": "alt-profanity-check", **_figures(y, baseline, 0.5)}
             else:
                 fit = split_rows(source.rows, seed)["fit"]
-                baseline = _in_domain_baseline(source.rows, head, fit, source.test[keep], seed)
+                in_domain = InDomainBaseline.fit(source.rows, head, fit, seed)
+                result.baselines.append(in_domain)
+                baseline = in_domain.probability(source.rows.head_texts(head, source.test[keep]))
                 row["baseline"] = {
                     "method": f"word TF-IDF LR on {name} fit rows only",
                     **_figures(y, baseline, 0.5),

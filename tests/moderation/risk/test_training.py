@@ -110,6 +110,7 @@ def test_evaluate_prints_every_figure(
     assert set(figures["clean"]) == {"newsgroups", "wikipedia", "bbc"}
     for clean_set in figures["clean"].values():
         assert 0.0 <= clean_set["reaches_review"] <= 1.0
+        assert "spam (sms-only LR)" in clean_set["baseline_share_at_0.5"]
     assert figures["ece"]["spam"]["sms"] >= 0.0
     assert figures["data_matches_training"] is True
     for heading in ("held-out test rows", "OLID validation split", "calibration error",
