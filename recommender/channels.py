@@ -249,6 +249,18 @@ class ItemKNNChannel:
         return self.collaborative.knn(request.user_id, limit, request.exclude)
 
 
+class EaseChannel:
+    """Items EASE predicts from the user's recent engagements (item-to-item weights)."""
+
+    name = "ease"
+
+    def __init__(self, collaborative: Collaborative) -> None:
+        self.collaborative = collaborative
+
+    def match(self, request: MatchRequest, limit: int) -> list[tuple[str, float]]:
+        return self.collaborative.ease(request.user_id, limit, request.exclude)
+
+
 class MatrixFactorisationChannel:
     """Items with the highest predicted preference from implicit ALS factors (ANN)."""
 
@@ -337,7 +349,8 @@ def default_channels(
     covisitation: CoVisitation, cohorts: Cohorts, collaborative: Collaborative | None = None,
 ) -> list[Channel]:
     learned: list[Channel] = [] if collaborative is None else [
-        ItemKNNChannel(collaborative), MatrixFactorisationChannel(collaborative)]
+        ItemKNNChannel(collaborative), EaseChannel(collaborative),
+        MatrixFactorisationChannel(collaborative)]
     return [
         *learned,
         EmbeddingChannel(catalog),

@@ -293,3 +293,42 @@ def ranker_versions(model_dir: ModelDir = DEFAULTS.model_dir) -> None:
     from recommender.online_ranker import RankerStore
 
     typer.echo(json.dumps(RankerStore(model_dir / "online").history(), indent=2))
+
+
+def experiments_app(context_settings: dict[str, Any] | None = None) -> typer.Typer:
+    """``reelsift experiments …`` (serving mounts it)."""
+    group = typer.Typer(help="Online experiments: per-arm outcomes.", no_args_is_help=True)
+    group.command("report", context_settings=context_settings)(experiments_report)
+    return group
+
+
+def experiments_report(
+    experiment_id: Annotated[str, typer.Argument(help="the experiment's id")],
+    db_url: DbUrl = None,
+    recommender_settings_json: SettingsJson = None,
+    set_: SetOption = None,
+) -> None:
+    """Per arm: users, CTR, watch time, completion, likes and hides per impression, with
+    95% intervals, and each arm's difference from the first (Welch's t-test)."""
+    from recommender.experiments import find, report_from_db
+
+    try:
+        settings = recommender_settings(recommender_settings_json, set_)
+        report = report_from_db(_sessions(db_url), find(settings.experiments, experiment_id))
+    except ReelsiftError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"experiment {report.experiment_id} (control: {report.control})")
+    for column in ("arm", "users", "impressions", "metric", "mean [95% CI]",
+                   "vs control [95% CI]", "p"):
+        table.add_column(column)
+    for arm in report.arms:
+        for n, (metric, value) in enumerate(arm.metrics.items()):
+            diff = arm.difference.get(metric)
+            table.add_row(
+                arm.arm if n == 0 else "", str(arm.users) if n == 0 else "",
+                str(arm.impressions) if n == 0 else "", metric,
+                f"{value.mean:.4g} [{value.low:.4g}, {value.high:.4g}]",
+                f"{diff.mean:+.4g} [{diff.low:+.4g}, {diff.high:+.4g}]" if diff else "",
+                f"{arm.p_value[metric]:.3g}" if metric in arm.p_value else "")
+    Console(width=160).print(table)
+    typer.echo(report.model_dump_json())

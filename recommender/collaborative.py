@@ -52,6 +52,7 @@ class CollaborativeFit:
     item_ids: list[str]
     row_of: dict[str, int]
     similarity: sparse.csr_matrix  # (items, items) top-k cosine neighbours per row
+    ease: sparse.csr_matrix | None  # (items, items) EASE weights, top-k per row; None: off
     factors: np.ndarray  # (items, f) ALS item factors
     gram: np.ndarray  # factorsᵀ factors, for folding users in
     index: VectorIndex | None  # the item factors, for inner-product search
@@ -168,6 +169,8 @@ class Collaborative:
             (np.asarray(data), np.asarray(indices), np.asarray(indptr)),
             shape=(len(users), n_items))
         similarity = item_knn(feedback_matrix, c.knn_neighbours, c.knn_shrink)
+        ease = (ease_weights(feedback_matrix, c.ease_lambda, c.ease_neighbours)
+                if 0 < n_items <= c.ease_max_items else None)
         previous = self.fit
         warm: np.ndarray | None = None
         if previous is not None and previous.factors.shape[1] == c.factors:
@@ -191,7 +194,7 @@ class Collaborative:
         self._version += 1
         return CollaborativeFit(
             version=self._version, item_ids=item_ids, row_of=row_of,
-            similarity=similarity, factors=factors,
+            similarity=similarity, ease=ease, factors=factors,
             gram=(factors.T.astype(np.float64) @ factors.astype(np.float64)),
             index=index, max_norm=max_norm,
         )
@@ -209,6 +212,18 @@ class Collaborative:
         scores = np.asarray(fit.similarity[rows].T @ weights).ravel() if len(rows) else None
         if scores is None:
             return []
+        return _top_excluding(scores, fit.item_ids, limit, exclude)
+
+    def ease(self, user_id: str, limit: int, exclude: Collection[str]) -> list[tuple[str, float]]:
+        """EASE scores ``x_u B`` of the user's recent engagements (binary, as fitted)."""
+        fit = self.fit
+        history = self.history(user_id)
+        if fit is None or fit.ease is None or not history:
+            return []
+        rows, _ = fit.rows(history)
+        if not len(rows):
+            return []
+        scores = np.asarray(fit.ease[rows].sum(axis=0)).ravel()
         return _top_excluding(scores, fit.item_ids, limit, exclude)
 
     def user_factor(self, user_id: str) -> np.ndarray | None:
@@ -280,6 +295,27 @@ def item_knn(feedback: sparse.csr_matrix, neighbours: int, shrink: float) -> spa
     values = co.data / (norms[co.row] * norms[co.col] + shrink)
     sim = sparse.csr_matrix((values.astype(np.float32), (co.row, co.col)), shape=co.shape)
     return top_k_per_row(sim, neighbours)
+
+
+def ease_weights(feedback: sparse.csr_matrix, lam: float, neighbours: int) -> sparse.csr_matrix:
+    """EASE (Steck 2019) on binary engagement: ``B = -P / diag(P)``, ``P = (XᵀX + λI)⁻¹``,
+    zero diagonal; each item keeps its ``neighbours`` largest weights (by magnitude) so
+    serving reads a sparse matrix. Dense inversion: ``ease_max_items`` bounds its cost."""
+    binary = feedback.copy()
+    binary.data = np.ones_like(binary.data)
+    gram = (binary.T @ binary).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)
+    weights[np.diag_indices_from(weights)] = 0.0
+    n = weights.shape[0]
+    k = min(neighbours, n - 1)
+    if k <= 0:
+        return sparse.csr_matrix((n, n), dtype=np.float32)
+    keep = np.argpartition(-np.abs(weights), k - 1, axis=1)[:, :k]
+    rows = np.repeat(np.arange(n), k)
+    values = weights[rows, keep.ravel()]
+    return sparse.csr_matrix((values.astype(np.float32), (rows, keep.ravel())), shape=(n, n))
 
 
 def top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:

@@ -52,7 +52,11 @@ def parse_events(raw: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
     return events
 
 
-def _insert_statement(session: Session, rows: list[dict[str, Any]]) -> Any:
+def _insert_statement(
+    session: Session, rows: list[dict[str, Any]], table: Any = EventRow,
+    keys: Sequence[str] = ("event_id",),
+) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO NOTHING``; for events, ``RETURNING event_id``."""
     dialect = session.get_bind().dialect.name
     insert: Any
     if dialect == "postgresql":
@@ -65,11 +69,8 @@ def _insert_statement(session: Session, rows: list[dict[str, Any]]) -> Any:
         insert = sqlite_insert
     else:  # pragma: no cover - the design supports these two
         raise InvalidInput(f"unsupported database dialect {dialect!r} for the event log")
-    return (
-        insert(EventRow).values(rows)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(EventRow.event_id)
-    )
+    statement = insert(table).values(rows).on_conflict_do_nothing(index_elements=list(keys))
+    return statement.returning(EventRow.event_id) if table is EventRow else statement
 
 
 def row_to_event(row: EventRow) -> Event:

@@ -30,7 +30,7 @@ from recommender.state import OnlineState
 
 CHANNELS = (
     "embedding", "tag_category", "covisitation", "cohort", "trending", "fresh", "followed",
-    "item_knn", "mf",
+    "item_knn", "ease", "mf",
 )
 DENSE_FEATURES = (
     "cosine", "tag_affinity", "category_affinity", "creator_affinity", "followed",

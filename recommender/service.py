@@ -31,6 +31,14 @@ from core.storage.items import ItemStore
 from recommender.catalog import Catalog
 from recommender.channels import Matcher, MatchRequest, default_channels
 from recommender.events import EventLog
+from recommender.experiments import (
+    ExperimentReport,
+    ExposureLog,
+    arm_settings,
+    bucket,
+    report_from_db,
+)
+from recommender.experiments import find as find_experiment
 from recommender.features import build_features
 from recommender.online_ranker import RankerStore, RankerTrainer, UpdateResult, feature_rows
 from recommender.ranking import HeuristicRanker, Ranker, RankerInfo, load_ranker
@@ -77,12 +85,15 @@ class FeedResponse(BaseModel):
     cold_start: bool
     candidates: int
     generated_at: datetime
+    experiments: dict[str, str] = Field(
+        default_factory=dict, description="experiment id -> the arm that served this feed")
 
 
 class FeedService:
     def __init__(
         self, state: OnlineState, ranker: Ranker, matcher: Matcher | None = None,
         events: EventLog | None = None, settings: RecommenderSettings | None = None,
+        exposures: ExposureLog | None = None,
     ) -> None:
         """``events``: with ``settings.multi_process``, the log each request catches up on.
         ``settings``: matching and re-ranking settings of this service if not the state's
@@ -91,6 +102,9 @@ class FeedService:
         self.ranker = ranker
         self.events = events
         self.settings = settings = settings or state.settings
+        self.exposures = exposures
+        # experiment arms: (experiment, arm) -> (service, whether it inherits our ranker)
+        self._arms: dict[tuple[str, str], tuple[FeedService, bool]] = {}
         self.matcher = matcher or Matcher(
             default_channels(settings, state.catalog, state.stats, state.covisitation,
                              state.cohorts, state.collaborative),
@@ -101,6 +115,27 @@ class FeedService:
 
     def set_ranker(self, ranker: Ranker) -> None:
         self.ranker = ranker
+        for service, inherits in self._arms.values():
+            if inherits:
+                service.set_ranker(ranker)
+
+    def _route(self, user_id: str) -> tuple[FeedService, dict[str, str]]:
+        """The service of the user's arm in the first active experiment (or this one)."""
+        for experiment in self.settings.experiments:
+            if not experiment.active:
+                continue
+            arm = bucket(experiment, user_id)
+            found = self._arms.get((experiment.id, arm))
+            if found is None:
+                config = next(a for a in experiment.arms if a.name == arm)
+                settings = arm_settings(self.settings, config)
+                inherits = not ({"ranker", "weights", "model_dir"} & set(config.settings))
+                ranker = self.ranker if inherits else load_ranker(settings)
+                found = (FeedService(self.state, ranker, events=self.events,
+                                     settings=settings), inherits)
+                self._arms[(experiment.id, arm)] = found
+            return found[0], {experiment.id: arm}
+        return self, {}
 
     def feed(
         self, user_id: str, k: int = 10, context: FeedContext | Mapping[str, Any] | None = None,
@@ -112,6 +147,16 @@ class FeedService:
             raise InvalidInput(f"k must be between 1 and {MAX_K}, got {k}", field="k")
         ctx = context if isinstance(context, FeedContext) else FeedContext.model_validate(
             dict(context or {}))
+        if self.settings.experiments:
+            target, arms = self._route(user_id)
+            if arms:
+                response = target.feed(user_id, k, ctx, exclude)
+                response.experiments = arms
+                if self.exposures is not None:
+                    stamp = response.generated_at.timestamp()
+                    for experiment_id, arm in arms.items():
+                        self.exposures.expose(experiment_id, user_id, arm, stamp)
+                return response
         state = self.state
         shared = self.settings.multi_process
         if shared and self.events is not None:
@@ -257,7 +302,7 @@ class Recommender:
                                         RankerStore(settings.model_dir / "online"),
                                         fallback=ranker)
                 ranker = trainer.serving()
-        feed = FeedService(state, ranker, events=events)
+        feed = FeedService(state, ranker, events=events, exposures=ExposureLog(sessions))
         if settings.serving_threads is not None:
             limit_threads(settings.serving_threads)
         recommender = cls(settings=settings, state=state, events=events, feed=feed,
@@ -275,6 +320,11 @@ class Recommender:
         result = self.trainer.update(self.state.now())
         self.feed.set_ranker(self.trainer.serving())
         return result
+
+    def experiment_report(self, experiment_id: str) -> ExperimentReport:
+        """Per-arm outcomes of a configured experiment (``recommender.experiments``)."""
+        experiment = find_experiment(self.settings.experiments, experiment_id)
+        return report_from_db(self.events.sessions, experiment)
 
     def rollback_ranker(self) -> RankerInfo:
         """Restore the previous promoted version (the heuristic if none is left)."""

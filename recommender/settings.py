@@ -7,8 +7,9 @@ each field says what it changes. Quotas are per channel and sum to the candidate
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class ChannelQuotas(BaseModel):
@@ -22,6 +23,7 @@ class ChannelQuotas(BaseModel):
     fresh: int = Field(default=40, ge=0)
     followed: int = Field(default=40, ge=0)
     item_knn: int = Field(default=150, ge=0)
+    ease: int = Field(default=150, ge=0)
     mf: int = Field(default=150, ge=0)
 
     def for_channel(self, name: str) -> int:
@@ -58,6 +60,11 @@ class CollaborativeSettings(BaseModel):
     max_feedback: float = Field(default=3.0, gt=0, description="confidence cap per pair")
     knn_neighbours: int = Field(default=100, ge=1, description="kept per item")
     knn_shrink: float = Field(default=10.0, ge=0, description="damps similarity of rare pairs")
+    ease_max_items: int = Field(
+        default=20_000, ge=0, description="fit EASE (dense inverse, cubic in items) only "
+        "while this few items have engagements; 0: never")
+    ease_lambda: float = Field(default=500.0, gt=0, description="EASE L2 regularisation")
+    ease_neighbours: int = Field(default=200, ge=1, description="EASE weights kept per item")
     factors: int = Field(default=64, ge=2, description="ALS embedding size")
     regularisation: float = Field(default=5.0, gt=0)
     alpha: float = Field(default=10.0, gt=0, description="confidence = 1 + alpha * feedback")
@@ -72,6 +79,7 @@ class ChannelWeights(BaseModel):
     """Weight of each matching channel in the heuristic ranker and the merge."""
 
     item_knn: float = 1.0
+    ease: float = 1.0
     mf: float = 1.0
     covisitation: float = 0.3
     embedding: float = 0.1
@@ -123,6 +131,27 @@ class OnlineRankerSettings(BaseModel):
     epochs_per_update: int = Field(default=3, ge=1)
 
 
+class ArmConfig(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    share: float = Field(default=1.0, gt=0, description="relative traffic share")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="RecommenderSettings overrides for this arm")
+
+
+class ExperimentConfig(BaseModel):
+    id: str = Field(min_length=1, max_length=64)
+    salt: str = ""
+    active: bool = True
+    arms: list[ArmConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct_arms(self) -> ExperimentConfig:
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment {self.id}: arm names repeat: {names}")
+        return self
+
+
 class RecommenderSettings(BaseModel):
     index_dir: Path = Path("var/index")
     model_dir: Path = Path("var/models/ranker")
@@ -171,6 +200,9 @@ class RecommenderSettings(BaseModel):
     collaborative: CollaborativeSettings = Field(default_factory=CollaborativeSettings)
     weights: RankerWeights = Field(default_factory=RankerWeights)
     online_ranker: OnlineRankerSettings = Field(default_factory=OnlineRankerSettings)
+    experiments: list[ExperimentConfig] = Field(
+        default_factory=list, description="online experiments (recommender.experiments); "
+        "the first active one a user falls into sets the user's feed configuration")
     clock_lag_cap_hours: float | None = Field(
         default=24.0, gt=0,
         description="the feed's clock (decay, trending, freshness) is the wall clock, but "

@@ -1,4 +1,4 @@
-"""The recommender's tables: the append-only event log.
+"""The recommender's tables: the append-only event log, and experiment exposures.
 
 ``event_id`` is unique, so posting the same batch twice stores each event once; rows are
 never updated or deleted, and the autoincrement ``id`` gives every replica one order in
@@ -34,3 +34,14 @@ class EventRow(Base):
     item_duration_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ExposureRow(Base):
+    """A user's first feed under an experiment (``recommender.experiments``)."""
+
+    __tablename__ = "experiment_exposures"
+
+    experiment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(64))
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

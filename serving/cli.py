@@ -65,6 +65,7 @@ def _lazy_subcommands() -> None:
     app.command("import-events", context_settings=configured)(rec.import_events)
     app.command("feed-batch", context_settings=configured)(rec.feed_batch)
     app.add_typer(rec.ranker_app(configured), name="ranker")
+    app.add_typer(rec.experiments_app(configured), name="experiments")
 
 
 @db_app.command("upgrade")

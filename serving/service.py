@@ -43,6 +43,7 @@ from moderation.review.models import (
     TaskView,
 )
 from recommender.events import IngestResult
+from recommender.experiments import ExperimentReport
 from recommender.ranking import RankerInfo
 from recommender.service import FeedContext, FeedRequest, FeedResponse
 from serving.auth import Permission
@@ -454,6 +455,14 @@ class Reelsift:
         """Restore the previous version of the self-training ranker (409: none to restore)."""
         caller.require(Permission.ADMIN)
         return self.components.recommender.rollback_ranker()
+
+    @api.get("/experiments/{experiment_id}", response_model=ExperimentReport, tags=["feed"])
+    def experiment_report(
+        self, caller: Caller, experiment_id: Annotated[str, Path(max_length=64)],
+    ) -> ExperimentReport:
+        """Per-arm CTR, watch time, completion, likes and hides with 95% intervals."""
+        caller.require(Permission.ADMIN)
+        return self.components.recommender.experiment_report(experiment_id)
 
     # -- who am I --------------------------------------------------------------------------
     @api.get("/me", tags=["auth"])

@@ -51,3 +51,16 @@ def popularity_feed(rec: Recommender, user_id: str, k: int) -> list[str]:
     ranked = sorted((i for i in rec.catalog.item_ids() if i not in blocked),
                     key=lambda i: (-counts.get(i, 0), i))
     return ranked[:k]
+
+
+def run_population(
+    rec: Recommender, world: SyntheticWorld, advance: Callable[[float], None], *,
+    users: int, min_events: int, seed: int = 0, prefix: str = "sim",
+) -> list[SessionLog]:
+    """Simulated users ``{prefix}0..`` each fed until they posted ``min_events`` (an
+    experiment's population: the recommender buckets them by id)."""
+    return [
+        run_user(rec, SimulatedUser(f"{prefix}{n}", world, seed=seed + n), world, advance,
+                 min_events=min_events)
+        for n in range(users)
+    ]
