@@ -8,11 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from core.errors import ReelsiftError, ServiceUnavailable
 from serving.http import UnexpectedErrorMiddleware
@@ -89,15 +88,18 @@ def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, 
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route of ``app`` serves at this request's path (Starlette's own
-    405 names only the first route's, so GET /feed would hide POST /feed)."""
+    """Every method the API documents at this request's path (Starlette's own 405 names
+    only the first route's, so GET /feed would hide POST /feed). Read from the OpenAPI
+    document, which lists every operation however the routes are nested."""
+    path = request.scope["path"]
+    root = request.scope.get("root_path", "")
+    # Mounted under /v1 the documented paths are those below the mount point.
+    candidates = {path, path[len(root):]} if root and path.startswith(root) else {path}
     methods: set[str] = set()
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.methods:
-            continue
-        match, _ = route.matches({**request.scope, "method": next(iter(route.methods))})
-        if match is Match.FULL:
-            methods |= route.methods
+    for template, operations in app.openapi().get("paths", {}).items():
+        regex, _, _ = compile_path(template)
+        if any(regex.match(candidate) for candidate in candidates):
+            methods |= {method.upper() for method in operations}
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)

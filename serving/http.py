@@ -123,33 +123,55 @@ class UnexpectedErrorMiddleware:
 
 
 HEALTH_PATHS = {"/healthz": "health", "/livez": "liveness", "/readyz": "readiness"}
+# Statuses BentoML's own router answers in plain text (paths outside /v1 and /console).
+PLAIN_ERROR_CODES = {404: "E104", 405: "E110", 503: "E203"}
 
 
-class HealthAsJson:
-    """BentoML's health endpoints answer with an empty body; this wraps the whole service
-    so that ``/healthz``, ``/livez`` and ``/readyz`` say what they checked in JSON, with
-    the status BentoML decided (200, or 503 while model services are not ready)."""
+class JsonOutsideTheApi:
+    """Wraps the whole BentoML service so that what BentoML answers itself is JSON too:
+    ``/healthz``, ``/livez`` and ``/readyz`` say what they checked (with the status BentoML
+    decided: 200, or 503 while model services are not ready), and BentoML's plain-text
+    errors (an unknown path, a method it does not serve) become ``{code, message}``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        check = HEALTH_PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if check is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
-        detail = bytearray()
+        check = HEALTH_PATHS.get(scope.get("path", ""))
+        start: Message | None = None
+        body = bytearray()
+        rewrite = check is not None
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal start, rewrite
             if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                detail.extend(message.get("body", b""))
+                start = message
+                headers = {k.lower(): v for k, v in message.get("headers", [])}
+                plain = headers.get(b"content-type", b"").startswith(b"text/plain")
+                rewrite = rewrite or (message["status"] in PLAIN_ERROR_CODES and plain)
+                if not rewrite:
+                    await send(message)
+            elif message["type"] == "http.response.body" and rewrite:
+                body.extend(message.get("body", b""))
+            else:
+                await send(message)
 
         await self.app(scope, receive, capture)
-        body: dict[str, Any] = {"check": check, "status": "ok" if status < 400 else "unavailable"}
-        if detail.strip():
-            body["detail"] = detail.decode("utf-8", "replace").strip()
-        await JSONResponse(body, status_code=status)(scope, receive, send)
+        if not rewrite or start is None:
+            return
+        status = start["status"]
+        detail = body.decode("utf-8", "replace").strip()
+        document: dict[str, Any]
+        if check is not None:
+            document = {"check": check, "status": "ok" if status < 400 else "unavailable"}
+            if detail:
+                document["detail"] = detail
+        else:
+            document = {"code": PLAIN_ERROR_CODES[status],
+                        "message": f"{detail or 'error'}: {scope.get('method')} {scope['path']}"}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])
+                   if k.lower() not in (b"content-type", b"content-length")}
+        await JSONResponse(document, status_code=status, headers=headers)(scope, receive, send)

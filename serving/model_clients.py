@@ -33,6 +33,8 @@ T = TypeVar("T")
 
 # Seconds to wait before each retry: about 1.5 s in all, well under a request's timeout.
 RETRY_DELAYS_S = (0.05, 0.2, 0.5, 0.8)
+# No retry starts after this long: a call that timed out has already waited its timeout.
+RETRY_BUDGET_S = 20.0
 # Statuses from the model service that mean "not now" rather than "not this input".
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -51,17 +53,21 @@ def is_transient(exc: BaseException) -> bool:
 
 def call_model_service(
     call: Callable[[], T], service: str, *,
-    delays_s: Sequence[float] = RETRY_DELAYS_S, sleep: Callable[[float], None] = time.sleep,
+    delays_s: Sequence[float] = RETRY_DELAYS_S, budget_s: float = RETRY_BUDGET_S,
+    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """``call()`` with bounded retries of transient faults; ``ServiceUnavailable`` when
-    they do not pass. Any other error (the service rejected this input) is raised as is."""
+    """``call()`` with bounded retries of transient faults (at most ``len(delays_s)``, none
+    started after ``budget_s``); ``ServiceUnavailable`` when they do not pass. Any other
+    error (the service rejected this input) is raised as is."""
+    started = clock()
     for attempt in range(len(delays_s) + 1):
         try:
             return call()
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            if attempt == len(delays_s):
+            out_of_time = clock() - started > budget_s
+            if attempt == len(delays_s) or out_of_time:
                 raise ServiceUnavailable(
                     f"the {service} service did not answer after {attempt + 1} attempts "
                     f"({type(exc).__name__}: {exc}); nothing was lost, retry the request",

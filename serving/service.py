@@ -54,7 +54,7 @@ from serving.errors import (
     UPLOAD_ERROR_RESPONSES,
     install_error_handlers,
 )
-from serving.http import BoundedJsonRoute, HealthAsJson
+from serving.http import BoundedJsonRoute, JsonOutsideTheApi
 from serving.model_clients import BatchedTextEmbedder, BatchedVisualEmbedder
 from serving.schemas import AppealIn, BatchIn, DecisionIn, EventsIn, ReportIn
 from serving.settings import get_settings
@@ -163,7 +163,7 @@ MODEL_SERVICE_LOGGING = {"access": {"enabled": settings.model_access_log}}
 
 
 @bentoml.service(
-    name="reelsift-text-embedding", traffic={"timeout": 120},
+    name="reelsift-text-embedding", traffic={"timeout": settings.model_call_timeout_s},
     runner_connection=MODEL_SERVICE_CONNECTION, logging=MODEL_SERVICE_LOGGING,
 )
 class TextEmbedding:
@@ -188,7 +188,7 @@ class TextEmbedding:
 
 
 @bentoml.service(
-    name="reelsift-visual-embedding", traffic={"timeout": 120},
+    name="reelsift-visual-embedding", traffic={"timeout": settings.model_call_timeout_s},
     runner_connection=MODEL_SERVICE_CONNECTION, logging=MODEL_SERVICE_LOGGING,
 )
 class VisualEmbedding:
@@ -470,8 +470,8 @@ class Reelsift:
         return {"name": caller.name, "role": caller.role.value}
 
 
-# /healthz, /livez and /readyz answer JSON (BentoML's own answer empty bodies).
-Reelsift.add_asgi_middleware(HealthAsJson)  # type: ignore[attr-defined]
+# What BentoML answers itself (health checks, unknown paths) is JSON too.
+Reelsift.add_asgi_middleware(JsonOutsideTheApi)  # type: ignore[attr-defined]
 
 
 def _openapi_with_policy_codes() -> dict[str, Any]:

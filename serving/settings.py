@@ -72,6 +72,10 @@ class Settings(BaseSettings):
         "left unfinished longer than twice this is recovered even if its process looks alive"
     )
 
+    model_call_timeout_s: float = Field(
+        120.0, gt=0, description="longest call to a model service; one that takes longer "
+        "is a passing fault (503 + Retry-After, the item stays retryable)"
+    )
     model_access_log: bool = Field(
         False, description="log every internal call to the model services (noisy: one line "
         "per embedding batch); the API's own access log stays on"

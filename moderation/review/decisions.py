@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.contracts import ITEM_TRANSITIONS, ItemState, RiskCategory
-from core.errors import Forbidden, InvalidInput, NotFound
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.storage.items import InvalidTransition, ItemStore, StateChange
 from core.storage.tables import ItemRow
 from moderation.policy import Policy, TaskReason
@@ -92,8 +92,9 @@ def decide(
             task_id=task_id,
         )
     if action is Action.ESCALATE and task.tier >= 2:
-        raise InvalidInput(f"task {task_id} is already tier 2; approve or reject it",
-                           field="action")
+        # The task's state, not the request, rules this out: a conflict (409).
+        raise Conflict(f"task {task_id} is already tier 2; approve or reject it",
+                       task_id=task_id)
 
     state_before = ItemState(item.state)
     changes: list[StateChange] = []

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp("contract") / "var"
-    live, process = start_live_server(data_dir)
+    # A model call that hangs becomes a passing fault after 15 s (the fault test below).
+    live, process = start_live_server(data_dir,
+                                      extra_env={"REELSIFT_MODEL_CALL_TIMEOUT_S": "15"})
     try:
         yield live
     finally:
@@ -132,17 +134,23 @@ def _model_service_pid(server: LiveServer, service: str) -> int:
                 if ppid == arbiter and f"--service-name {service} " in cmd)
 
 
-def test_a_dead_embedding_service_is_a_503_and_the_retry_finishes_the_item(server):
+def test_a_hung_embedding_service_is_a_503_and_the_retry_finishes_the_item(server):
     item = {"id": "fault-1", "creator_id": "c1", "title": "Harbour news",
             "text": "The ferry to the island runs again from Monday after repairs."}
-    os.kill(_model_service_pid(server, "reelsift-text-embedding"), signal.SIGKILL)
+    worker = _model_service_pid(server, "reelsift-text-embedding")
+    os.kill(worker, signal.SIGSTOP)  # the service accepts connections and never answers
+    try:
+        with server.client("demo-uploader") as http:
+            refused = http.post("/v1/items", json=item)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["code"] == "E203"
+            assert int(refused.headers["retry-after"]) >= 1
+            stored = http.get("/v1/items/fault-1").json()
+            assert stored["state"] == "received", stored  # retryable, not failed
+    finally:
+        os.kill(worker, signal.SIGCONT)
     with server.client("demo-uploader") as http:
-        refused = http.post("/v1/items", json=item)
-        assert refused.status_code == 503, refused.text
-        assert refused.json()["code"] == "E203" and int(refused.headers["retry-after"]) >= 1
-        assert http.get("/v1/items/fault-1").json()["state"] == "received"  # not failed
-
-        deadline = time.monotonic() + 240  # BentoML restarts the worker; clients retry
+        deadline = time.monotonic() + 120  # the client retries after Retry-After
         while True:
             retried = http.post("/v1/items", json=item)
             if retried.status_code != 503 or time.monotonic() > deadline:

@@ -85,3 +85,12 @@ def test_an_unexpected_exception_is_the_documented_json_with_a_request_id():
         assert missing.status_code == 404 and missing.json()["code"] == "E104"
         wrong = client.post("/fine")
         assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
+
+
+def test_no_retry_starts_once_the_budget_is_spent():
+    clock = iter([0.0, 30.0])  # the first attempt took 30 s (a timeout)
+    call = Flaky([TimeoutError() for _ in range(5)])
+    with pytest.raises(ServiceUnavailable):
+        call_model_service(call, "text-embedding", budget_s=20, sleep=lambda _: None,
+                           clock=lambda: next(clock))
+    assert call.calls == 1

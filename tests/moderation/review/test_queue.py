@@ -203,7 +203,7 @@ def test_escalated_tasks_go_to_senior_moderators_only(service, store, alice, bob
     assert item_state(store, "i0") == "pending_review"
     assert service.claim(bob) is None
     assert service.claim(senior).id == tier2.id
-    with pytest.raises(InvalidInput, match="already tier 2"):
+    with pytest.raises(Conflict, match="already tier 2"):
         service.decide(tier2.id, senior, "escalate")
     service.decide(tier2.id, senior, "reject", ["violence.graphic"])
     assert item_state(store, "i0") == "rejected"
