@@ -16,8 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from moderation.risk.embedding_cache import REPO_ROOT
-
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "datasets" / "moderation"
 DEFAULT_CLEAN_DIR = REPO_ROOT.parent / "shared" / "datasets" / "taxonomy_dev"
 DEFAULT_OUTPUT_DIR = REPO_ROOT / "moderation" / "risk" / "artifacts"

@@ -16,12 +16,15 @@ harassment     OLID *TIN+IND*, Davidson *offensive* or *hate* addressed at someo
 hate           Davidson *hate*, OLID *TIN+GRP* / Davidson *offensive* + *neither*, OLID
                *NOT*, *UNT*, *TIN+IND*, *TIN+OTH*
 spam           SMS *spam*, YouTube *spam* / SMS *ham*, YouTube *ham*
-clickbait      *clickbait* headlines / *not_clickbait* headlines (titles only)
+clickbait      *clickbait* headlines / *not_clickbait* headlines, newsgroup subject
+               lines, Wikipedia article subjects (titles only: messages, comments
+               and tweets are not titles, so this head never reads them)
 =============  ==========================================================================
 
 On top of its own negatives every head learns against the clean rows of every other
-domain: SMS and YouTube *ham*, tweets labelled *neither* / *NOT*, *not_clickbait*
-headlines, newsgroup posts and Wikipedia abstracts. That is what tells a football
+domain (for clickbait, of every domain with titles): SMS and YouTube *ham*, tweets
+labelled *neither* / *NOT*, *not_clickbait* headlines, newsgroup posts and Wikipedia
+abstracts. That is what tells a football
 report it is not spam and a recipe title it is not clickbait. Newsgroups from the
 politics and religion groups are left out everywhere (heated argument there is neither
 clean nor labelled). BBC articles are **measure only**: ``load_sources`` reads them for
