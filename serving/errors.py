@@ -95,11 +95,16 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     root = request.scope.get("root_path", "")
     # Mounted under /v1 the documented paths are those below the mount point.
     candidates = {path, path[len(root):]} if root and path.startswith(root) else {path}
-    methods: set[str] = set()
+    literal: set[str] = set()
+    templated: set[str] = set()
     for template, operations in app.openapi().get("paths", {}).items():
         regex, _, _ = compile_path(template)
         if any(regex.match(candidate) for candidate in candidates):
-            methods |= {method.upper() for method in operations}
+            found = {method.upper() for method in operations}
+            (templated if "{" in template else literal).update(found)
+    # A documented literal path (/items/batch) is its own resource, even where a template
+    # (/items/{item_id}) would also match it.
+    methods = literal or templated
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)

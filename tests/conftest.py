@@ -122,15 +122,22 @@ def start_live_server(data_dir: Path, *, demo: bool = True, extra_env: dict[str,
 stop_live_server = stop_process
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory) -> Iterator[LiveServer]:
-    """One real HTTP server for the session, SQLite under a temp dir, demo keys and items."""
-    data_dir = tmp_path_factory.mktemp("live") / "var"
-    server, process = start_live_server(data_dir)
+@contextmanager
+def live_server_at(data_dir: Path, *, extra_env: dict[str, str] | None = None
+                   ) -> Iterator[LiveServer]:
+    """A real server on ``data_dir`` for the duration of the block."""
+    server, process = start_live_server(data_dir, extra_env=extra_env)
     try:
         yield server
     finally:
         stop_live_server(process)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+    """One real HTTP server for the session, SQLite under a temp dir, demo keys and items."""
+    with live_server_at(tmp_path_factory.mktemp("live") / "var") as server:
+        yield server
 
 
 def build_in_process(data_dir: Path):  # type: ignore[no-untyped-def]

@@ -20,21 +20,17 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.conftest import LiveServer, start_live_server, stop_live_server
+from tests.conftest import LiveServer, live_server_at
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("contract") / "var"
     # A model call that hangs becomes a passing fault after 15 s (the fault test below).
-    live, process = start_live_server(data_dir,
-                                      extra_env={"REELSIFT_MODEL_CALL_TIMEOUT_S": "15"})
-    try:
+    with live_server_at(tmp_path_factory.mktemp("contract") / "var",
+                        extra_env={"REELSIFT_MODEL_CALL_TIMEOUT_S": "15"}) as live:
         yield live
-    finally:
-        stop_live_server(process)
 
 
 def test_the_openapi_document_is_valid_and_declares_security_and_errors(server):

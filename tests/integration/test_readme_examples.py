@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, LiveServer, start_live_server, stop_live_server
+from tests.conftest import REPO, LiveServer, live_server_at
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +31,8 @@ def readme_api_block() -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("readme") / "var"
-    live, process = start_live_server(data_dir)
-    try:
+    with live_server_at(tmp_path_factory.mktemp("readme") / "var") as live:
         yield live
-    finally:
-        stop_live_server(process)
 
 
 def test_the_readme_api_examples_run_as_written(server, tmp_path):

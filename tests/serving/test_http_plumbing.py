@@ -94,3 +94,25 @@ def test_no_retry_starts_once_the_budget_is_spent():
         call_model_service(call, "text-embedding", budget_s=20, sleep=lambda _: None,
                            clock=lambda: next(clock))
     assert call.calls == 1
+
+
+def test_allow_names_the_literal_resource_before_a_matching_template():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from serving.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/items/{item_id}")
+    def get_item(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    @app.post("/items/batch")
+    def batch() -> dict[str, str]:
+        return {}
+
+    with TestClient(app) as client:
+        assert client.request("OPTIONS", "/items/batch").headers["allow"] == "POST"
+        assert client.request("OPTIONS", "/items/x1").headers["allow"] == "GET, HEAD"
