@@ -218,7 +218,12 @@ def in_process(args: argparse.Namespace) -> None:
         state.apply(Event.model_validate(raw))
         n_events += 1
     state.cohorts.refresh(state.profiles, clock[0])
-    service = FeedService(state, HeuristicRanker())
+    t0 = time.perf_counter()
+    fit = state.collaborative.refresh()  # what the background refit serves
+    print(f"collaborative fit: {len(fit.item_ids) if fit else 0} engaged items, "
+          f"EASE {'on' if fit is not None and fit.ease is not None else 'off'}, "
+          f"{time.perf_counter() - t0:.1f}s")
+    service = FeedService(state, HeuristicRanker(settings.weights))
     for u in range(20):  # warm-up
         service.feed(f"u{u}", 10)
     users = world.request_users(args.requests, args.users)

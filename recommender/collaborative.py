@@ -302,11 +302,14 @@ def ease_weights(feedback: sparse.csr_matrix, lam: float, neighbours: int) -> sp
     zero diagonal; each item keeps its ``neighbours`` largest weights (by magnitude) so
     serving reads a sparse matrix. Dense inversion: ``ease_max_items`` bounds its cost."""
     binary = feedback.copy()
-    binary.data = np.ones_like(binary.data)
-    gram = (binary.T @ binary).toarray().astype(np.float64)
+    binary.data = np.ones_like(binary.data, dtype=np.float32)
+    # float32 and in place: at 12k items each n x n matrix is 0.6 GB
+    gram = (binary.T @ binary).astype(np.float32).toarray()
     gram[np.diag_indices_from(gram)] += lam
-    inverse = np.linalg.inv(gram)
-    weights = -inverse / np.diag(inverse)
+    weights = np.linalg.inv(gram)
+    del gram
+    diagonal = np.diag(weights).copy()
+    weights /= -diagonal
     weights[np.diag_indices_from(weights)] = 0.0
     n = weights.shape[0]
     k = min(neighbours, n - 1)

@@ -61,8 +61,8 @@ class CollaborativeSettings(BaseModel):
     knn_neighbours: int = Field(default=100, ge=1, description="kept per item")
     knn_shrink: float = Field(default=10.0, ge=0, description="damps similarity of rare pairs")
     ease_max_items: int = Field(
-        default=20_000, ge=0, description="fit EASE (dense inverse, cubic in items) only "
-        "while this few items have engagements; 0: never")
+        default=12_000, ge=0, description="fit EASE (dense inverse: cubic time, 4 n² bytes "
+        "per matrix) only while this few items have engagements; 0: never")
     ease_lambda: float = Field(default=500.0, gt=0, description="EASE L2 regularisation")
     ease_neighbours: int = Field(default=200, ge=1, description="EASE weights kept per item")
     factors: int = Field(default=64, ge=2, description="ALS embedding size")
