@@ -33,12 +33,15 @@ from analyzers.base import JointTextImageEmbedder, TextEmbedder
 from core.contracts import Label
 from core.errors import InvalidConfig, InvalidInput
 from taxonomy.calibration import Calibration, calibration_for, fit_calibration, logits
-from taxonomy.heads import SupervisedHeads
+from taxonomy.documents import ChunkSettings, DocumentEmbedder, VectorCache
+from taxonomy.heads import NONE_CLASS, RootHead, SupervisedHeads
 from taxonomy.hierarchy import gate_top_down, lift, sigmoid
 from taxonomy.node_index import NodeIndex, build_node_index
-from taxonomy.tree import TaxonomyTree
+from taxonomy.tree import DATA_DIR, TaxonomyTree
 
 log = logging.getLogger(__name__)
+
+SHIPPED_HEADS = DATA_DIR / "heads"
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,14 @@ class TaxonomyClassifier:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.settings = settings or ClassifierSettings()
         self.heads: SupervisedHeads | None = None
+        self._documents: DocumentEmbedder | None = None
+        self.vector_cache: VectorCache | None = None  # chunk vectors on disk (training, eval)
         self._arrays = self.tree.arrays
         self._index_of = {node_id: i for i, node_id in enumerate(self.tree.ids)}
         self._heads_columns: np.ndarray | None = None
+        self._root_columns = {
+            node_id: i for i, node_id in enumerate(self.tree.ids) if self._arrays.tier[i] == 1
+        }
         tree_name = self.tree.name
         self.text_calibration = text_calibration or (
             calibration_for(text_embedder.model.name, tree_name) if text_embedder else None
@@ -126,15 +134,25 @@ class TaxonomyClassifier:
         image_embedder: JointTextImageEmbedder | None = None,
         cache_dir: str | Path | None = None,
         settings: ClassifierSettings | None = None,
+        use_shipped_heads: bool = True,
     ) -> TaxonomyClassifier:
-        """The pipeline's entry point: default IAB tree unless a tree or tree file is given."""
+        """The pipeline's entry point: default IAB tree unless a tree or tree file is given.
+
+        Heads: ``heads_dir`` when given (and they must fit the tree and model); otherwise
+        the shipped heads when they were trained for this tree and this text model;
+        otherwise none (zero-shot). ``use_shipped_heads=False`` forces zero-shot.
+        """
         if tree is None:
             resolved = TaxonomyTree.default()
         elif isinstance(tree, TaxonomyTree):
             resolved = tree
         else:
             resolved = TaxonomyTree.load(tree)
-        heads = SupervisedHeads.load(heads_dir) if heads_dir is not None else None
+        heads: SupervisedHeads | None
+        if heads_dir is not None:
+            heads = SupervisedHeads.load(heads_dir)
+        else:
+            heads = shipped_heads(resolved, text_embedder) if use_shipped_heads else None
         return cls(
             resolved,
             text_embedder,
@@ -196,9 +214,13 @@ class TaxonomyClassifier:
     def text_logits(self, vectors: np.ndarray, *, use_heads: bool = True) -> np.ndarray:
         vectors = _as_matrix(vectors, "text vectors")
         assert self.text_calibration is not None
-        out = logits(self._lifted(vectors, self.text_index), self._arrays, self.text_calibration)
+        zero_shot = logits(self._lifted(vectors, self.text_index), self._arrays,
+                           self.text_calibration)
+        out = zero_shot
         if use_heads and self.heads is not None and self._heads_columns is not None:
             out = self.heads.apply(vectors, out, self._heads_columns)
+            out = self.heads.apply_root_head(vectors, zero_shot, out, self._index_of,
+                                             self._root_columns)
         return out
 
     def image_logits(self, vectors: np.ndarray) -> np.ndarray:
@@ -252,11 +274,37 @@ class TaxonomyClassifier:
         return self.labels_from_confidence(self.scores(text_vectors).confidence)
 
     def classify_texts(self, texts: Sequence[str]) -> list[list[Label]]:
-        if self.text_embedder is None:
-            raise InvalidConfig("no text embedder configured for the taxonomy classifier")
+        """Labels for whole documents (title, if any, on the first line), long ones read
+        by chunks (``documents``)."""
         if len(texts) == 0:
             return []
-        return self.classify(self.text_embedder.encode(list(texts)))
+        return self.classify(self.documents.embed_texts(list(texts)))
+
+    def classify_documents(
+        self, titles: Sequence[str], texts: Sequence[str]
+    ) -> list[list[Label]]:
+        """Labels for items given as separate titles and texts, long texts read by chunks."""
+        if len(texts) == 0:
+            return []
+        return self.classify(self.documents.embed(list(titles), list(texts)))
+
+    @property
+    def chunk_settings(self) -> ChunkSettings:
+        """What the heads were trained on (they record it), else the defaults."""
+        recorded = self.heads.hyper.get("chunking") if self.heads is not None else None
+        return ChunkSettings(**recorded) if recorded else ChunkSettings()
+
+    @property
+    def documents(self) -> DocumentEmbedder:
+        """Chunked, pooled document vectors from this classifier's text embedder."""
+        if self.text_embedder is None:
+            raise InvalidConfig("no text embedder configured for the taxonomy classifier")
+        settings = self.chunk_settings
+        if (self._documents is None or self._documents.settings != settings
+                or self._documents.cache is not self.vector_cache):
+            self._documents = DocumentEmbedder(self.text_embedder, settings,
+                                               cache=self.vector_cache)
+        return self._documents
 
     def classify_item(
         self,
@@ -414,8 +462,22 @@ class TaxonomyClassifier:
         regularisation: float = 4.0,
         min_positives: int = 2,
         refit_calibration: bool = True,
+        root_head: bool = False,
+        root_regularisation: float = 4.0,
+        node_text_weight: float = 0.3,
+        held_out_vectors: np.ndarray | None = None,
+        held_out_node_id_sets: Sequence[Collection[str]] | None = None,
+        chunking: ChunkSettings | None = None,
     ) -> SupervisedHeads:
-        """Trains per-node heads (and, with enough data, the calibration) and starts using them."""
+        """Trains per-node heads (and, with enough data, the calibration) and starts using them.
+
+        ``root_head``: tier-1 nodes get one softmax head over the roots and "none" (rows
+        with an empty label set are its "none" examples); every node's own texts join the
+        training rows as examples of its root (each weighing ``node_text_weight`` of a
+        labeled row: short phrases, not documents), so roots without labeled rows are still
+        known. Its temperature is fitted on ``held_out_*`` rows, never the training ones.
+        ``chunking``: recorded with the heads, the document recipe the vectors were made by.
+        """
         if self.text_embedder is None:
             raise InvalidConfig("training heads needs a text embedder")
         vectors = _as_matrix(text_vectors, "text vectors")
@@ -439,8 +501,71 @@ class TaxonomyClassifier:
             min_positives=min_positives,
         )
         heads.calibration = calibration_dict
+        if chunking is not None:
+            heads.hyper["chunking"] = vars(chunking).copy()
+        if root_head:
+            heads.root_head = self._train_root_head(
+                vectors, node_id_sets, root_regularisation, node_text_weight,
+                held_out_vectors, held_out_node_id_sets,
+            )
+            heads.hyper["root_regularisation"] = root_regularisation
+            heads.hyper["node_text_weight"] = node_text_weight
         self.set_heads(heads)
         return heads
+
+    def root_of(self, node_id: str) -> str:
+        chain = self.tree.ancestors(node_id)
+        return chain[0].id if chain else node_id
+
+    def root_classes(self, node_id_sets: Sequence[Collection[str]]) -> list[str]:
+        """Each row's root (its first label's), or the "none" class for no label."""
+        return [self.root_of(next(iter(ids))) if ids else NONE_CLASS for ids in node_id_sets]
+
+    def _train_root_head(
+        self,
+        vectors: np.ndarray,
+        node_id_sets: Sequence[Collection[str]],
+        regularisation: float,
+        node_text_weight: float,
+        held_out_vectors: np.ndarray | None,
+        held_out_node_id_sets: Sequence[Collection[str]] | None,
+    ) -> RootHead:
+        index = self.text_index
+        node_of_text = np.repeat(np.arange(len(self.tree.ids)),
+                                 np.diff(np.append(index.text_starts, index.texts.shape[0])))
+        node_text_roots = [self.root_of(self.tree.ids[c]) for c in node_of_text]
+        roots = list(self._root_columns)
+
+        def features(matrix: np.ndarray) -> np.ndarray:
+            zero_shot = self.text_logits(matrix, use_heads=False)
+            return RootHead.features(matrix, zero_shot[:, [self._index_of[r] for r in roots]])
+
+        head = RootHead.train(
+            features(np.concatenate([vectors, index.texts])),
+            self.root_classes(node_id_sets) + node_text_roots,
+            regularisation,
+            zero_shot_roots=roots,
+            sample_weight=np.concatenate([np.ones(len(vectors)),
+                                          np.full(len(node_text_roots), node_text_weight)]),
+        )
+        if held_out_vectors is not None and held_out_node_id_sets is not None:
+            held_out = _as_matrix(held_out_vectors, "held-out vectors")
+            head.fit_temperature(features(held_out), self.root_classes(held_out_node_id_sets))
+        else:
+            log.warning("no held-out rows: the root head's temperature stays 1.0 (uncalibrated)")
+        return head
+
+
+def shipped_heads(tree: TaxonomyTree, embedder: TextEmbedder | None) -> SupervisedHeads | None:
+    """The heads shipped in ``data/heads`` if they fit this tree and text model."""
+    if embedder is None or not (SHIPPED_HEADS / "config.json").exists():
+        return None
+    heads = SupervisedHeads.load(SHIPPED_HEADS)
+    if heads.tree_version != tree.version or heads.embedding_model != embedder.model.id:
+        log.info("shipped taxonomy heads are for %s on %s, not %s on %s: zero-shot only",
+                 heads.embedding_model, heads.tree_version, embedder.model.id, tree.version)
+        return None
+    return heads
 
 
 def _as_matrix(vectors: np.ndarray, what: str) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.table import Table
 
 from analyzers.base import TextEmbedder
 from core.errors import ReelsiftError
+
+if TYPE_CHECKING:
+    from taxonomy.classifier import TaxonomyClassifier
 
 app = typer.Typer(help="Taxonomy: train per-node heads, evaluate the classifier.",
                   no_args_is_help=True)
@@ -57,8 +60,9 @@ def _fail(exc: ReelsiftError) -> typer.Exit:
 @app.command()
 def train(
     labeled: Annotated[
-        list[Path], typer.Argument(help="JSON Lines files: {text, labels: [path or id]}")
-    ],
+        list[Path] | None,
+        typer.Argument(help="JSON Lines files: {text, labels: [path or id]}"),
+    ] = None,
     out: Annotated[Path, typer.Option(help="artifact directory to write")] = Path(
         "var/models/taxonomy-heads"
     ),
@@ -74,12 +78,27 @@ def train(
         typer.Option(help="keep the first N examples of each tier-1 category from each file "
                      "(a balanced few-shot set: 10 from each of two styles = 20 a category)"),
     ] = None,
+    dev_sets: Annotated[
+        Path | None,
+        typer.Option(help="shared datasets directory (../shared/datasets): train on the "
+                     "train part of the dev sets in taxonomy/data/dev_label_map.yaml as well, "
+                     "with a tier-1 softmax head calibrated on their calibration part"),
+    ] = None,
 ) -> None:
     """Train per-node heads over text embeddings and save them as a versioned artifact."""
     from taxonomy.classifier import TaxonomyClassifier
     from taxonomy.dataset import at_most_per_category, read_labeled_jsonl
     from taxonomy.tree import TaxonomyTree
 
+    labeled = labeled or []
+    if dev_sets is not None:
+        if max_per_category is not None:
+            raise _fail(ReelsiftError("--max-per-category applies to plain files, not --dev-sets"))
+        _train_on_dev_sets(dev_sets, labeled, out, taxonomy, embedder, cache_dir, model_path,
+                           regularisation, min_positives)
+        return
+    if not labeled:
+        raise _fail(ReelsiftError("give labeled JSON Lines files, --dev-sets, or both"))
     try:
         tree = TaxonomyTree.load(taxonomy) if taxonomy else TaxonomyTree.default()
         examples = []
@@ -108,10 +127,72 @@ def train(
     )
 
 
+def _train_on_dev_sets(
+    datasets_dir: Path, labeled: list[Path], out: Path, taxonomy: Path | None, embedder: str,
+    cache_dir: Path, model_path: Path | None, regularisation: float, min_positives: int,
+) -> None:
+    from taxonomy.classifier import TaxonomyClassifier
+    from taxonomy.devsets import load_dev_sets
+    from taxonomy.documents import ChunkSettings, VectorCache
+    from taxonomy.training import dev_rows
+    from taxonomy.tree import TaxonomyTree
+
+    try:
+        tree = TaxonomyTree.load(taxonomy) if taxonomy else TaxonomyTree.default()
+        sets = load_dev_sets(tree)
+        train_rows = dev_rows(sets, datasets_dir, "train", labeled_files=labeled, tree=tree)
+        held_out = dev_rows(sets, datasets_dir, "calibration")
+        text_embedder = _text_embedder(embedder, cache_dir, model_path)
+        classifier = TaxonomyClassifier(tree, text_embedder, cache_dir=cache_dir)
+        classifier.vector_cache = VectorCache(cache_dir / "taxonomy-chunks", text_embedder.model.id)
+        chunking = ChunkSettings()
+        documents = classifier.documents
+        console.print(f"embedding {len(train_rows)} training and {len(held_out)} held-out rows "
+                      f"(chunks cached under {cache_dir / 'taxonomy-chunks'})")
+        heads = classifier.train_heads(
+            documents.embed_texts(train_rows.texts),
+            train_rows.node_id_sets,
+            regularisation=regularisation,
+            min_positives=min_positives,
+            root_head=True,
+            held_out_vectors=documents.embed_texts(held_out.texts),
+            held_out_node_id_sets=held_out.node_id_sets,
+            chunking=chunking,
+        )
+        heads.hyper["training_rows"] = dict(sorted(train_rows.sources.items()))
+        heads.hyper["held_out_rows"] = dict(sorted(held_out.sources.items()))
+        heads.hyper["labeled_files"] = [p.name for p in labeled]
+        heads.save(out)
+    except ReelsiftError as exc:
+        raise _fail(exc) from exc
+    assert heads.root_head is not None
+    console.print(
+        f"trained {len(heads.node_ids)} node heads and a root head over "
+        f"{len(heads.root_head.classes)} classes on {len(train_rows)} rows "
+        f"{dict(train_rows.sources)}; temperature {heads.root_head.temperature:.3f} from "
+        f"{len(held_out)} held-out rows; saved to {out}"
+    )
+
+
 @app.command()
 def evaluate(
-    labeled: Annotated[Path, typer.Argument(help="JSON Lines: {text, labels: [path or id]}")],
-    heads: Annotated[Path | None, typer.Option(help="heads artifact from `train`")] = None,
+    labeled: Annotated[
+        Path | None,
+        typer.Argument(help="JSON Lines: {text, labels: [path or id]}; without it, the public "
+                       "dev sets in --datasets-dir are measured"),
+    ] = None,
+    heads: Annotated[
+        Path | None, typer.Option(help="heads artifact from `train`; default: the shipped one")
+    ] = None,
+    zero_shot: Annotated[bool, typer.Option(help="no heads at all (node texts only)")] = False,
+    datasets_dir: Annotated[
+        Path, typer.Option(help="shared datasets directory for the dev-set evaluation")
+    ] = Path("../shared/datasets"),
+    labeled_files: Annotated[
+        list[Path] | None,
+        typer.Option("--labeled-file", help="the project files the heads were trained on, for "
+                     "the TF-IDF baseline's training rows (default: taxonomy/data/train/*)"),
+    ] = None,
     taxonomy: TaxonomyOption = None,
     embedder: EmbedderOption = DEFAULT_EMBEDDER,
     cache_dir: CacheOption = Path("var/cache"),
@@ -135,7 +216,12 @@ def evaluate(
             heads_dir=heads,
             cache_dir=cache_dir,
             settings=ClassifierSettings(max_labels=max_labels, min_confidence=min_confidence),
+            use_shipped_heads=not zero_shot,
         )
+        if labeled is None:
+            _evaluate_dev_sets(classifier, datasets_dir, labeled_files, cache_dir,
+                               min_confidence, as_json)
+            return
         examples = read_labeled_jsonl(labeled, classifier.tree)
         report = run_evaluation(classifier, examples)
     except ReelsiftError as exc:
@@ -162,3 +248,45 @@ def evaluate(
     if plot is not None:
         path = plot_confusion(report, plot)
         console.print(f"confusion matrix written to {path}")
+
+
+def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
+                       labeled_files: list[Path] | None, cache_dir: Path,
+                       min_confidence: float, as_json: bool) -> None:
+    from taxonomy.dev_evaluation import TfidfBaseline, eval_sets, evaluate_dev_sets
+    from taxonomy.devsets import load_dev_sets
+    from taxonomy.documents import VectorCache
+    from taxonomy.training import dev_rows
+    from taxonomy.tree import DATA_DIR
+
+    assert classifier.text_embedder is not None
+    classifier.vector_cache = VectorCache(cache_dir / "taxonomy-chunks",
+                                          classifier.text_embedder.model.id)
+    sets = load_dev_sets(classifier.tree)
+    files = labeled_files if labeled_files is not None else sorted(
+        (DATA_DIR / "train").glob("*.jsonl"))
+    train_rows = dev_rows(sets, datasets_dir, "train", labeled_files=files, tree=classifier.tree)
+    baseline = TfidfBaseline(train_rows, classifier)
+    results = evaluate_dev_sets(classifier, eval_sets(sets, datasets_dir), baseline,
+                                min_confidence)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results]))
+        return
+    heads = classifier.heads
+    table = Table(title=(
+        f"taxonomy on public dev sets ({classifier.tree.version}, "
+        f"{classifier.text_embedder.model.id}, heads: "
+        f"{heads.hyper.get('training_rows') if heads else 'none'}, "
+        f"min_confidence {min_confidence}); baseline trained on the same {len(train_rows)} rows"
+    ))
+    for column in ("set", "method", "items", "tier-1 accuracy", "coverage",
+                   "accuracy when labelled"):
+        table.add_column(column, justify="left" if column in ("set", "method") else "right")
+    for r in results:
+        def fmt(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        coverage = fmt(r.coverage) + (" (labelled: want 0)" if r.accuracy is None else "")
+        table.add_row(r.dataset, r.method, str(r.items), fmt(r.accuracy), coverage,
+                      fmt(r.selective_accuracy))
+    console.print(table)

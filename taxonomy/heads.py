@@ -9,6 +9,14 @@ embedding weights small and the head stays close to zero-shot.
 At inference all heads are one matrix product: ``X @ W.T + gamma * u + b`` replaces the
 zero-shot logits ``u`` of the nodes that have a head.
 
+Optionally the tier-1 nodes get one multinomial head instead (``RootHead``): a softmax over
+the roots seen in training plus a "none" class learned from rows that have no category
+(spam, nonsense). Roots then compete for one probability mass, so a document cannot be
+confidently about five unrelated roots at once, and text about nothing puts its mass on
+"none" and gets no label. Its temperature is fitted on held-out rows (not the training
+ones), so its probabilities are calibrated confidences. A root the softmax never saw gets
+probability 0: it cannot be weighed against the others.
+
 Saved as a directory: ``config.json`` (format, tree version, embedding model, node ids,
 positives per node, hyper-parameters) and ``heads.npz`` (arrays).
 """
@@ -16,6 +24,7 @@ positives per node, hyper-parameters) and ``heads.npz`` (arrays).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +34,84 @@ import numpy as np
 from core.errors import InvalidConfig, InvalidInput
 from core.storage.files import atomic_path
 
-FORMAT = "reelsift.taxonomy_heads.v1"
+FORMAT = "reelsift.taxonomy_heads.v2"
+READABLE_FORMATS = ("reelsift.taxonomy_heads.v1", FORMAT)
 CONFIG_FILE = "config.json"
 ARRAYS_FILE = "heads.npz"
+NONE_CLASS = ""  # the root head's class for rows without a category
+LOGIT_LIMIT = 12.0  # probabilities 0 and 1 as finite logits
+ZERO_SHOT_SCALE = 0.1  # zero-shot logits span about ±10; vector entries about ±0.2
+
+
+@dataclass
+class RootHead:
+    """Multinomial logistic regression over tier-1 nodes and "none".
+
+    Features: the item vector and, scaled by ``ZERO_SHOT_SCALE``, the zero-shot logits of
+    the roots in ``zero_shot_roots`` (what the node texts say about every root, which
+    carries the taxonomy's own description of roots that labeled rows cover thinly).
+    """
+
+    classes: list[str]  # root ids, NONE_CLASS for no category
+    weights: np.ndarray  # (C, d + len(zero_shot_roots))
+    bias: np.ndarray  # (C,)
+    zero_shot_roots: list[str] = field(default_factory=list)
+    temperature: float = 1.0
+
+    @staticmethod
+    def features(vectors: np.ndarray, zero_shot_root_logits: np.ndarray | None) -> np.ndarray:
+        if zero_shot_root_logits is None or zero_shot_root_logits.shape[1] == 0:
+            return vectors
+        return np.concatenate([vectors, ZERO_SHOT_SCALE * zero_shot_root_logits], axis=1)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        out: np.ndarray = features @ self.weights.T + self.bias
+        return out
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        scores = self.scores(features) / self.temperature
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        out: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+        return out
+
+    @classmethod
+    def train(cls, features: np.ndarray, classes: Sequence[str], regularisation: float,
+              zero_shot_roots: Sequence[str] = (), sample_weight: np.ndarray | None = None
+              ) -> RootHead:
+        from sklearn.linear_model import LogisticRegression
+
+        if len(set(classes)) < 2:
+            raise InvalidInput("the root head needs examples of at least two classes")
+        fit = LogisticRegression(C=regularisation, max_iter=3000).fit(
+            features, list(classes), sample_weight=sample_weight
+        )
+        return cls(classes=[str(c) for c in fit.classes_],
+                   weights=fit.coef_.astype(np.float32),
+                   bias=fit.intercept_.astype(np.float32),
+                   zero_shot_roots=list(zero_shot_roots))
+
+    def fit_temperature(self, features: np.ndarray, classes: Sequence[str]) -> float:
+        """The temperature minimising log loss on held-out rows (classes the head does
+        not know are skipped)."""
+        from scipy.optimize import minimize_scalar
+
+        index = {c: i for i, c in enumerate(self.classes)}
+        rows = [i for i, c in enumerate(classes) if c in index]
+        if not rows:
+            raise InvalidInput("no held-out row has a class the root head knows")
+        targets = np.array([index[classes[i]] for i in rows])
+        scores = self.scores(features[rows])
+
+        def log_loss(log_t: float) -> float:
+            z = scores / np.exp(log_t)
+            z = z - z.max(axis=1, keepdims=True)
+            log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            return float(-log_p[np.arange(len(rows)), targets].mean())
+
+        best = minimize_scalar(log_loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+        self.temperature = float(np.exp(best.x))
+        return self.temperature
 
 
 @dataclass
@@ -41,6 +125,7 @@ class SupervisedHeads:
     positives: list[int]
     hyper: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None  # zero-shot calibration fitted alongside
+    root_head: RootHead | None = None
 
     @property
     def dim(self) -> int:
@@ -63,6 +148,25 @@ class SupervisedHeads:
         out[:, columns] = (
             vectors @ self.weights.T + logits[:, columns] * self.zero_shot_weight + self.bias
         )
+        return out
+
+    def apply_root_head(self, vectors: np.ndarray, zero_shot_logits: np.ndarray,
+                        logits: np.ndarray, index_of: dict[str, int],
+                        root_columns: dict[str, int]) -> np.ndarray:
+        """``logits`` with every root's replaced by the root head's (calibrated) log-odds;
+        ``zero_shot_logits`` are the classifier's before any head."""
+        if self.root_head is None:
+            return logits
+        head = self.root_head
+        out = logits.copy()
+        zero_shot = zero_shot_logits[:, [index_of[r] for r in head.zero_shot_roots]]
+        probs = head.probabilities(head.features(vectors, zero_shot))
+        odds = np.log(np.clip(probs, 1e-9, 1.0)) - np.log(np.clip(1.0 - probs, 1e-9, 1.0))
+        odds = np.clip(odds, -LOGIT_LIMIT, LOGIT_LIMIT)
+        out[:, list(root_columns.values())] = -LOGIT_LIMIT
+        for k, root in enumerate(self.root_head.classes):
+            if root != NONE_CLASS and root in root_columns:
+                out[:, root_columns[root]] = odds[:, k]
         return out
 
     # ---- training -----------------------------------------------------------------------
@@ -134,9 +238,17 @@ class SupervisedHeads:
             "hyper": self.hyper,
             "calibration": self.calibration,
         }
+        arrays: dict[str, Any] = {"weights": self.weights,
+                                  "zero_shot_weight": self.zero_shot_weight,
+                  "bias": self.bias}
+        if self.root_head is not None:
+            config["root_head"] = {"classes": self.root_head.classes,
+                                   "zero_shot_roots": self.root_head.zero_shot_roots,
+                                   "temperature": self.root_head.temperature}
+            arrays["root_weights"] = self.root_head.weights
+            arrays["root_bias"] = self.root_head.bias
         with atomic_path(directory / ARRAYS_FILE) as tmp, tmp.open("wb") as handle:
-            np.savez(handle, weights=self.weights, zero_shot_weight=self.zero_shot_weight,
-                     bias=self.bias)
+            np.savez(handle, **arrays)
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         return directory
 
@@ -150,12 +262,24 @@ class SupervisedHeads:
                 f"{ARRAYS_FILE}); create one with `reelsift train taxonomy labeled.jsonl`"
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        if config.get("format") != FORMAT:
-            raise InvalidConfig(f"{config_path}: format {config.get('format')!r} is not {FORMAT!r}")
+        if config.get("format") not in READABLE_FORMATS:
+            raise InvalidConfig(f"{config_path}: format {config.get('format')!r} is not "
+                                f"one of {READABLE_FORMATS}")
+        root_head = None
         with np.load(directory / ARRAYS_FILE) as arrays:
             weights = arrays["weights"].astype(np.float32)
             gamma = arrays["zero_shot_weight"].astype(np.float32)
             bias = arrays["bias"].astype(np.float32)
+            if config.get("root_head"):
+                spec = config["root_head"]
+                root_head = RootHead(list(spec["classes"]),
+                                     arrays["root_weights"].astype(np.float32),
+                                     arrays["root_bias"].astype(np.float32),
+                                     list(spec.get("zero_shot_roots") or []),
+                                     float(spec["temperature"]))
+                width = weights.shape[1] + len(root_head.zero_shot_roots)
+                if root_head.weights.shape != (len(root_head.classes), width):
+                    raise InvalidConfig(f"{directory}: root head arrays and classes disagree")
         if not (len(config["node_ids"]) == weights.shape[0] == gamma.shape[0] == bias.shape[0]):
             raise InvalidConfig(f"{directory}: arrays and node ids disagree in length")
         return cls(
@@ -168,4 +292,5 @@ class SupervisedHeads:
             positives=list(config["positives"]),
             hyper=dict(config.get("hyper") or {}),
             calibration=config.get("calibration"),
+            root_head=root_head,
         )

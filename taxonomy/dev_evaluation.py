@@ -1,0 +1,140 @@
+"""Tier-1 accuracy and coverage on the public dev sets, beside same-run baselines.
+
+For each set (BBC news, the 20 Newsgroups and DBpedia-14 test parts, and the abstention
+sets: spam SMS and seeded nonsense) and each method, the figures are:
+
+- accuracy: the top tier-1 node (highest confidence, threshold aside) is one of the row's
+  accepted tier-1 nodes (``dev_label_map.yaml``), over all rows;
+- coverage: the share of rows given any label at or above ``min_confidence``;
+- selective accuracy: accuracy over the covered rows only (what a user is shown);
+- for abstention sets, coverage is the share wrongly given a label (lower is better).
+
+Methods, all run in the same process on the same rows:
+
+- ``heads``: the classifier with its trained heads, documents read by chunks;
+- ``zero-shot``: the same classifier and vectors without heads (the node texts alone);
+- ``tfidf+logreg``: scikit-learn TF-IDF (word 1-2 grams, sublinear tf) and a multinomial
+  LogisticRegression over tier-1 roots and "none", trained on exactly the heads' rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taxonomy.classifier import TaxonomyClassifier
+from taxonomy.devsets import DevSet, nonsense_texts
+from taxonomy.heads import NONE_CLASS
+from taxonomy.training import NONSENSE_ROWS, NONSENSE_SEEDS, LabeledRows
+
+
+@dataclass(frozen=True)
+class Figures:
+    dataset: str
+    method: str
+    items: int
+    accuracy: float | None  # None for abstention sets
+    coverage: float
+    selective_accuracy: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 4)
+
+        return {"dataset": self.dataset, "method": self.method, "items": self.items,
+                "tier1_accuracy": r(self.accuracy), "coverage": r(self.coverage),
+                "selective_accuracy": r(self.selective_accuracy)}
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    texts: list[str]
+    accepted_roots: list[frozenset[str]]  # empty sets: the row should get no label
+
+    @property
+    def abstain(self) -> bool:
+        return not any(self.accepted_roots)
+
+
+def figures(dataset: str, method: str, top_roots: Sequence[str], top_confidence: np.ndarray,
+            accepted: Sequence[frozenset[str]], min_confidence: float) -> Figures:
+    covered = np.asarray(top_confidence) >= min_confidence
+    n = len(top_roots)
+    if not any(accepted):
+        return Figures(dataset, method, n, None, float(covered.mean()) if n else 0.0, None)
+    hits = np.array([root in gold for root, gold in zip(top_roots, accepted, strict=True)])
+    return Figures(dataset, method, n, float(hits.mean()), float(covered.mean()),
+                   float(hits[covered].mean()) if covered.any() else None)
+
+
+def classifier_top_roots(classifier: TaxonomyClassifier, vectors: np.ndarray, *,
+                         use_heads: bool) -> tuple[list[str], np.ndarray]:
+    """Each row's best tier-1 node and its confidence (gated, as labels are chosen)."""
+    confidence = classifier.scores(vectors, use_heads=use_heads).confidence
+    roots = np.flatnonzero(classifier.tree.arrays.tier == 1)
+    best = roots[np.argmax(confidence[:, roots], axis=1)]
+    return [classifier.tree.ids[c] for c in best], confidence[np.arange(len(best)), best]
+
+
+class TfidfBaseline:
+    """TF-IDF + multinomial logistic regression over tier-1 roots and "none"."""
+
+    def __init__(self, rows: LabeledRows, classifier: TaxonomyClassifier) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        self.pipeline = make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=200_000),
+            LogisticRegression(C=10.0, max_iter=3000),
+        )
+        self.pipeline.fit(rows.texts, classifier.root_classes(rows.node_id_sets))
+
+    def top_roots(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        probabilities = self.pipeline.predict_proba(list(texts))
+        classes = list(self.pipeline.classes_)
+        roots = np.array([c != NONE_CLASS for c in classes])
+        masked = np.where(roots[None, :], probabilities, -1.0)
+        best = np.argmax(masked, axis=1)
+        return [classes[b] for b in best], probabilities[np.arange(len(best)), best]
+
+
+def eval_sets(dev_sets: dict[str, DevSet], datasets_dir: Path) -> list[EvalSet]:
+    """Measure sets whole, the test part of train and abstain sets, and test nonsense;
+    a measure set whose file is absent (AG News today) is skipped."""
+    out: list[EvalSet] = []
+    for name, dev_set in dev_sets.items():
+        if not (datasets_dir / dev_set.file).exists():
+            continue
+        rows = dev_set.rows(datasets_dir, "test")
+        out.append(EvalSet(name, [r.text for r in rows], [r.accepted_roots for r in rows]))
+    texts = nonsense_texts(NONSENSE_ROWS["test"], NONSENSE_SEEDS["test"])
+    out.append(EvalSet("nonsense", texts, [frozenset()] * len(texts)))
+    return out
+
+
+def evaluate_dev_sets(
+    classifier: TaxonomyClassifier,
+    sets: Sequence[EvalSet],
+    baseline: TfidfBaseline | None,
+    min_confidence: float,
+) -> list[Figures]:
+    results: list[Figures] = []
+    for eval_set in sets:
+        vectors = classifier.documents.embed_texts(eval_set.texts)
+        for method, use_heads in (("heads", True), ("zero-shot", False)):
+            if use_heads and classifier.heads is None:
+                continue
+            top, conf = classifier_top_roots(classifier, vectors, use_heads=use_heads)
+            results.append(figures(eval_set.name, method, top, conf, eval_set.accepted_roots,
+                                   min_confidence))
+        if baseline is not None:
+            top, conf = baseline.top_roots(eval_set.texts)
+            results.append(figures(eval_set.name, "tfidf+logreg", top, conf,
+                                   eval_set.accepted_roots, min_confidence))
+    return results
