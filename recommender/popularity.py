@@ -28,9 +28,15 @@ TRENDING_KEPT = 1000
 COUNTER_COLUMNS = ("positives", "trending", "trending_ts", "views", "bounces", "completes")
 
 
+# Largest exponent a float survives (e^709): timestamps far apart (a bad client clock, a
+# replayed historical log next to live events) must saturate, not raise OverflowError.
+MAX_EXPONENT = 700.0
+
+
 def decay_factor(dt_seconds: float, half_life_seconds: float) -> float:
     """0.5 ** (dt / half_life); ``dt`` may be negative for an out-of-order event."""
-    return math.pow(0.5, dt_seconds / half_life_seconds)
+    half_lives = max(dt_seconds / half_life_seconds, -MAX_EXPONENT / math.log(2))
+    return math.pow(0.5, half_lives)
 
 
 @dataclass(slots=True)
@@ -162,7 +168,7 @@ class ItemStats:
         shift = now * self._rate
         for item_id, key in ranked:
             if item_id not in skip:
-                out.append((item_id, math.exp(key - shift)))
+                out.append((item_id, math.exp(min(key - shift, MAX_EXPONENT))))
                 if len(out) >= n:
                     return out
         if self._floor > -math.inf:  # past the leaders (a user who has seen thousands)

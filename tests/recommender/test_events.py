@@ -67,3 +67,19 @@ def test_events_change_the_next_feed_and_survive_a_restart(
     assert p2.seen == p1.seen and p2.n_positives == p1.n_positives
     assert [i.item_id for i in rec2.feed.feed("u1", 10).items] == [
         i.item_id for i in rec.feed.feed("u1", 10).items]
+
+
+def test_timestamps_centuries_apart_saturate_instead_of_overflowing():
+    from recommender.popularity import decay_factor
+
+    assert decay_factor(-1e12, 3600.0) > 1e300  # an event from the far future
+    assert decay_factor(1e12, 3600.0) == 0.0
+
+    from recommender.popularity import ItemStats
+
+    stats = ItemStats(trending_half_life_hours=6.0)
+    stats.record("from-1998", 8.9e8, view=True, positive_weight=1.0)
+    stats.record("from-3290", 4.0e10, view=True, positive_weight=1.0)  # a wrong clock
+    ranked = stats.top_trending(5, now=1.8e9)
+    assert [item for item, _ in ranked] == ["from-3290", "from-1998"]
+    assert all(score >= 0.0 for _, score in ranked)
