@@ -281,12 +281,30 @@ class TaxonomyClassifier:
         return self.classify(self.documents.embed_texts(list(texts)))
 
     def classify_documents(
-        self, titles: Sequence[str], texts: Sequence[str]
+        self,
+        titles: Sequence[str],
+        texts: Sequence[str],
+        document_vectors: np.ndarray | None = None,
     ) -> list[list[Label]]:
-        """Labels for items given as separate titles and texts, long texts read by chunks."""
+        """Labels for items given as separate titles and texts, long texts read by chunks.
+
+        ``document_vectors``: the vectors the text analyzer already made (one pass over
+        title and text); they are used as they are for texts that fit in one chunk, so
+        only long texts cost extra encoding.
+        """
         if len(texts) == 0:
             return []
-        return self.classify(self.documents.embed(list(titles), list(texts)))
+        if document_vectors is None:
+            return self.classify(self.documents.embed(list(titles), list(texts)))
+        vectors = _as_matrix(document_vectors, "document vectors").copy()
+        if vectors.shape[0] != len(texts):
+            raise InvalidInput(f"{vectors.shape[0]} document vectors for {len(texts)} texts")
+        limit = self.chunk_settings.words_per_chunk
+        long_rows = [i for i, text in enumerate(texts) if len(text.split()) > limit]
+        if long_rows:
+            vectors[long_rows] = self.documents.embed([titles[i] for i in long_rows],
+                                                      [texts[i] for i in long_rows])
+        return self.classify(vectors)
 
     @property
     def chunk_settings(self) -> ChunkSettings:

@@ -281,12 +281,15 @@ def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
     ))
     for column in ("set", "method", "items", "tier-1 accuracy", "coverage",
                    "accuracy when labelled"):
-        table.add_column(column, justify="left" if column in ("set", "method") else "right")
-    for r in results:
-        def fmt(v: float | None) -> str:
-            return "-" if v is None else f"{v:.3f}"
+        table.add_column(column, justify="left" if column in ("set", "method") else "right",
+                         no_wrap=True)
 
-        coverage = fmt(r.coverage) + (" (labelled: want 0)" if r.accuracy is None else "")
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    for r in results:
+        # Abstention sets: coverage is the share wrongly labelled.
+        coverage = fmt(r.coverage) + (" (should be 0)" if r.accuracy is None else "")
         table.add_row(r.dataset, r.method, str(r.items), fmt(r.accuracy), coverage,
                       fmt(r.selective_accuracy))
-    console.print(table)
+    Console(width=max(console.width, 120)).print(table)

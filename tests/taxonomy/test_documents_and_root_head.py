@@ -13,7 +13,13 @@ from core.errors import InvalidInput
 from taxonomy.classifier import TaxonomyClassifier
 from taxonomy.dev_evaluation import figures
 from taxonomy.devsets import load_dev_sets, nonsense_texts
-from taxonomy.documents import ChunkSettings, DocumentEmbedder, VectorCache, chunk_words, split_title
+from taxonomy.documents import (
+    ChunkSettings,
+    DocumentEmbedder,
+    VectorCache,
+    chunk_words,
+    split_title,
+)
 from taxonomy.heads import NONE_CLASS, SupervisedHeads
 from taxonomy.tree import TaxonomyTree
 
@@ -234,3 +240,23 @@ def test_figures_count_accuracy_coverage_and_abstention() -> None:
     abstain = figures("spam", "m", ["a", "b"], np.array([0.1, 0.4]),
                       [frozenset(), frozenset()], 0.3)
     assert abstain.accuracy is None and abstain.coverage == 0.5
+
+
+def test_classify_documents_reuses_given_vectors_for_short_texts_only(
+    small_tree: TaxonomyTree,
+) -> None:
+    embedder = RecordingEmbedder()
+    classifier = TaxonomyClassifier(small_tree, embedder)
+    classifier.warm()  # node texts are encoded once, before what this test watches
+    titles = ["Match day", "Bakery"]
+    texts = ["the striker scored a goal",
+             " ".join(f"filler{i}" for i in range(160)) + " bake bread and cake " * 40]
+    given = embedder.encode(["the striker scored a goal", "filler only"])
+    embedder.seen.clear()
+    labels = classifier.classify_documents(titles, texts, given)
+    assert "the striker scored a goal" not in embedder.seen  # the short one was not re-read
+    assert embedder.seen and all("filler" in t or "bake" in t or t == "Bakery"
+                                 for t in embedder.seen)
+    assert labels[0][0].id == "sports" and labels[1][0].id == "food"
+    with pytest.raises(InvalidInput, match="document vectors"):
+        classifier.classify_documents(titles, texts, given[:1])
