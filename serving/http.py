@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -69,13 +70,44 @@ class BoundedJsonRequest(Request):
         return self._json
 
 
+def _takes_many(schema: dict[str, Any]) -> bool:
+    if schema.get("type") == "array":
+        return True
+    return any(_takes_many(option) for option in schema.get("anyOf", []))
+
+
 class BoundedJsonRoute(APIRoute):
-    """Every route parses its JSON body with ``load_json``."""
+    """Every route parses its JSON body with ``load_json``, and refuses a query parameter
+    that takes one value given several times (FastAPI would silently keep the last)."""
+
+    _single_valued: dict[str, frozenset[str]] | None = None
+
+    def single_valued_query_parameters(self, app: Any, method: str) -> frozenset[str]:
+        if self._single_valued is None:
+            # The OpenAPI document says which parameters take one value, however the
+            # route's dependencies are nested.
+            operations = app.openapi().get("paths", {}).get(self.path, {})
+            self._single_valued = {
+                verb.upper(): frozenset(
+                    p["name"] for p in operation.get("parameters", [])
+                    if p.get("in") == "query" and not _takes_many(p.get("schema", {}))
+                )
+                for verb, operation in operations.items()
+            }
+        return self._single_valued.get(method, frozenset())
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def bounded(request: Request) -> Response:
+            if request.query_params:
+                app = request.scope.get("app")
+                for name in self.single_valued_query_parameters(app, request.method):
+                    if len(request.query_params.getlist(name)) > 1:
+                        raise RequestValidationError([{
+                            "type": "too_many_values", "loc": ("query", name),
+                            "msg": "takes one value; it was given several times",
+                        }])
             return await handler(BoundedJsonRequest(request.scope, request.receive))
 
         return bounded

@@ -43,7 +43,8 @@ class AppealIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_id: str = Field(min_length=1, max_length=128)
-    note: str = Field(min_length=1, max_length=2000)
+    # Something that is not whitespace (checked by the review service, declared here).
+    note: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": r"\S"})
 
 
 class EventsIn(BaseModel):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import aiohttp
 import pytest
+from fastapi import Query
 
 from core.errors import ServiceUnavailable
 from serving.http import JsonTooDeep, load_json
@@ -116,3 +118,26 @@ def test_allow_names_the_literal_resource_before_a_matching_template():
     with TestClient(app) as client:
         assert client.request("OPTIONS", "/items/batch").headers["allow"] == "POST"
         assert client.request("OPTIONS", "/items/x1").headers["allow"] == "GET, HEAD"
+
+
+def test_a_single_valued_query_parameter_given_twice_is_refused():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from serving.errors import install_error_handlers
+    from serving.http import BoundedJsonRoute
+
+    app = FastAPI()
+    app.router.route_class = BoundedJsonRoute
+    install_error_handlers(app)
+
+    @app.get("/feed")
+    def feed(device: str | None = None,
+             exclude: Annotated[list[str] | None, Query()] = None) -> dict[str, object]:
+        return {"device": device, "exclude": exclude}
+
+    with TestClient(app) as client:
+        assert client.get("/feed?device=a&exclude=x&exclude=y").json() == {
+            "device": "a", "exclude": ["x", "y"]}
+        twice = client.get("/feed?device=a&device=b")
+        assert twice.status_code == 422 and "query.device" in twice.json()["message"]
