@@ -209,9 +209,7 @@ class Collaborative:
         rows, weights = fit.rows(history)
         if not len(rows):
             return []
-        scores = np.asarray(fit.similarity[rows].T @ weights).ravel() if len(rows) else None
-        if scores is None:
-            return []
+        scores = weighted_row_sum(fit.similarity, rows, weights)
         return _top_excluding(scores, fit.item_ids, limit, exclude)
 
     def ease(self, user_id: str, limit: int, exclude: Collection[str]) -> list[tuple[str, float]]:
@@ -223,7 +221,7 @@ class Collaborative:
         rows, _ = fit.rows(history)
         if not len(rows):
             return []
-        scores = np.asarray(fit.ease[rows].sum(axis=0)).ravel()
+        scores = weighted_row_sum(fit.ease, rows, np.ones(len(rows)))
         return _top_excluding(scores, fit.item_ids, limit, exclude)
 
     def user_factor(self, user_id: str) -> np.ndarray | None:
@@ -252,6 +250,23 @@ class Collaborative:
         # back to the inner product (the index returns cosine with the padded item)
         scale = norm * fit.max_norm
         return [(i, s * scale) for i, s in hits]
+
+
+def weighted_row_sum(
+    matrix: sparse.csr_matrix, rows: np.ndarray, weights: np.ndarray,
+) -> np.ndarray:
+    """``weights @ matrix[rows]`` as a dense vector, read straight from the CSR arrays
+    (a few dozen microseconds; scipy's row slicing builds two matrices per request)."""
+    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(matrix.shape[1])
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    positions = offsets + np.arange(total)
+    return np.bincount(matrix.indices[positions],
+                       weights=matrix.data[positions] * np.repeat(weights, lengths),
+                       minlength=matrix.shape[1])
 
 
 def mips_items(factors: np.ndarray, max_norm: float) -> np.ndarray:

@@ -54,15 +54,17 @@ LEARNED_FEATURES = (*DENSE_FEATURES, *(f"rank_{c}" for c in CHANNELS))
 HISTORY_FILE = "history.json"
 
 
-def feature_rows(batch: FeatureBatch) -> np.ndarray:
-    """The learned ranker's input: dense features, then each channel's rank score."""
-    n = len(batch.item_ids)
-    ranks = np.zeros((n, len(CHANNELS)), dtype=np.float32)
+def feature_rows(batch: FeatureBatch, rows: list[int] | None = None) -> np.ndarray:
+    """The learned ranker's input: dense features, then each channel's rank score (of
+    ``rows`` only, if given)."""
+    dense = batch.dense if rows is None else batch.dense[rows]
+    ranks = np.zeros((dense.shape[0], len(CHANNELS)), dtype=np.float32)
     if batch.channel_ranks is not None:
+        source = batch.channel_ranks if rows is None else batch.channel_ranks[rows]
         for c, name in enumerate(batch.channel_names):
             if name in CHANNELS:
-                ranks[:, CHANNELS.index(name)] = batch.channel_ranks[:, c]
-    return np.hstack([batch.dense.astype(np.float32), ranks])
+                ranks[:, CHANNELS.index(name)] = source[:, c]
+    return np.hstack([dense.astype(np.float32), ranks])
 
 
 def batch_of_rows(rows: np.ndarray) -> FeatureBatch:

@@ -219,11 +219,12 @@ class FeedService:
             fresh = [i for i in fresh if i not in gone]
         if self.settings.online_ranker.enabled and picks:
             # what was served, with the features it was ranked on: outcomes label them
-            row_of = {item_id: r for r, item_id in enumerate(candidate_ids)}
-            served = [p.item_id for p in picks if p.item_id in row_of]
-            if served:
-                rows = feature_rows(batch)[[row_of[i] for i in served]]
-                state.impressions.record(user_id, served, rows, now)
+            position = {p.item_id: r for r, p in enumerate(picks)}
+            found_rows = [r for r, item_id in enumerate(candidate_ids) if item_id in position]
+            if found_rows:
+                served = [candidate_ids[r] for r in found_rows]
+                state.impressions.record(user_id, served, feature_rows(batch, found_rows),
+                                         now)
         items = []
         for pick in picks:
             item = state.catalog.get(pick.item_id)

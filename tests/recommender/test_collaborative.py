@@ -118,3 +118,15 @@ def test_item_knn_is_cosine_of_engagement_columns():
     assert np.isclose(sim[0, 2], 1 / 2)  # one shared user of 2 and 2
     factors = implicit_als(x, 2, regularisation=0.1, alpha=10, iterations=5)
     assert factors.shape == (3, 2) and np.isfinite(factors).all()
+
+
+def test_weighted_row_sum_matches_scipy():
+    from recommender.collaborative import weighted_row_sum
+
+    rng = np.random.default_rng(3)
+    matrix = sparse.random(40, 30, density=0.2, random_state=4, format="csr")
+    rows = np.asarray([3, 0, 17, 3, 39])
+    weights = rng.random(len(rows))
+    expected = np.asarray(matrix[rows].T @ weights).ravel()
+    np.testing.assert_allclose(weighted_row_sum(matrix, rows, weights), expected)
+    assert not weighted_row_sum(matrix, np.zeros(0, np.int64), np.zeros(0)).any()
