@@ -10,6 +10,9 @@ from core.contracts import ItemAnalysis, ItemState, JsonDateTime, UtcDateTime
 from ingest.jobs import JobOut
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+# At least one character Python does not strip: \s as every regex engine reads it, plus
+# the separators (U+001C-U+001F, U+0085) str.strip() removes and ECMA's \s does not.
+NOT_BLANK_PATTERN = "[^\\s\x1c-\x1f\x85]"
 
 
 class TextItemIn(BaseModel):
@@ -22,7 +25,7 @@ class TextItemIn(BaseModel):
     title: str = ""
     # Something to analyze: at least one character that is not whitespace (checked by
     # the intake with a message naming the field; declared here for clients).
-    text: str = Field(json_schema_extra={"pattern": r"\S"})
+    text: str = Field(json_schema_extra={"pattern": NOT_BLANK_PATTERN})
     tags: list[str] = Field(default_factory=list)
     created_at: JsonDateTime | None = Field(default=None, strict=False)
 

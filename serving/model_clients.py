@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from analyzers.base import TokenEncoding
 from core.contracts import ModelRef
 from core.errors import ServiceUnavailable
 
@@ -106,6 +107,29 @@ class BatchedTextEmbedder:
             vectors = call_model_service(encode_chunk, "text-embedding")
             parts.append(np.asarray(vectors, dtype=np.float32))
         return np.concatenate(parts)
+
+
+class BatchedTokenTextEmbedder(BatchedTextEmbedder):
+    """A ``TokenTextEmbedder`` over the service: the text vectors and the word-piece
+    vectors of the same encoder pass (keywords pool their candidates from them instead
+    of embedding each candidate phrase again)."""
+
+    def encode_with_tokens(self, texts: Sequence[str]) -> TokenEncoding:
+        vectors: list[np.ndarray] = []
+        token_vectors: list[np.ndarray] = []
+        offsets: list[np.ndarray] = []
+        for i in range(0, len(texts), self.chunk):
+            chunk = list(texts[i : i + self.chunk])
+
+            def encode_chunk(chunk: list[str] = chunk) -> Any:
+                return self.client.encode_with_tokens(texts=chunk)
+
+            for entry in call_model_service(encode_chunk, "text-embedding"):
+                vectors.append(np.asarray(entry["vector"], dtype=np.float32))
+                token_vectors.append(np.asarray(entry["tokens"], dtype=np.float32))
+                offsets.append(np.asarray(entry["offsets"], dtype=np.int64))
+        matrix = np.stack(vectors) if vectors else np.zeros((0, self.dim), dtype=np.float32)
+        return TokenEncoding(matrix, token_vectors, offsets)
 
 
 class BatchedVisualEmbedder:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.contracts import Event
+from ingest.models import NOT_BLANK_PATTERN
 
 
 class BatchIn(BaseModel):
@@ -44,7 +45,8 @@ class AppealIn(BaseModel):
 
     item_id: str = Field(min_length=1, max_length=128)
     # Something that is not whitespace (checked by the review service, declared here).
-    note: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": r"\S"})
+    note: str = Field(min_length=1, max_length=2000,
+                      json_schema_extra={"pattern": NOT_BLANK_PATTERN})
 
 
 class EventsIn(BaseModel):

@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from analyzers.base import TokenTextEmbedder
 from core.contracts import ModelRef
 from core.errors import InvalidInput
 from ingest.jobs import JobOut, server_spawner
@@ -55,7 +56,11 @@ from serving.errors import (
     install_error_handlers,
 )
 from serving.http import BoundedJsonRoute, JsonOutsideTheApi
-from serving.model_clients import BatchedTextEmbedder, BatchedVisualEmbedder
+from serving.model_clients import (
+    BatchedTextEmbedder,
+    BatchedTokenTextEmbedder,
+    BatchedVisualEmbedder,
+)
 from serving.schemas import AppealIn, BatchIn, DecisionIn, EventsIn, ReportIn
 from serving.settings import get_settings
 from serving.uploads import (
@@ -150,7 +155,8 @@ def describe_model(embedder: Any, unavailable_reason: str | None) -> dict[str, A
     """What a model service serves, so the API service can name it in every output."""
     if embedder is None:
         return {"available": False, "reason": unavailable_reason}
-    return {"available": True, "model": embedder.model.model_dump(), "dim": embedder.dim}
+    return {"available": True, "model": embedder.model.model_dump(), "dim": embedder.dim,
+            "tokens": isinstance(embedder, TokenTextEmbedder)}
 
 
 # How the API workers' BentoML clients treat their connections to the model services:
@@ -185,6 +191,22 @@ class TextEmbedding:
         if self.embedder is None:
             raise RuntimeError(self.unavailable_reason)
         return self.embedder.encode(texts)
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=settings.embed_max_batch_size,
+        max_latency_ms=settings.embed_max_latency_ms,
+    )
+    def encode_with_tokens(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Per text: its vector, its word pieces' vectors and their character offsets."""
+        if not isinstance(self.embedder, TokenTextEmbedder):
+            raise RuntimeError("this text embedder returns no token embeddings")
+        encoding = self.embedder.encode_with_tokens(texts)
+        return [
+            {"vector": encoding.vectors[i], "tokens": encoding.token_vectors[i],
+             "offsets": encoding.offsets[i]}
+            for i in range(len(texts))
+        ]
 
 
 @bentoml.service(
@@ -248,8 +270,10 @@ class Reelsift:
 
     def _build(self) -> Components:
         info = _describe_with_retry(self.text_embedding)
+        # The token-aware client when the service's model returns word-piece vectors.
+        text_client = BatchedTokenTextEmbedder if info.get("tokens") else BatchedTextEmbedder
         embedder = (
-            BatchedTextEmbedder(self.text_embedding, ModelRef(**info["model"]), int(info["dim"]))
+            text_client(self.text_embedding, ModelRef(**info["model"]), int(info["dim"]))
             if info.get("available")
             else None
         )
