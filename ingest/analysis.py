@@ -266,14 +266,33 @@ class MediaItemPipeline:
         )
         return AnalyzedFile(file, analysis, recorder.keyframes)
 
-    def build(self, title: str, text: str, files: Sequence[AnalyzedFile]) -> ItemResult:
-        """Combine the text part (if any) and the analyzed files into one analysis."""
+    def build_texts(self, items: Sequence[tuple[str, str]]) -> list[ItemResult]:
+        """Text-only items (title, text), their text analyzed in one batch (the encoder
+        and spaCy run batched), each then built as ``build`` would."""
+        documents = [document_text(title, text) for title, text in items]
+        parts = analyze_documents(
+            self.text_analyzer, self.enrichment, [t for t, _ in items], documents
+        )
+        return [
+            self.build(title, text, [], text_part=(analysis, text_vectors))
+            for (title, text), analysis, text_vectors in zip(items, *parts, strict=True)
+        ]
+
+    def build(
+        self, title: str, text: str, files: Sequence[AnalyzedFile],
+        text_part: tuple[ItemAnalysis, dict[str, tuple[str, np.ndarray]]] | None = None,
+    ) -> ItemResult:
+        """Combine the text part (if any; ``text_part`` when already analyzed) and the
+        analyzed files into one analysis."""
         vectors: dict[str, tuple[str, np.ndarray]] = {}
         document = document_text(title, text)
         if document.strip():
-            [analysis], [text_vectors] = analyze_documents(
-                self.text_analyzer, self.enrichment, [title], [document]
-            )
+            if text_part is None:
+                [analysis], [text_vectors] = analyze_documents(
+                    self.text_analyzer, self.enrichment, [title], [document]
+                )
+            else:
+                analysis, text_vectors = text_part
             if "text" in text_vectors:
                 vectors["text"] = text_vectors["text"]
             text_risk = list(analysis.risk)

@@ -186,12 +186,45 @@ class BatchSummary:
 
 def analyze_batch(
     pipeline: MediaItemPipeline, limits: IntakeLimits, source: Path, out: Path,
-    advance: Advance | None = None,
+    advance: Advance | None = None, chunk: int = 32,
 ) -> BatchSummary:
-    """One JSON line in ``out`` per item line: ``{"line", "id", "analysis"}`` or ``"error"``."""
+    """One JSON line in ``out`` per item line: ``{"line", "id", "analysis"}`` or ``"error"``.
+    Text-only items are analyzed ``chunk`` at a time (one batched encoder pass); items
+    with media one by one; the output keeps the input's order."""
     summary = BatchSummary()
     base_dir = source.parent
     out.parent.mkdir(parents=True, exist_ok=True)
+    texts: list[tuple[dict[str, Any], Line]] = []
+
+    def write(handle: Any, record: dict[str, Any]) -> None:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if advance is not None:
+            advance(1)
+
+    def fail(record: dict[str, Any], exc: ReelsiftError) -> None:
+        record["error"] = exc.to_dict()
+        summary.failed.append((record["line"], record["id"], exc.message))
+
+    def flush_texts(handle: Any) -> None:
+        if not texts:
+            return
+        items = [(line.item.title, line.item.text) for _, line in texts if line.item]
+        try:
+            results: list[ItemResult | None] = list(pipeline.build_texts(items))
+        except ReelsiftError:
+            results = [None] * len(texts)  # one at a time below, to say which failed
+        for (record, line), result in zip(texts, results, strict=True):
+            assert line.item is not None
+            try:
+                if result is None:
+                    result = analyze_local(pipeline, limits, line.item.title, line.item.text, [])
+                record["analysis"] = result_payload(result)
+                summary.analyzed += 1
+            except ReelsiftError as exc:
+                fail(record, exc)
+            write(handle, record)
+        texts.clear()
+
     with out.open("w", encoding="utf-8") as handle:
         for line in read_items(source):
             summary.lines += 1
@@ -201,18 +234,21 @@ def analyze_batch(
                     raise line.error
                 assert line.item is not None
                 record["id"] = line.item.id
-                result = analyze_local(
-                    pipeline, limits, line.item.title, line.item.text,
-                    media_paths(line.item, base_dir),
-                )
+                paths = media_paths(line.item, base_dir)
+                if not paths and (line.item.title.strip() or line.item.text.strip()):
+                    texts.append((record, line))
+                    if len(texts) >= chunk:
+                        flush_texts(handle)
+                    continue
+                flush_texts(handle)  # keep the input order
+                result = analyze_local(pipeline, limits, line.item.title, line.item.text, paths)
                 record["analysis"] = result_payload(result)
                 summary.analyzed += 1
             except ReelsiftError as exc:
-                record["error"] = exc.to_dict()
-                summary.failed.append((line.number, record["id"], exc.message))
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            if advance is not None:
-                advance(1)
+                flush_texts(handle)
+                fail(record, exc)
+            write(handle, record)
+        flush_texts(handle)
     return summary
 
 

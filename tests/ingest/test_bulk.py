@@ -192,3 +192,30 @@ def test_cli_analyze_and_import(components, folder, tmp_path, monkeypatch):
     assert imported.exit_code == 0, imported.output
     assert json.loads(imported.stdout.strip().splitlines()[-1])["imported"] == 2
     assert analysis_json(components.ingest.get_item("cli-photo"))["media"]
+
+
+def test_text_items_analyzed_in_one_batch_match_one_at_a_time(components, tmp_path):
+    texts = [("Derby day", "Arsenal beat Chelsea 2-1 in London on Saturday #PremierLeague"),
+             ("", "Lemon pasta in 15 minutes with butter and parmesan"),
+             ("Rates", "The central bank held interest rates at 4% on Thursday")]
+    source = write_items(tmp_path / "texts.jsonl", [
+        {"id": f"t{i}", "creator_id": "c", "title": title, "text": text}
+        for i, (title, text) in enumerate(texts)
+    ])
+    out = tmp_path / "out.jsonl"
+    summary = analyze_batch(components.media.pipeline, components.media.limits, source, out,
+                            chunk=32)
+    batched = [json.loads(line)["analysis"] for line in out.read_text().splitlines()]
+    assert summary.analyzed == 3 and [r["vectors"]["fused"]["dim"] for r in batched] == [256] * 3
+    for (title, text), together in zip(texts, batched, strict=True):
+        alone = components.media.pipeline.build(title, text, []).analysis.model_dump(mode="json")
+        assert together["text"]["entities"] == alone["text"]["entities"]
+        assert [k["text"] for k in together["text"]["keywords"]] == [
+            k["text"] for k in alone["text"]["keywords"]]
+        assert [label["id"] for label in together["labels"]] == [
+            label["id"] for label in alone["labels"]]
+        for mine, theirs in zip(together["risk"], alone["risk"], strict=True):
+            assert mine["category"] == theirs["category"]
+            assert (mine["score"] is None) == (theirs["score"] is None)
+            if mine["score"] is not None:
+                assert abs(mine["score"] - theirs["score"]) < 1e-3
