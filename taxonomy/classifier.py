@@ -483,6 +483,7 @@ class TaxonomyClassifier:
         root_head: bool = False,
         root_regularisation: float = 4.0,
         node_text_weight: float = 0.3,
+        none_weight: float = 0.3,
         held_out_vectors: np.ndarray | None = None,
         held_out_node_id_sets: Sequence[Collection[str]] | None = None,
         chunking: ChunkSettings | None = None,
@@ -493,7 +494,9 @@ class TaxonomyClassifier:
         with an empty label set are its "none" examples); every node's own texts join the
         training rows as examples of its root (each weighing ``node_text_weight`` of a
         labeled row: short phrases, not documents), so roots without labeled rows are still
-        known. Its temperature is fitted on ``held_out_*`` rows, never the training ones.
+        known. Rows with no category weigh ``none_weight``: at full weight, spam SMS taught
+        "none" to ordinary posts that mention a price or a hashtag. Its temperature is
+        fitted on ``held_out_*`` rows, never the training ones.
         ``chunking``: recorded with the heads, the document recipe the vectors were made by.
         """
         if self.text_embedder is None:
@@ -523,9 +526,10 @@ class TaxonomyClassifier:
             heads.hyper["chunking"] = vars(chunking).copy()
         if root_head:
             heads.root_head = self._train_root_head(
-                vectors, node_id_sets, root_regularisation, node_text_weight,
+                vectors, node_id_sets, root_regularisation, node_text_weight, none_weight,
                 held_out_vectors, held_out_node_id_sets,
             )
+            heads.hyper["none_weight"] = none_weight
             heads.hyper["root_regularisation"] = root_regularisation
             heads.hyper["node_text_weight"] = node_text_weight
         self.set_heads(heads)
@@ -545,6 +549,7 @@ class TaxonomyClassifier:
         node_id_sets: Sequence[Collection[str]],
         regularisation: float,
         node_text_weight: float,
+        none_weight: float,
         held_out_vectors: np.ndarray | None,
         held_out_node_id_sets: Sequence[Collection[str]] | None,
     ) -> RootHead:
@@ -558,12 +563,14 @@ class TaxonomyClassifier:
             zero_shot = self.text_logits(matrix, use_heads=False)
             return RootHead.features(matrix, zero_shot[:, [self._index_of[r] for r in roots]])
 
+        row_classes = self.root_classes(node_id_sets)
+        row_weights = np.where(np.array(row_classes) == NONE_CLASS, none_weight, 1.0)
         head = RootHead.train(
             features(np.concatenate([vectors, index.texts])),
-            self.root_classes(node_id_sets) + node_text_roots,
+            row_classes + node_text_roots,
             regularisation,
             zero_shot_roots=roots,
-            sample_weight=np.concatenate([np.ones(len(vectors)),
+            sample_weight=np.concatenate([row_weights,
                                           np.full(len(node_text_roots), node_text_weight)]),
         )
         if held_out_vectors is not None and held_out_node_id_sets is not None:

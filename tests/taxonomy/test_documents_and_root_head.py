@@ -186,7 +186,8 @@ def _root_head_classifier(small_tree: TaxonomyTree, embedder: HashingTextEmbedde
                 "claim your free cash prize now", "zzv qwx"]
     held_ids: list[tuple[str, ...]] = [("soccer",), ("ai",), (), ()]
     classifier.train_heads(embedder.encode(texts), ids, root_head=True, regularisation=4.0,
-                           root_regularisation=10.0, held_out_vectors=embedder.encode(held_out),
+                           root_regularisation=10.0, none_weight=1.0,
+                           held_out_vectors=embedder.encode(held_out),
                            held_out_node_id_sets=held_ids)
     return classifier
 
