@@ -180,9 +180,18 @@ def mixed_users(keys: dict[str, str], acked: Acknowledged) -> list[type]:
                       for kind in ("view", random.choice(["like", "skip", "complete"]))]
             self.client.post("/v1/events", json={"events": events}, name="POST /v1/events")
 
+    moderator_keys = [keys[name] for name in ("demo-moderator", "demo-moderator-2",
+                                               "demo-senior") if name in keys]
+    next_moderator = itertools.count()
+
     class Moderator(ApiUser):
-        weight = 1
-        key = keys["demo-moderator"]
+        # One user per moderator key: a moderator holds one task at a time, so two users
+        # sharing a key would race to decide the same task (409 for the second).
+        fixed_count = len(moderator_keys)
+
+        def on_start(self) -> None:
+            self.key = moderator_keys[next(next_moderator)]
+            super().on_start()
 
         @task
         def claim_and_decide(self) -> None:
@@ -202,6 +211,7 @@ def run_locust(users: list[type], count: int, seconds: float, host: str) -> Envi
     runner = env.create_local_runner()
     runner.start(count, spawn_rate=count)
     deadline = time.monotonic() + seconds
+    gevent.sleep(2.0)  # spawning is asynchronous: users exist only once it has run
     while time.monotonic() < deadline and runner.user_count > 0:
         gevent.sleep(0.5)
     runner.quit()
@@ -253,6 +263,9 @@ def report(env: Environment, baseline: dict[str, float], title: str) -> int:
     total = env.stats.total
     print(f"total {total.num_requests} requests, {total.num_failures} errors "
           f"({kinds or 'none'}), {total.total_rps:.1f} req/s")
+    if total.num_requests == 0:
+        print("no request was made: the run measured nothing")
+        return 1
     return errors
 
 
