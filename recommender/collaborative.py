@@ -169,8 +169,11 @@ class Collaborative:
             (np.asarray(data), np.asarray(indices), np.asarray(indptr)),
             shape=(len(users), n_items))
         similarity = item_knn(feedback_matrix, c.knn_neighbours, c.knn_shrink)
+        # EASE's lambda is set for hundreds of users; on fewer, B is little more than a
+        # popularity-weighted co-count (kNN and ALS cover small logs)
         ease = (ease_weights(feedback_matrix, c.ease_lambda, c.ease_neighbours)
-                if 0 < n_items <= c.ease_max_items else None)
+                if 0 < n_items <= c.ease_max_items and len(users) >= c.ease_min_users
+                else None)
         previous = self.fit
         warm: np.ndarray | None = None
         if previous is not None and previous.factors.shape[1] == c.factors:

@@ -397,7 +397,7 @@ def plot_report(report: EvaluationReport, path: Path) -> None:
     ax.set_xticks(np.arange(len(names)) + width * (len(report.results) - 1) / 2, names)
     ax.set_title(f"{report.users_evaluated} users, {report.items} items, "
                  f"{report.events} events (temporal split)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower center", framealpha=0.9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -65,6 +65,8 @@ class CollaborativeSettings(BaseModel):
         default=12_000, ge=0, description="fit EASE (dense inverse: cubic time, 4 n² bytes "
         "per matrix) only while this few items have engagements; 0: never")
     ease_lambda: float = Field(default=500.0, gt=0, description="EASE L2 regularisation")
+    ease_min_users: int = Field(default=100, ge=1, description="users with engagements "
+                                "before EASE is fitted")
     ease_neighbours: int = Field(default=200, ge=1, description="EASE weights kept per item")
     factors: int = Field(default=64, ge=2, description="ALS embedding size")
     regularisation: float = Field(default=5.0, gt=0)

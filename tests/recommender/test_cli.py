@@ -129,7 +129,7 @@ def test_settings_reach_the_feed_through_set(simulated_files, tmp_path, sqlite_e
     bad = runner.invoke(app, [*args, "--set", "quotas.mf=-1"])
     assert bad.exit_code == 2 and "mf" in bad.output
     others = ("embedding", "tag_category", "covisitation", "cohort", "fresh",
-              "followed", "item_knn", "mf")
+              "followed", "item_knn", "ease", "mf")
     only_trending = [a for c in others for a in ("--set", f"quotas.{c}=0")]
     only_trending += ["--set", "candidate_limit=10", "--set", "exploration_epsilon=0"]
     result = runner.invoke(app, [*args, *only_trending])

@@ -36,8 +36,10 @@ def logged(tmp_path_factory):
                            start=T0 - timedelta(days=10), hours=240)
     world.write_to_db(sessions)
     now = [T0.timestamp()]
+    # Logged with a half-exploring policy: outcomes then vary with the features, as a
+    # ranker trained from logs needs (a feed that already ranks well logs few misses).
     settings = RecommenderSettings(index_dir=root / "index", model_dir=root / "model",
-                                   exploration_epsilon=0.2, background_refits=False)
+                                   exploration_epsilon=0.5, background_refits=False)
     rec = Recommender.open(sessions, settings, ItemStore(sessions), clock=lambda: now[0])
 
     def advance(seconds: float) -> None:
