@@ -61,7 +61,9 @@ TextRiskScorer = Callable[
     [Sequence[str], Sequence[str], np.ndarray | None], list[list[RiskScore]]
 ]
 # text vectors -> hierarchical labels per document.
-Labeler = Callable[[np.ndarray], list[list[Label]]]
+# (titles, bodies, the documents' text vectors) -> hierarchical labels per document; long
+# bodies are read by chunks (``TaxonomyClassifier.classify_documents``).
+Labeler = Callable[[Sequence[str], Sequence[str], np.ndarray], list[list[Label]]]
 
 
 @dataclass
@@ -78,9 +80,12 @@ def unassessed_risk(reason: str) -> list[RiskScore]:
 
 
 def analyze_documents(
-    analyzer: TextAnalyzer, stages: Enrichment, titles: Sequence[str], documents: Sequence[str]
+    analyzer: TextAnalyzer, stages: Enrichment, titles: Sequence[str], documents: Sequence[str],
+    bodies: Sequence[str] | None = None,
 ) -> tuple[list[ItemAnalysis], list[dict[str, tuple[str, np.ndarray]]]]:
-    """Analyses and vectors (kind -> (model id, vector)) for a batch of documents."""
+    """Analyses and vectors (kind -> (model id, vector)) for a batch of documents (title
+    and text together); ``bodies``, the texts without their titles, let the taxonomy
+    weigh titles apart and read long bodies by chunks."""
     results = analyzer.analyze(documents)
     have_vectors = all(r.vector is not None for r in results)
     matrix = np.stack([r.vector for r in results]) if have_vectors and results else None  # type: ignore[misc]
@@ -89,7 +94,10 @@ def analyze_documents(
         if stages.risk is not None
         else [unassessed_risk("no text risk model configured") for _ in documents]
     )
-    labels = stages.labels(matrix) if stages.labels is not None and matrix is not None else None
+    labels = (
+        stages.labels(titles, documents if bodies is None else bodies, matrix)
+        if stages.labels is not None and matrix is not None else None
+    )
     analyses, vectors = [], []
     for i, result in enumerate(results):
         analysis = ItemAnalysis(text=result.analysis, risk=risks[i])
@@ -271,7 +279,8 @@ class MediaItemPipeline:
         and spaCy run batched), each then built as ``build`` would."""
         documents = [document_text(title, text) for title, text in items]
         parts = analyze_documents(
-            self.text_analyzer, self.enrichment, [t for t, _ in items], documents
+            self.text_analyzer, self.enrichment, [t for t, _ in items], documents,
+            bodies=[text for _, text in items],
         )
         return [
             self.build(title, text, [], text_part=(analysis, text_vectors))
@@ -289,7 +298,7 @@ class MediaItemPipeline:
         if document.strip():
             if text_part is None:
                 [analysis], [text_vectors] = analyze_documents(
-                    self.text_analyzer, self.enrichment, [title], [document]
+                    self.text_analyzer, self.enrichment, [title], [document], bodies=[text]
                 )
             else:
                 analysis, text_vectors = text_part

@@ -177,9 +177,10 @@ class TextIngestService:
             rows = [self.store.get(session, i) for i in item_ids]
             documents = [document_text(r.title, r.text) for r in rows]
             titles = [r.title for r in rows]
+            bodies = [r.text for r in rows]
         try:
             analyses, vectors = analyze_documents(
-                self.analyzer, self.enrichment, titles, documents
+                self.analyzer, self.enrichment, titles, documents, bodies=bodies
             )
         except ServiceUnavailable:
             # A passing fault is not the content's: the items wait, retryable.

@@ -274,7 +274,7 @@ def build_analysis_stack(
 
     enrichment = Enrichment(
         risk=text_risk.score_items if text_risk is not None else None,
-        labels=taxonomy.classify if taxonomy is not None else None,
+        labels=taxonomy.classify_documents if taxonomy is not None else None,
         fuser=fuser,
     )
     return AnalysisStack(analyzer, enrichment, text_risk, taxonomy, fuser, media)
