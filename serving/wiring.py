@@ -36,7 +36,6 @@ from moderation.review.service import ReviewService
 from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR
 from moderation.risk.model import TextRiskModel
 from recommender.service import Recommender
-from recommender.settings import RecommenderSettings
 from serving.auth import ApiKeyStore
 from serving.settings import Settings
 from taxonomy.classifier import ClassifierSettings, TaxonomyClassifier
@@ -312,14 +311,15 @@ def build_components(
     review = ReviewService(sessions, items, policy)
     recommender = Recommender.open(
         sessions,
-        RecommenderSettings(
-            index_dir=settings.index_dir,
-            model_dir=settings.data_dir / "models" / "ranker",
-            fused_model_id=stack.fuser.model.id if stack.fuser is not None else None,
-            follow_seconds=settings.feed_follow_seconds,
+        # Every REELSIFT_RECOMMENDER__... setting, with what only the wiring knows.
+        settings.recommender.model_copy(update={
+            "index_dir": settings.index_dir,
+            "model_dir": settings.data_dir / "models" / "ranker",
+            "fused_model_id": stack.fuser.model.id if stack.fuser is not None else None,
+            "follow_seconds": settings.feed_follow_seconds,
             # Workers, replicas and CLI imports share the database.
-            multi_process=True,
-        ),
+            "multi_process": True,
+        }),
         items,
     )
     ingest = TextIngestService(

@@ -128,7 +128,7 @@ def test_appeals_go_to_another_moderator(service, store, alice, bob, approved):
 
 def test_a_rejected_appeal_cannot_be_appealed_again(service, store, alice, bob):
     add_items(store, ["r1"], ItemState.ANALYZING)
-    decision = service.policy.route([RiskScore(category=RiskCategory.SPAM, score=0.99)])
+    decision = service.policy.route([RiskScore(category=RiskCategory.SPAM, score=1.0)])
     service.apply_policy("r1", decision)  # auto-rejected: anyone may take the appeal
     uploader = Principal("pipeline", Role.UPLOADER)
     appeal = service.appeal("r1", uploader, "not spam")
