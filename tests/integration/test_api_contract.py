@@ -96,7 +96,9 @@ def test_405_names_every_method_of_the_path(server):
     assert {"GET", "POST"} <= {m.strip() for m in response.headers["allow"].split(",")}
 
 
-def test_schemathesis_finds_no_server_error_schema_violation_or_undeclared_status(server):
+def test_schemathesis_finds_no_server_error_schema_violation_or_undeclared_status(
+    server, tmp_path
+):
     st = Path(sys.executable).parent / "st"
     command = [
         str(st), "--config-file", str(Path(__file__).parent / "schemathesis.toml"), "run",
@@ -106,7 +108,7 @@ def test_schemathesis_finds_no_server_error_schema_violation_or_undeclared_statu
         "--workers", "1", "--phases", "examples,coverage,fuzzing",
         "--request-timeout", "60",
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=420,
+    run = subprocess.run(command, capture_output=True, text=True, timeout=420, cwd=tmp_path,
                          env={**os.environ, "NO_COLOR": "1"})
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "failures" not in run.stdout.splitlines()[-1], run.stdout[-3000:]
