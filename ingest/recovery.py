@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.contracts import ItemState
 from core.errors import ReelsiftError
+from core.storage.db import transaction
 from core.storage.items import ItemStore
 from core.storage.processes import ProcessRegistry
 from core.storage.tables import ItemMediaRow, ItemRow
@@ -48,3 +49,12 @@ def release_unanalyzed(store: ItemStore, item_ids: Sequence[str], reason: str) -
             store.transition(item_id, ItemState.RECEIVED, reason)
         except ReelsiftError:
             log.exception("could not return %s to received", item_id)
+
+
+def failed_item_ids(store: ItemStore) -> list[str]:
+    """Every ``failed`` item, oldest first (``reelsift retry-failed``)."""
+    with transaction(store.sessions) as session:
+        return list(session.scalars(
+            select(ItemRow.id).where(ItemRow.state == ItemState.FAILED.value)
+            .order_by(ItemRow.created_at)
+        ))

@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from analyzers.text import TextAnalyzer, document_text
@@ -31,7 +31,7 @@ from core.errors import (
 from core.storage.db import transaction, write_transaction
 from core.storage.items import ItemStore
 from core.storage.processes import ProcessRegistry
-from core.storage.tables import AnalysisRow, ItemMediaRow, ItemRow, utcnow
+from core.storage.tables import AnalysisRow, ItemRow, utcnow
 from ingest.analysis import (
     Enrichment,
     ModerationGate,
@@ -218,16 +218,6 @@ class TextIngestService:
                 self.store.transition(item_id, ItemState.FAILED, reason)
             except ReelsiftError:
                 log.exception("could not mark %s failed", item_id)
-
-    def failed_item_ids(self, *, with_media: bool) -> list[str]:
-        with transaction(self.store.sessions) as session:
-            has_media = exists().where(ItemMediaRow.item_id == ItemRow.id)
-            return list(session.scalars(
-                select(ItemRow.id)
-                .where(ItemRow.state == ItemState.FAILED.value,
-                       has_media if with_media else ~has_media)
-                .order_by(ItemRow.created_at)
-            ))
 
     def resume_unfinished(self) -> int:
         """Finish text items a crash left in ``received``/``analyzing``; returns how many.

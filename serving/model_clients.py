@@ -96,17 +96,19 @@ class BatchedTextEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # Chunks no larger than a batch keep one bulk caller from starving the others.
-        parts = []
+        parts = self._call_in_chunks(self.client.encode, texts)
+        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
+
+    def _call_in_chunks(self, endpoint: Callable[..., Any], texts: Sequence[str]) -> list[Any]:
+        """``endpoint(texts=chunk)`` per chunk, each with retries. Chunks no larger than a
+        batch keep one bulk caller from starving the others."""
+        answers = []
         for i in range(0, len(texts), self.chunk):
             chunk = list(texts[i : i + self.chunk])
-
-            def encode_chunk(chunk: list[str] = chunk) -> Any:
-                return self.client.encode(texts=chunk)
-
-            vectors = call_model_service(encode_chunk, "text-embedding")
-            parts.append(np.asarray(vectors, dtype=np.float32))
-        return np.concatenate(parts)
+            answers.append(call_model_service(
+                lambda chunk=chunk: endpoint(texts=chunk), "text-embedding"  # type: ignore[misc]
+            ))
+        return answers
 
 
 class BatchedTokenTextEmbedder(BatchedTextEmbedder):
@@ -118,13 +120,8 @@ class BatchedTokenTextEmbedder(BatchedTextEmbedder):
         vectors: list[np.ndarray] = []
         token_vectors: list[np.ndarray] = []
         offsets: list[np.ndarray] = []
-        for i in range(0, len(texts), self.chunk):
-            chunk = list(texts[i : i + self.chunk])
-
-            def encode_chunk(chunk: list[str] = chunk) -> Any:
-                return self.client.encode_with_tokens(texts=chunk)
-
-            for entry in call_model_service(encode_chunk, "text-embedding"):
+        for answer in self._call_in_chunks(self.client.encode_with_tokens, texts):
+            for entry in answer:
                 vectors.append(np.asarray(entry["vector"], dtype=np.float32))
                 token_vectors.append(np.asarray(entry["tokens"], dtype=np.float32))
                 offsets.append(np.asarray(entry["offsets"], dtype=np.int64))

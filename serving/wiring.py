@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 from dataclasses import dataclass
@@ -18,12 +17,13 @@ from analyzers.language import LanguageIdentifier
 from analyzers.model_registry import ModelRegistry
 from analyzers.text import TextAnalyzer
 from core.contracts import RiskScore
-from core.errors import ContentNotAnalyzable, InvalidConfig, ModelLoadFailed, ModelNotAvailable
+from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
 from core.registry import resolve, text_embedders, visual_embedders
 from core.storage.blobs import BlobStore
 from core.storage.db import make_engine, make_session_factory, upgrade
 from core.storage.items import ItemStore
 from core.storage.processes import ProcessRegistry
+from ingest import retry
 from ingest.analysis import Enrichment, MediaItemPipeline, ModerationGate
 from ingest.intake import IntakeLimits, TextLimits
 from ingest.jobs import JobRunner, JobStore, Spawner, inline_spawner
@@ -177,20 +177,10 @@ class Components:
         return self.ingest.resume_unfinished() + self.media.resume_unfinished()
 
     def retry_item(self, item_id: str) -> ItemOut:
-        """Analyze a ``failed`` (or unanalyzed ``received``) item again: text items now,
-        media items by a new job. Other states are left as they are."""
-        if self.media.has_media(item_id):
-            self.media.requeue(item_id)
-        else:
-            with contextlib.suppress(ContentNotAnalyzable):  # the item says why
-                self.ingest.analyze_items([item_id])
-        return self.ingest.get_item(item_id)
+        return retry.retry_item(self.ingest, self.media, item_id)
 
     def retry_failed(self) -> list[ItemOut]:
-        """Every ``failed`` item analyzed again (``reelsift retry-failed``)."""
-        ids = self.ingest.failed_item_ids(with_media=False)
-        ids += self.ingest.failed_item_ids(with_media=True)
-        return [self.retry_item(item_id) for item_id in ids]
+        return retry.retry_failed(self.ingest, self.media)
 
     def close(self) -> None:
         self.recommender.close()

@@ -14,6 +14,7 @@ from core.storage.items import ItemStore
 from core.storage.tables import AnalysisRow, ItemRow
 from ingest.intake import TextLimits
 from ingest.models import TextItemIn
+from ingest.recovery import failed_item_ids
 from ingest.text import TextIngestService
 from moderation.policy import Policy
 from moderation.review.service import ReviewService
@@ -164,12 +165,12 @@ def test_content_the_analyzers_fail_on_is_failed_and_analyzed_again_on_retry(
         flaky_ingest.submit_text_items([item("bad", text="poison")])
     failed = flaky_ingest.get_item("bad")
     assert failed.state == ItemState.FAILED.value and "tokenizer crashed" in failed.state_reason
-    assert flaky_ingest.failed_item_ids(with_media=False) == ["bad"]
+    assert failed_item_ids(flaky_ingest.store) == ["bad"]
 
     flaky.poison = None  # the analyzer is fixed: the same content posted again is analyzed
     [(again, created)] = flaky_ingest.submit_text_items([item("bad", text="poison")])
     assert not created and again.state != ItemState.FAILED.value and again.embeddings
-    assert flaky_ingest.failed_item_ids(with_media=False) == []
+    assert failed_item_ids(flaky_ingest.store) == []
 
 
 def test_only_one_of_concurrent_retries_analyzes_an_item(flaky_ingest):
