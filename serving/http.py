@@ -181,9 +181,11 @@ class JsonOutsideTheApi:
             nonlocal start, rewrite
             if message["type"] == "http.response.start":
                 start = message
-                headers = {k.lower(): v for k, v in message.get("headers", [])}
-                plain = headers.get(b"content-type", b"").startswith(b"text/plain")
-                rewrite = rewrite or (message["status"] in PLAIN_ERROR_CODES and plain)
+                # Only BentoML's own error answers are read (not every response's headers).
+                if not rewrite and message["status"] in PLAIN_ERROR_CODES:
+                    headers = dict(message.get("headers", []))
+                    content_type = headers.get(b"content-type", b"").lower()
+                    rewrite = content_type.startswith(b"text/plain")
                 if not rewrite:
                     await send(message)
             elif message["type"] == "http.response.body" and rewrite:

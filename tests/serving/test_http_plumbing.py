@@ -167,3 +167,25 @@ def test_the_token_client_rebuilds_one_encoding_across_chunks():
     assert encoding.vectors.shape == (3, 2) and encoding.vectors[2, 0] == 5.0
     assert [t.shape for t in encoding.token_vectors] == [(2, 2), (1, 2), (3, 2)]
     assert encoding.offsets[2].dtype.kind == "i"
+
+
+def test_what_bentoml_answers_itself_becomes_json_and_the_rest_passes_through():
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from serving.http import JsonOutsideTheApi
+
+    inner = Starlette(routes=[
+        Route("/healthz", lambda _: Response(status_code=200)),
+        Route("/readyz", lambda _: PlainTextResponse("runners not ready", status_code=503)),
+        Route("/text", lambda _: PlainTextResponse("plain body")),
+    ])
+    with TestClient(JsonOutsideTheApi(inner)) as client:
+        assert client.get("/healthz").json() == {"check": "health", "status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+        missing = client.get("/nowhere")
+        assert missing.status_code == 404 and missing.json()["code"] == "E104"
+        assert client.get("/text").text == "plain body"  # not an error: untouched
