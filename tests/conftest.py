@@ -26,6 +26,8 @@ from serving.launcher import launch, stop_process
 
 PG_URL = os.environ.get("REELSIFT_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("REELSIFT_REQUIRE_POSTGRES") == "1"
+REDIS_URL = os.environ.get("REELSIFT_TEST_REDIS_URL")
+REQUIRE_REDIS = os.environ.get("REELSIFT_REQUIRE_REDIS") == "1"
 
 
 def _migrated(engine: Engine) -> Engine:
@@ -87,6 +89,23 @@ def empty_database_url(request, tmp_path) -> Iterator[str]:
 def db_engine(request) -> Engine:
     """The same test on both databases the design supports."""
     return request.getfixturevalue(f"{request.param}_engine")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test redis-server's URL (``scripts/start-test-redis.sh``); skipped without one
+    unless ``REELSIFT_REQUIRE_REDIS=1`` (CI). Tests share the server: each uses its own
+    key namespace (``redis_namespace``) instead of flushing it."""
+    if not REDIS_URL:
+        if REQUIRE_REDIS:
+            pytest.fail("REELSIFT_REQUIRE_REDIS=1 but REELSIFT_TEST_REDIS_URL is not set")
+        pytest.skip("no Redis: set REELSIFT_TEST_REDIS_URL (scripts/start-test-redis.sh)")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
 
 
 # -- a real server ---------------------------------------------------------------------------
