@@ -15,11 +15,13 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from analyzers.text import TextAnalyzer, document_text
 from core.contracts import (
+    ItemAnalysis,
     ItemState,
 )
 from core.errors import (
@@ -82,6 +84,21 @@ class TextIngestService:
         An item already stored with the same content is not stored twice; if an earlier
         attempt left it unanalyzed (``received``) or ``failed``, it is analyzed again, so
         a client's retry always finishes its upload."""
+        to_analyze, created = self.store_items(items)
+        if to_analyze:
+            self.analyze_items(to_analyze)
+
+        out = []
+        with transaction(self.store.sessions) as session:
+            for item in items:
+                row = self.store.get(session, item.id)
+                out.append((self.views.of_row(session, row), item.id in created))
+        return out
+
+    def store_items(self, items: Sequence[TextItemIn]) -> tuple[list[str], set[str]]:
+        """Check and store items not stored yet as ``received``, without analyzing them;
+        returns the ids to analyze (new and retryable ones, in input order) and the ids
+        created. Raises on bad input and on an id stored with different content."""
         for item in items:
             check_text_item(item, self.limits)
         seen: dict[str, str] = {}
@@ -92,19 +109,10 @@ class TextIngestService:
                     f"item id {item.id!r} appears twice in one request with different content"
                 )
         try:
-            to_analyze, created = self._store_new(items, seen)
+            return self._store_new(items, seen)
         except IntegrityError:
             # The same id arrived concurrently: the first insert wins, this one replays it.
-            to_analyze, created = self._store_new(items, seen)
-        if to_analyze:
-            self.analyze_items(to_analyze)
-
-        out = []
-        with transaction(self.store.sessions) as session:
-            for item in items:
-                row = self.store.get(session, item.id)
-                out.append((self.views.of_row(session, row), item.id in created))
-        return out
+            return self._store_new(items, seen)
 
     def _store_new(
         self, items: Sequence[TextItemIn], digests: dict[str, str]
@@ -202,6 +210,14 @@ class TextIngestService:
                 "'failed': post it again or run `reelsift retry-failed` after a fix",
                 item_id=item_ids[0],
             ) from exc
+        self.record_analyses(item_ids, analyses, vectors)
+
+    def record_analyses(
+        self, item_ids: Sequence[str], analyses: Sequence[ItemAnalysis],
+        vectors: Sequence[dict[str, tuple[str, np.ndarray]]],
+    ) -> None:
+        """Store the analyses of items this process claimed (``analyzing``) and route
+        them; the analysis may have run elsewhere (``ingest.ray_bulk``)."""
         with transaction(self.store.sessions) as session:
             for item_id, analysis, item_vectors in zip(item_ids, analyses, vectors, strict=True):
                 session.add(AnalysisRow(item_id=item_id, payload=analysis.model_dump(mode="json")))
@@ -212,6 +228,10 @@ class TextIngestService:
         for item_id, analysis in zip(item_ids, analyses, strict=True):
             self.gate(item_id, analysis.risk)
 
+    def mark_failed(self, item_ids: Sequence[str], reason: str) -> None:
+        """Claimed items the analyzers failed on: ``failed`` with the reason."""
+        self._fail(item_ids, reason)
+
     def _fail(self, item_ids: Sequence[str], reason: str) -> None:
         for item_id in item_ids:
             try:
@@ -219,18 +239,23 @@ class TextIngestService:
             except ReelsiftError:
                 log.exception("could not mark %s failed", item_id)
 
-    def resume_unfinished(self) -> int:
-        """Finish text items a crash left in ``received``/``analyzing``; returns how many.
-
-        Items with media are resumed by ``ingest.media`` (jobs).
-        """
+    def take_unfinished(self) -> list[str]:
+        """Text items a crash left in ``received``/``analyzing`` that no live process
+        owns, put back to ``received`` and stamped as this caller's to analyze."""
         with write_transaction(self.store.sessions) as session:
             stuck = lock_orphaned_items(session, self.processes, with_media=False)
             for row in stuck:
                 # Back to received so the normal path replays received -> analyzing -> routed.
                 row.state = ItemState.RECEIVED.value
                 row.updated_at = utcnow()  # taken: another recovering process skips it
-            stuck_ids = [row.id for row in stuck]
+            return [row.id for row in stuck]
+
+    def resume_unfinished(self) -> int:
+        """Finish text items a crash left in ``received``/``analyzing``; returns how many.
+
+        Items with media are resumed by ``ingest.media`` (jobs).
+        """
+        stuck_ids = self.take_unfinished()
         resumed = 0
         for start in range(0, len(stuck_ids), 32):
             chunk = stuck_ids[start : start + 32]
