@@ -23,6 +23,7 @@ from recommender.profiles import (
     ENGAGEMENT_TYPES,
     POSITIVE_THRESHOLD,
     ProfileStore,
+    UserProfile,
     graded_feedback,
     is_bounce,
     item_weight,
@@ -75,10 +76,18 @@ class OnlineState:
 
     def apply(self, event: Event) -> float:
         """Fold one stored event into the state; returns the weight the profile got."""
+        with self.lock:
+            weight = self.apply_to_profile(self.profiles.get_or_create(event.user_id), event)
+            self.apply_to_items(event)
+        return weight
+
+    def apply_to_profile(self, profile: UserProfile, event: Event) -> float:
+        """The user's half of ``apply``: the profile and the session's co-visitation.
+        With a shared stream (``recommender.stream``) only the worker that owns the
+        user's partition runs it, on the profile it keeps in Redis."""
         s = self.settings
         ts = epoch(event.ts)
         with self.lock:
-            profile = self.profiles.get_or_create(event.user_id)
             item = self.catalog.get(event.item_id)
             counters = self.stats.get(event.item_id)
             weight = item_weight(event, counters, s.profile)
@@ -86,7 +95,6 @@ class OnlineState:
             if profile.last_ts and ts - profile.last_ts > s.session_gap_minutes * 60:
                 profile.session_items.clear()
             profile.last_ts = max(profile.last_ts, ts)
-            self.newest_event_ts = max(self.newest_event_ts, ts)
             profile.n_events += 1
 
             kind = event.type
@@ -116,6 +124,18 @@ class OnlineState:
                 profile.n_positives += 1
                 profile.add_recent_positive(event.item_id, ts)
                 self.covisitation.add_session_positive(profile.session_items, event.item_id)
+        return weight
+
+    def apply_to_items(self, event: Event) -> None:
+        """The items' half of ``apply`` (no profile): co-engagement, the ranker's
+        training labels, item counters. With a shared stream every process runs it on
+        every event; it must follow ``apply_to_profile``, whose weight reads the
+        counters as they were before this event."""
+        s = self.settings
+        ts = epoch(event.ts)
+        kind = event.type
+        with self.lock:
+            self.newest_event_ts = max(self.newest_event_ts, ts)
             feedback = graded_feedback(event, s.profile)
             if kind in ("hide", "report"):
                 self.collaborative.disengage(event.user_id, event.item_id)
@@ -135,7 +155,6 @@ class OnlineState:
                 like=kind == "like",
                 positive_weight=max(feedback, 0.0),
             )
-        return weight
 
 
 def _context_str(event: Event, key: str) -> str | None:
