@@ -1,0 +1,53 @@
+"""Key names of the shared stream and online store.
+
+Every key of one partition carries the partition's hash tag (``{ns:p}``), so the scripts
+that touch a partition's stream, profiles and markers together stay in one slot on Redis
+Cluster; nothing ever needs keys of two partitions in one command.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+GROUP = "profile-appliers"
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    namespace: str = "reelsift"
+    partitions: int = 16
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError("partitions must be at least 1")
+
+    def partition_of(self, user_id: str) -> int:
+        # crc32, not hash(): every process must agree, whatever its PYTHONHASHSEED.
+        return zlib.crc32(user_id.encode()) % self.partitions
+
+    def _tag(self, partition: int) -> str:
+        return f"{self.namespace}:{{{self.namespace}:{partition}}}"
+
+    def stream(self, partition: int) -> str:
+        return f"{self._tag(partition)}:events"
+
+    def owner(self, partition: int) -> str:
+        return f"{self._tag(partition)}:owner"
+
+    def profile(self, user_id: str) -> str:
+        return f"{self._tag(self.partition_of(user_id))}:profile:{user_id}"
+
+    def accepted(self, partition: int, event_id: str) -> str:
+        return f"{self._tag(partition)}:accepted:{event_id}"
+
+    def applied(self, partition: int, event_id: str) -> str:
+        return f"{self._tag(partition)}:applied:{event_id}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.namespace}:workers"
+
+    @property
+    def item_changes(self) -> str:
+        return f"{self.namespace}:item-changes"

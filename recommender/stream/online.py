@@ -1,0 +1,50 @@
+"""``RedisOnline``: what a feed replica needs from Redis, built from one URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.storage.items import ItemStore
+from recommender.catalog import Catalog
+from recommender.settings import ProfileSettings
+from recommender.state import OnlineState
+from recommender.stream.items import ItemChangeBus
+from recommender.stream.layout import StreamLayout
+from recommender.stream.log import RedisEventLog
+from recommender.stream.profiles import RedisProfiles
+
+
+@dataclass
+class RedisOnline:
+    client: redis.Redis
+    layout: StreamLayout
+    bus: ItemChangeBus
+    dedup_seconds: int = 86_400
+
+    @classmethod
+    def connect(cls, url: str, *, namespace: str = "reelsift", partitions: int = 16,
+                dedup_seconds: int = 86_400) -> RedisOnline:
+        client = redis.Redis.from_url(url, health_check_interval=30)
+        client.ping()  # a wrong URL fails at start, not on the first feed
+        layout = StreamLayout(namespace, partitions)
+        return cls(client, layout, ItemChangeBus(client, layout), dedup_seconds)
+
+    def event_log(self, sessions: sessionmaker[Session], state: OnlineState) -> RedisEventLog:
+        return RedisEventLog(self.client, self.layout, sessions, state,
+                             dedup_seconds=self.dedup_seconds)
+
+    def profiles(self, settings: ProfileSettings) -> RedisProfiles:
+        return RedisProfiles(self.client, self.layout, settings)
+
+    def attach(self, catalog: Catalog, item_store: ItemStore | None) -> None:
+        """Publish this process's item changes; apply everyone's to ``catalog``."""
+        if item_store is not None:
+            item_store.subscribe(self.bus.publish)
+        self.bus.listen(catalog)
+
+    def close(self) -> None:
+        self.bus.close()
+        self.client.close()

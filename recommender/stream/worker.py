@@ -1,0 +1,338 @@
+"""Event workers (``reelsift worker events``): profiles applied once per event, in Redis.
+
+Partitioning: ``partitions`` streams keyed by a hash of the user id, each read by one
+worker at a time. A consumer group alone hands one stream's entries to its consumers in
+turn, so two workers would apply one user's events concurrently, racing on the profile
+(read, change, write back) and applying them out of order. Here each partition is owned
+by lease (``SET owner NX PX``, renewed every ``lease_ms / 3``); live workers register in
+a sorted set and each takes ``ceil(partitions / live)``, so a second worker halves the
+first one's share and a dead one's partitions move to the others once its leases expire.
+The owner is a partition's only writer, so it keeps the profiles it applies in memory
+and writes them back after each batch.
+
+A batch: XREADGROUP (new entries) and XAUTOCLAIM (entries another consumer read but did
+not acknowledge for ``min_idle_ms``: a crashed worker's) → one pipelined read of the
+profiles not in memory and of each event's ``applied`` marker → ``apply_to_profile`` for
+events without one (the embedded path's code) → the events stored in the database log
+(``INSERT … ON CONFLICT DO NOTHING``, for reports and replays) → one Lua call per
+partition that checks the lease is still ours and then writes the profiles, sets the
+markers and XACKs the entries, atomically. A worker that lost its lease (paused past it)
+commits nothing; the new owner applies those entries. An event is therefore applied
+once: either its commit happened (marker set, entry acknowledged) or nothing of it did.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.contracts import Event
+from recommender.catalog import Catalog
+from recommender.events import EventLog
+from recommender.profiles import UserProfile
+from recommender.settings import RecommenderSettings
+from recommender.state import OnlineState
+from recommender.stream.codec import decode_event, decode_profile, encode_profile
+from recommender.stream.layout import GROUP, StreamLayout
+from recommender.stream.log import RedisEventLog, ensure_groups
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] owner, KEYS[2] stream, then ARGV[4] profile keys, then applied markers;
+# ARGV: [1] worker, [2] group, [3] marker seconds, [4] profile count, the profiles, the
+# entry ids to acknowledge. -1: the lease is someone else's, nothing written.
+COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local profiles = tonumber(ARGV[4])
+for i = 1, profiles do redis.call('SET', KEYS[2 + i], ARGV[4 + i]) end
+for i = 3 + profiles, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[3]) end
+local ids = {}
+for i = 5 + profiles, #ARGV do ids[#ids + 1] = ARGV[i] end
+if #ids == 0 then return 0 end
+return redis.call('XACK', KEYS[2], ARGV[2], unpack(ids))
+"""
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(slots=True)
+class Entry:
+    partition: int
+    entry_id: str
+    event: Event
+
+
+@dataclass
+class WorkerStats:
+    applied: int = 0  # events applied to profiles
+    duplicates: int = 0  # entries whose event_id was already applied
+    claimed: int = 0  # entries taken over from another consumer
+    lost_commits: int = 0  # batches not committed because the lease had moved
+
+
+class EventWorker:
+    def __init__(
+        self, client: redis.Redis, layout: StreamLayout, state: OnlineState, *,
+        name: str | None = None, sessions: sessionmaker[Session] | None = None,
+        item_log: RedisEventLog | None = None, batch: int = 500, lease_ms: int = 5000,
+        min_idle_ms: int | None = None, applied_ttl_s: int = 86_400,
+        max_cached_profiles: int = 200_000,
+    ) -> None:
+        """``item_log``: this worker's tail of every partition, so the item counters its
+        profile weights read (popularity, bounce rate) count everyone's events.
+        ``sessions``: also store the events in the database log."""
+        self.client = client
+        self.layout = layout
+        self.state = state
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.store = EventLog(sessions, None) if sessions is not None else None
+        self.item_log = item_log
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.min_idle_ms = lease_ms if min_idle_ms is None else min_idle_ms
+        self.applied_ttl_s = applied_ttl_s
+        self.max_cached_profiles = max_cached_profiles
+        self.owned: set[int] = set()
+        self.stats = WorkerStats()
+        self._cache: dict[str, UserProfile] = {}
+        self._commit = client.register_script(COMMIT)
+        self._renew = client.register_script(RENEW)
+        self._release = client.register_script(RELEASE)
+        self._next_rebalance = 0.0
+        ensure_groups(client, layout)
+
+    # -- partitions ---------------------------------------------------------------------
+    def rebalance(self) -> None:
+        """Renew our leases, then give up or take partitions towards a fair share."""
+        layout, client = self.layout, self.client
+        now_ms = int(time.time() * 1000)
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(layout.workers, {self.name: now_ms})
+        pipe.zremrangebyscore(layout.workers, "-inf", now_ms - 3 * self.lease_ms)
+        pipe.zcount(layout.workers, now_ms - self.lease_ms, "+inf")
+        owned = sorted(self.owned)
+        for p in owned:
+            self._renew(keys=[layout.owner(p)], args=[self.name, self.lease_ms], client=pipe)
+        replies = pipe.execute()
+        for p, renewed in zip(owned, replies[3:], strict=True):
+            if not renewed:
+                log.warning("worker %s lost partition %d (lease expired)", self.name, p)
+                self._drop(p)
+        target = math.ceil(layout.partitions / max(1, int(replies[2])))
+        if len(self.owned) > target:
+            extra = sorted(self.owned)[target:]
+            pipe = client.pipeline(transaction=False)
+            for p in extra:
+                self._release(keys=[layout.owner(p)], args=[self.name], client=pipe)
+                self._drop(p)
+            pipe.execute()
+            return
+        # Free partitions, starting at a place that differs between workers.
+        start = sum(self.name.encode()) % layout.partitions
+        order = [(start + i) % layout.partitions for i in range(layout.partitions)]
+        candidates = deque(p for p in order if p not in self.owned)
+        while len(self.owned) < target and candidates:
+            tries = [candidates.popleft() for _ in range(min(target - len(self.owned),
+                                                             len(candidates)))]
+            pipe = client.pipeline(transaction=False)
+            for p in tries:
+                pipe.set(layout.owner(p), self.name, nx=True, px=self.lease_ms)
+            for p, won in zip(tries, pipe.execute(), strict=True):
+                if won:
+                    self._drop(p)  # whatever we held of it before is stale
+                    self.owned.add(p)
+
+    def _drop(self, partition: int) -> None:
+        self.owned.discard(partition)
+        of = self.layout.partition_of
+        for user_id in [u for u in self._cache if of(u) == partition]:
+            del self._cache[user_id]
+
+    def release_all(self) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for p in sorted(self.owned):
+            self._release(keys=[self.layout.owner(p)], args=[self.name], client=pipe)
+        pipe.zrem(self.layout.workers, self.name)
+        pipe.execute()
+        self.owned.clear()
+        self._cache.clear()
+
+    # -- reading ------------------------------------------------------------------------
+    def claim_stale(self) -> list[Entry]:
+        """Entries of our partitions that a consumer read and did not acknowledge within
+        ``min_idle_ms`` (it died, or its commit failed): now ours to apply."""
+        entries: list[Entry] = []
+        for p in sorted(self.owned):
+            start = "0-0"
+            while True:
+                reply = self.client.xautoclaim(
+                    self.layout.stream(p), GROUP, self.name, self.min_idle_ms,
+                    start_id=start, count=self.batch)
+                start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+                entries.extend(self._entries(p, reply[1]))
+                if start == "0-0" or len(entries) >= self.batch:
+                    break
+        self.stats.claimed += len(entries)
+        return entries
+
+    def read_new(self) -> list[Entry]:
+        owned = sorted(self.owned)
+        if not owned:
+            return []
+        per = max(1, self.batch // len(owned))
+        pipe = self.client.pipeline(transaction=False)
+        for p in owned:
+            pipe.xreadgroup(GROUP, self.name, {self.layout.stream(p): ">"}, count=per)
+        entries: list[Entry] = []
+        for p, reply in zip(owned, pipe.execute(), strict=True):
+            for _stream, rows in reply or ():
+                entries.extend(self._entries(p, rows))
+        return entries
+
+    @staticmethod
+    def _entries(partition: int, rows: Any) -> list[Entry]:
+        out = []
+        for entry_id, fields in rows:
+            if fields:  # None: trimmed away before it was claimed
+                eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                out.append(Entry(partition, eid, decode_event(fields[b"e"])))
+        return out
+
+    # -- applying -----------------------------------------------------------------------
+    def process(self, entries: list[Entry]) -> int:
+        """Apply a batch and commit it; returns the events applied."""
+        if not entries:
+            return 0
+        layout, state = self.layout, self.state
+        profile_settings = state.settings.profile
+        half_life_s = profile_settings.half_life_hours * 3600.0
+        users = list(dict.fromkeys(e.event.user_id for e in entries))
+        missing = [u for u in users if u not in self._cache]
+        pipe = self.client.pipeline(transaction=False)
+        for user_id in missing:
+            pipe.get(layout.profile(user_id))
+        for e in entries:
+            pipe.exists(layout.applied(e.partition, e.event.event_id))
+        replies = pipe.execute()
+        for user_id, raw in zip(missing, replies[: len(missing)], strict=True):
+            profile = (decode_profile(raw, user_id, half_life_s,
+                                      profile_settings.recent_positives)
+                       if raw is not None else UserProfile(user_id, half_life_s))
+            if raw is None:
+                profile.recent_positives = deque(maxlen=profile_settings.recent_positives)
+            self._cache[user_id] = profile
+        done_before = replies[len(missing):]
+        fresh: list[Entry] = []
+        seen_ids: set[str] = set()
+        for e, done in zip(entries, done_before, strict=True):
+            if done or e.event.event_id in seen_ids:
+                self.stats.duplicates += 1
+                continue
+            seen_ids.add(e.event.event_id)
+            fresh.append(e)
+        try:
+            for e in fresh:
+                state.apply_to_profile(self._cache[e.event.user_id], e.event)
+            if self.store is not None and fresh:
+                self.store.store([e.event for e in fresh])
+            committed = self._commit_batch(entries, fresh)
+        except Exception:
+            # The profiles in memory may hold changes that were not written back.
+            self._cache.clear()
+            raise
+        self.stats.applied += committed
+        if len(self._cache) > self.max_cached_profiles:
+            self._cache.clear()
+        return committed
+
+    def _commit_batch(self, entries: list[Entry], fresh: list[Entry]) -> int:
+        layout = self.layout
+        partitions = sorted({e.partition for e in entries})
+        pipe = self.client.pipeline(transaction=False)
+        for p in partitions:
+            changed = list(dict.fromkeys(e.event.user_id for e in fresh if e.partition == p))
+            applied = [e.event.event_id for e in fresh if e.partition == p]
+            keys = ([layout.owner(p), layout.stream(p)]
+                    + [layout.profile(u) for u in changed]
+                    + [layout.applied(p, event_id) for event_id in applied])
+            args: list[Any] = ([self.name, GROUP, self.applied_ttl_s, len(changed)]
+                               + [encode_profile(self._cache[u]) for u in changed]
+                               + [e.entry_id for e in entries if e.partition == p])
+            self._commit(keys=keys, args=args, client=pipe)
+        committed = 0
+        for p, result in zip(partitions, pipe.execute(), strict=True):
+            if int(result) == -1:
+                log.warning("worker %s: partition %d moved before its commit; its new "
+                            "owner applies these entries", self.name, p)
+                self.stats.lost_commits += 1
+                self._drop(p)
+            else:
+                committed += sum(1 for e in fresh if e.partition == p)
+        return committed
+
+    # -- the loop -----------------------------------------------------------------------
+    def step(self) -> int:
+        """One pass: leases (every ``lease_ms / 3``), stale entries, new entries."""
+        entries: list[Entry] = []
+        now = time.monotonic()
+        if now >= self._next_rebalance:
+            self.rebalance()
+            entries = self.claim_stale()
+            self._next_rebalance = now + self.lease_ms / 3000.0
+        entries += self.read_new()
+        if self.item_log is not None:
+            self.item_log.catch_up()
+        return self.process(entries)
+
+    def run(self, stop: threading.Event, *, idle_sleep_s: float = 0.02,
+            follow_seconds: float = 1.0) -> None:
+        next_follow = time.monotonic() + follow_seconds
+        try:
+            while not stop.is_set():
+                try:
+                    applied = self.step()
+                    if time.monotonic() >= next_follow:
+                        self.state.catalog.follow()  # approvals: the items events name
+                        next_follow = time.monotonic() + follow_seconds
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    log.warning("worker %s: Redis unavailable (%s); retrying", self.name, exc)
+                    self._cache.clear()
+                    stop.wait(1.0)
+                    continue
+                if not applied:
+                    stop.wait(idle_sleep_s)
+        finally:
+            try:
+                self.release_all()
+            except redis.RedisError:  # leases expire by themselves
+                log.warning("worker %s could not release its leases", self.name)
+
+
+def open_worker(
+    sessions: sessionmaker[Session], settings: RecommenderSettings, client: redis.Redis,
+    layout: StreamLayout, *, name: str | None = None, **options: Any,
+) -> EventWorker:
+    """A worker over the database's catalog (the items events name: tags, categories,
+    vectors), with its own tail of every partition for the item counters."""
+    catalog = Catalog.load(sessions, settings)
+    state = OnlineState.create(settings, catalog)
+    item_log = RedisEventLog(client, layout, sessions, state, refit=False)
+    item_log.catch_up()
+    return EventWorker(client, layout, state, name=name, sessions=sessions,
+                       item_log=item_log, **options)

@@ -1,0 +1,221 @@
+"""The Redis event stream and profile store against a real redis-server.
+
+Needs ``REELSIFT_TEST_REDIS_URL`` (``scripts/start-test-redis.sh``); skipped without it
+unless ``REELSIFT_REQUIRE_REDIS=1``. Each test works in its own key namespace.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from core.contracts import Event
+from core.storage.db import make_session_factory
+from recommender.catalog import Catalog, CatalogItem
+from recommender.settings import RecommenderSettings
+from recommender.state import OnlineState
+from recommender.stream.codec import decode_profile, encode_profile
+from recommender.stream.layout import GROUP, StreamLayout
+from recommender.stream.log import RedisEventLog
+from recommender.stream.profiles import RedisProfiles
+from recommender.stream.worker import EventWorker
+from recommender.tables import EventRow
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DIM = 4
+
+
+def make_state(tmp_path, n_items: int = 40) -> OnlineState:
+    settings = RecommenderSettings(index_dir=tmp_path / "index", model_dir=tmp_path / "model",
+                                   background_refits=False)
+    catalog = Catalog(settings, DIM, "test@1")
+    rng = np.random.default_rng(3)
+    for n in range(n_items):
+        vector = rng.normal(size=DIM).astype(np.float32)
+        catalog.add(CatalogItem(f"i{n}", f"c{n % 5}", T0.timestamp() - 3600,
+                                tags=(f"t{n % 7}",), categories=((f"cat{n % 3}", 0.9),)),
+                    vector / np.linalg.norm(vector))
+    return OnlineState.create(settings, catalog, clock=lambda: T0.timestamp())
+
+
+def make_events(n: int, users: int = 20, prefix: str = "e") -> list[Event]:
+    kinds = ["view", "complete", "like", "skip", "impression", "hide", "share"]
+    return [
+        Event(event_id=f"{prefix}{k}", user_id=f"u{k % users}", item_id=f"i{(k * 7) % 40}",
+              type=kinds[k % len(kinds)], ts=T0 + timedelta(seconds=k),  # type: ignore[arg-type]
+              watch_ms=8000 if kinds[k % len(kinds)] == "view" else None,
+              item_duration_ms=10_000)
+        for k in range(n)
+    ]
+
+
+@pytest.fixture
+def client(redis_url: str, redis_namespace: str) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(redis_url)
+    yield connection
+    keys = list(connection.scan_iter(f"{redis_namespace}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        connection.delete(*keys[start:start + 500])
+    connection.close()
+
+
+def drain(workers: list[EventWorker], until: int, timeout_s: float = 60) -> None:
+    """Step the workers until they applied ``until`` events between them."""
+    deadline = time.monotonic() + timeout_s
+    while sum(w.stats.applied for w in workers) < until:
+        assert time.monotonic() < deadline, [w.stats for w in workers]
+        if not sum(w.step() for w in workers):
+            time.sleep(0.02)
+
+
+def test_a_profile_survives_the_codec(tmp_path):
+    state = make_state(tmp_path)
+    for event in make_events(60, users=1):
+        state.apply(event)
+    profile = state.profiles.get("u0")
+    assert profile is not None and profile.vector is not None
+    again = decode_profile(encode_profile(profile), "u0", profile.half_life_s,
+                           state.settings.profile.recent_positives)
+    now = T0.timestamp() + 100
+    for name in ("tags", "categories", "creators"):
+        assert getattr(again, name).snapshot(now) == getattr(profile, name).snapshot(now)
+    np.testing.assert_array_equal(again.vector, profile.vector)
+    assert again.seen == profile.seen and again.blocked == profile.blocked
+    assert list(again.recent_positives) == list(profile.recent_positives)
+    assert again.recent_positives.maxlen == profile.recent_positives.maxlen
+    assert (again.session_items, again.n_events, again.n_positives, again.last_ts) == (
+        profile.session_items, profile.n_events, profile.n_positives, profile.last_ts)
+
+
+def test_the_worker_builds_the_profiles_the_embedded_path_builds(
+        tmp_path, client, redis_namespace):
+    events = make_events(300)
+    embedded = make_state(tmp_path / "a")
+    for event in events:
+        embedded.apply(event)
+
+    layout = StreamLayout(redis_namespace, partitions=4)
+    api = RedisEventLog(client, layout, None, None)  # type: ignore[arg-type]
+    assert api.ingest(events).stored == 300
+    worker_state = make_state(tmp_path / "b")
+    item_log = RedisEventLog(client, layout, None, worker_state,  # type: ignore[arg-type]
+                             refit=False)
+    worker = EventWorker(client, layout, worker_state, name="w1", item_log=item_log)
+    # The item counters the weights read must be those before each event, as embedded:
+    # apply the profile half of everything first, then fold the counters in.
+    worker.rebalance()
+    worker.process(worker.read_new())
+    assert worker.stats.applied == 300
+    item_log.catch_up()
+
+    redis_profiles = RedisProfiles(client, layout, worker_state.settings.profile)
+    now = T0.timestamp() + 400
+    for user in {e.user_id for e in events}:
+        mine, theirs = redis_profiles.get(user), embedded.profiles.get(user)
+        assert mine is not None and theirs is not None
+        assert (mine.n_events, mine.seen, mine.blocked) == (
+            theirs.n_events, theirs.seen, theirs.blocked)
+        assert mine.tags.snapshot(now).keys() == theirs.tags.snapshot(now).keys()
+    # the item half, folded from the stream, counts as the embedded path counts
+    np.testing.assert_allclose(
+        worker_state.stats.table([f"i{n}" for n in range(40)])[:, [0, 3, 4, 5]],
+        embedded.stats.table([f"i{n}" for n in range(40)])[:, [0, 3, 4, 5]])
+
+
+def test_the_same_event_twice_is_applied_once(tmp_path, client, redis_namespace, sqlite_engine):
+    layout = StreamLayout(redis_namespace, partitions=2)
+    sessions = make_session_factory(sqlite_engine)
+    api = RedisEventLog(client, layout, sessions, None)
+    events = make_events(50)
+    first, again = api.ingest(events), api.ingest(events[:20] + make_events(5, prefix="n"))
+    assert (first.stored, first.duplicates) == (50, 0)
+    assert (again.stored, again.duplicates) == (5, 20)
+    # An entry streamed twice (a retry after the dedup window, a replayed stream):
+    # appended behind the marker's back, it must still be applied once.
+    twin = events[0]
+    client.xadd(layout.stream(layout.partition_of(twin.user_id)),
+                {"e": twin.model_dump_json()})
+    worker = EventWorker(client, layout, make_state(tmp_path), name="w1", sessions=sessions)
+    drain([worker], until=55)
+    for _ in range(3):
+        worker.step()
+    assert worker.stats.applied == 55 and worker.stats.duplicates == 1
+    profiles = RedisProfiles(client, layout, worker.state.settings.profile)
+    per_user = Counter(e.user_id for e in events + make_events(5, prefix="n"))
+    for user, n in per_user.items():
+        profile = profiles.get(user)
+        assert profile is not None and profile.n_events == n
+    with sessions() as session:  # the database log holds each event once
+        assert session.scalar(select(func.count()).select_from(EventRow)) == 55
+    for p in range(layout.partitions):
+        assert client.xpending(layout.stream(p), GROUP)["pending"] == 0
+
+
+def test_a_dead_workers_pending_entries_are_claimed_by_another(tmp_path, client,
+                                                                redis_namespace):
+    layout = StreamLayout(redis_namespace, partitions=3)
+    api = RedisEventLog(client, layout, None, None)  # type: ignore[arg-type]
+    events = make_events(400)
+    api.ingest(events)
+    doomed = EventWorker(client, layout, make_state(tmp_path / "a"), name="doomed",
+                         lease_ms=400, batch=1000)
+    doomed.rebalance()
+    assert doomed.owned == {0, 1, 2}
+    read = doomed.read_new()  # read, never acknowledged: the process dies here
+    assert len(read) == 400
+    pending = sum(client.xpending(layout.stream(p), GROUP)["pending"] for p in range(3))
+    assert pending == 400
+
+    heir = EventWorker(client, layout, make_state(tmp_path / "b"), name="heir", lease_ms=400)
+    drain([heir], until=400, timeout_s=30)
+    assert heir.owned == {0, 1, 2} and heir.stats.claimed == 400
+    assert all(client.xpending(layout.stream(p), GROUP)["pending"] == 0 for p in range(3))
+    profiles = RedisProfiles(client, layout, heir.state.settings.profile)
+    for user, n in Counter(e.user_id for e in events).items():
+        profile = profiles.get(user)
+        assert profile is not None and profile.n_events == n
+
+    # The dead worker wakes up (a paused process): its lease is gone, its commit refused.
+    assert doomed.process(read) == 0 and doomed.stats.lost_commits >= 1
+    profile = profiles.get("u0")
+    assert profile is not None and profile.n_events == 20
+
+
+def test_two_workers_split_the_partitions_and_apply_every_event_once(
+        tmp_path, client, redis_namespace):
+    layout = StreamLayout(redis_namespace, partitions=8)
+    api = RedisEventLog(client, layout, None, None)  # type: ignore[arg-type]
+    workers = [EventWorker(client, layout, make_state(tmp_path / name), name=name,
+                           lease_ms=600, batch=200) for name in ("w1", "w2")]
+    stop = threading.Event()
+    threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    try:
+        events = make_events(3000, users=97)
+        for start in range(0, len(events), 250):
+            api.ingest(events[start:start + 250])
+        deadline = time.monotonic() + 60
+        while sum(w.stats.applied for w in workers) < 3000:
+            assert time.monotonic() < deadline, [w.stats for w in workers]
+            time.sleep(0.05)
+        # both took part; no partition is owned twice
+        assert all(w.stats.applied > 0 for w in workers)
+        assert not workers[0].owned & workers[1].owned
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert sum(w.stats.applied for w in workers) == 3000
+    profiles = RedisProfiles(client, layout, workers[0].state.settings.profile)
+    for user, n in Counter(e.user_id for e in events).items():
+        profile = profiles.get(user)
+        assert profile is not None and profile.n_events == n, user
