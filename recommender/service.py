@@ -45,6 +45,8 @@ from recommender.ranking import HeuristicRanker, Ranker, RankerInfo, load_ranker
 from recommender.reranking import ScoredCandidate, pool_size, rerank
 from recommender.settings import RecommenderSettings
 from recommender.state import Clock, OnlineState
+from recommender.stream.online import RedisOnline
+from recommender.stream.protocols import EventLogProtocol
 
 MAX_K = 100
 # Re-rankings a request may do when its page held items another process took down.
@@ -92,7 +94,7 @@ class FeedResponse(BaseModel):
 class FeedService:
     def __init__(
         self, state: OnlineState, ranker: Ranker, matcher: Matcher | None = None,
-        events: EventLog | None = None, settings: RecommenderSettings | None = None,
+        events: EventLogProtocol | None = None, settings: RecommenderSettings | None = None,
         exposures: ExposureLog | None = None,
     ) -> None:
         """``events``: with ``settings.multi_process``, the log each request catches up on.
@@ -268,12 +270,13 @@ def limit_threads(threads: int) -> None:
 class Recommender:
     settings: RecommenderSettings
     state: OnlineState
-    events: EventLog
+    events: EventLogProtocol
     feed: FeedService
     trainer: RankerTrainer | None = None  # set when the online ranker picks the ranker
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _follower: threading.Thread | None = field(default=None, repr=False)
     _trainer_thread: threading.Thread | None = field(default=None, repr=False)
+    online: RedisOnline | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -283,14 +286,21 @@ class Recommender:
     def open(
         cls, sessions: sessionmaker[Session], settings: RecommenderSettings | None = None,
         item_store: ItemStore | None = None, *, clock: Clock = time.time,
-        ranker: Ranker | None = None,
+        ranker: Ranker | None = None, online: RedisOnline | None = None,
     ) -> Recommender:
+        """``online``: profiles and events on Redis (``recommender.stream``), not here."""
         settings = settings or RecommenderSettings()
         catalog = Catalog.load(sessions, settings)
         if item_store is not None:
             item_store.subscribe(catalog.on_state_change)
         state = OnlineState.create(settings, catalog, clock)
-        events = EventLog(sessions, state)
+        events: EventLogProtocol
+        if online is not None:  # the event workers write profiles; feeds read them there
+            state.profiles = online.profiles(settings.profile)
+            events = online.event_log(sessions, state)
+            online.attach(catalog, item_store)
+        else:
+            events = EventLog(sessions, state)
         events.catch_up()
         trainer: RankerTrainer | None = None
         if ranker is None:
@@ -307,7 +317,7 @@ class Recommender:
         if settings.serving_threads is not None:
             limit_threads(settings.serving_threads)
         recommender = cls(settings=settings, state=state, events=events, feed=feed,
-                          trainer=trainer)
+                          trainer=trainer, online=online)
         if settings.follow_seconds is not None:
             recommender.start_following(settings.follow_seconds)
         if trainer is not None:
@@ -385,4 +395,6 @@ class Recommender:
             self._follower.join(timeout=30)
         if self._trainer_thread is not None:
             self._trainer_thread.join(timeout=30)
+        if self.online is not None:
+            self.online.close()
         self.state.catalog.save()
