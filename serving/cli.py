@@ -23,6 +23,9 @@ evaluate_app = typer.Typer(help="Measure models on labelled data.", no_args_is_h
 app.add_typer(db_app, name="db")
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+worker_app = typer.Typer(help="Background workers of the scaled-out layout.",
+                         no_args_is_help=True)
+app.add_typer(worker_app, name="worker")
 
 DEMO_ITEMS = Path(__file__).parent / "demo" / "items.jsonl"
 DEMO_KEY_ROLES = {
@@ -66,6 +69,26 @@ def _lazy_subcommands() -> None:
     app.command("feed-batch", context_settings=configured)(rec.feed_batch)
     app.add_typer(rec.ranker_app(configured), name="ranker")
     app.add_typer(rec.experiments_app(configured), name="experiments")
+
+
+@worker_app.command("events")
+def worker_events(
+    name: Annotated[str | None, typer.Option(help="consumer name; default host-pid")] = None,
+) -> None:
+    """Apply the shared event stream to the profiles in Redis (REELSIFT_REDIS_URL) until
+    SIGTERM or Ctrl-C; run as many as there are machines to spare, up to the partitions."""
+    import threading
+
+    from serving.wiring import build_event_worker
+
+    worker = build_event_worker(get_settings(), name)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    typer.echo(f"event worker {worker.name}: {worker.layout.partitions} partitions "
+               f"in namespace {worker.layout.namespace!r}", err=True)
+    worker.run(stop)
+    typer.echo(f"event worker {worker.name} stopped: {worker.stats}", err=True)
 
 
 @db_app.command("upgrade")

@@ -81,6 +81,20 @@ class Settings(BaseSettings):
         "per embedding batch); the API's own access log stays on"
     )
 
+    redis_url: str | None = Field(
+        None, description="redis:// URL (Redis, Valkey, a managed Redis): events go to a "
+        "shared stream applied by `reelsift worker events`, profiles live in Redis and item "
+        "changes are published to every replica; unset: the embedded default"
+    )
+    redis_namespace: str = Field("reelsift", description="prefix of every Redis key")
+    stream_partitions: int = Field(
+        16, ge=1, description="event streams, by hash of the user id; each is applied by one "
+        "worker at a time, so this bounds how many workers share the load (fixed per namespace)"
+    )
+    stream_dedup_seconds: int = Field(
+        86_400, ge=1, description="an event_id posted again within this long is a duplicate"
+    )
+
     recommender: RecommenderSettings = Field(
         default_factory=RecommenderSettings,
         description="every recommender setting (recommender/settings.py), nested with "

@@ -1,0 +1,93 @@
+"""Two feed replicas over one database and one Redis (in process): profiles written by an
+event worker, events posted to one replica shaping the other's next feed, takedowns
+published to both. Needs ``REELSIFT_TEST_REDIS_URL`` (see tests/conftest.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import redis
+
+from core.contracts import ItemState
+from core.storage.db import make_session_factory
+from core.storage.items import ItemStore
+from recommender.service import Recommender
+from recommender.stream.online import RedisOnline
+from recommender.stream.profiles import RedisProfiles
+from recommender.stream.worker import open_worker
+
+
+@pytest.fixture
+def online(redis_url, redis_namespace) -> Iterator[list[RedisOnline]]:
+    opened: list[RedisOnline] = []
+    yield opened
+    for one in opened:
+        one.close()
+    cleanup = redis.Redis.from_url(redis_url)
+    keys = list(cleanup.scan_iter(f"{redis_namespace}:*", count=1000))
+    if keys:
+        cleanup.delete(*keys)
+    cleanup.close()
+
+
+def _event(n, user, item, kind="complete", ts=None, **extra):
+    return {"event_id": f"ev-{n}", "user_id": user, "item_id": item, "type": kind,
+            "ts": ts, **extra}
+
+
+def test_an_event_posted_to_one_replica_shapes_the_others_next_feed(
+        sqlite_engine, small_world, clock, tmp_path, h, online, redis_url, redis_namespace):
+    sessions = make_session_factory(sqlite_engine)
+    small_world.write_to_db(sessions)
+    replicas = []
+    for name in ("a", "b"):
+        connection = RedisOnline.connect(redis_url, namespace=redis_namespace, partitions=4)
+        online.append(connection)
+        store = ItemStore(sessions)
+        settings = h.make_settings(tmp_path / name, multi_process=True)
+        replicas.append((Recommender.open(sessions, settings, store, clock=clock,
+                                          online=connection), store))
+    (a, store_a), (b, _) = replicas
+    worker = open_worker(sessions, h.make_settings(tmp_path / "w"), online[0].client,
+                         online[0].layout, name="w1")
+    assert isinstance(b.state.profiles, RedisProfiles)
+
+    before = b.feed.feed("u1", 10)
+    assert before.cold_start
+    target = small_world.items[0].category
+    liked = [i for i in small_world.items if i.category == target][:4]
+    batch = [_event(n, "u1", i.id, watch_ms=i.duration_ms, item_duration_ms=i.duration_ms,
+                    ts=(clock.dt - timedelta(minutes=10 - n)).isoformat())
+             for n, i in enumerate(liked)]
+    first = a.events.ingest([*batch, batch[0]])
+    assert (first.received, first.stored, first.duplicates) == (5, 4, 1)
+    assert a.events.ingest(batch).duplicates == 4  # posted again, to either replica
+    assert b.events.ingest(batch).duplicates == 4
+    while worker.stats.applied < 4:
+        worker.step()
+
+    after = b.feed.feed("u1", 10)
+    assert not after.cold_start
+    assert not {i.id for i in liked} & {i.item_id for i in after.items}  # seen: never again
+    shown = [small_world.by_id[i.item_id].category for i in after.items]
+    assert sum(c == target for c in shown) >= 3 > sum(
+        small_world.by_id[i.item_id].category == target for i in before.items)
+    # b folded the events into its item counters from the stream, once each
+    assert b.state.stats.get(liked[1].id).views == 1
+    # neither replica holds profiles: the worker's copy in Redis is the only one
+    assert a.state.profiles.get("u1").n_events == 4 and len(b.state.profiles) == 0
+
+    # A takedown through a: b's catalog drops it when the message arrives (no poll,
+    # no feed request needed).
+    victim = next(i.item_id for i in b.feed.feed("u2", 10).items)
+    store_a.transition(victim, ItemState.PENDING_REVIEW, "reported")
+    deadline = time.monotonic() + 5
+    while victim in b.catalog:
+        assert time.monotonic() < deadline, "the takedown never reached replica b"
+        time.sleep(0.02)
+    assert victim not in {i.item_id for i in b.feed.feed("u2", 10).items}
+    a.close()
+    b.close()
