@@ -91,9 +91,8 @@ def db_engine(request) -> Engine:
     return request.getfixturevalue(f"{request.param}_engine")
 
 
-@pytest.fixture
-def redis_url() -> str:
-    """The test redis-server's URL (``scripts/start-test-redis.sh``); skipped without one
+def required_redis_url() -> str:
+    """The test redis-server's URL (``scripts/start-test-redis.sh``); skips without one
     unless ``REELSIFT_REQUIRE_REDIS=1`` (CI). Tests share the server: each uses its own
     key namespace (``redis_namespace``) instead of flushing it."""
     if not REDIS_URL:
@@ -101,6 +100,11 @@ def redis_url() -> str:
             pytest.fail("REELSIFT_REQUIRE_REDIS=1 but REELSIFT_TEST_REDIS_URL is not set")
         pytest.skip("no Redis: set REELSIFT_TEST_REDIS_URL (scripts/start-test-redis.sh)")
     return REDIS_URL
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return required_redis_url()
 
 
 @pytest.fixture
