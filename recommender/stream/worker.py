@@ -315,6 +315,15 @@ class EventWorker:
                     self._cache.clear()
                     stop.wait(1.0)
                     continue
+                except redis.ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    # The streams were deleted (a flushed or replaced Redis): start again.
+                    log.warning("worker %s: %s; creating the groups again", self.name, exc)
+                    self._cache.clear()
+                    ensure_groups(self.client, self.layout)
+                    stop.wait(1.0)
+                    continue
                 if not applied:
                     stop.wait(idle_sleep_s)
         finally:
