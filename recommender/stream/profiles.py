@@ -7,6 +7,8 @@ replica's memory no longer grows with the number of users.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import redis
 
@@ -23,13 +25,15 @@ class RedisProfiles(ProfileStore):
         self.client = client
         self.layout = layout
 
-    def decode(self, user_id: str, raw: bytes | str | None) -> UserProfile | None:
+    def decode(self, user_id: str, raw: bytes | None) -> UserProfile | None:
         if raw is None:
             return None
         return decode_profile(raw, user_id, self.half_life_s, self.settings.recent_positives)
 
     def get(self, user_id: str) -> UserProfile | None:
-        return self.decode(user_id, self.client.get(self.layout.profile(user_id)))
+        # bytes: the clients here never set decode_responses
+        raw = cast("bytes | None", self.client.get(self.layout.profile(user_id)))
+        return self.decode(user_id, raw)
 
     def get_or_create(self, user_id: str) -> UserProfile:
         raise TypeError("profiles in Redis are written by the event workers "

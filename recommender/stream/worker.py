@@ -31,20 +31,23 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import redis
+from sqlalchemy import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.contracts import Event
+from core.storage.db import engine_of
 from recommender.catalog import Catalog
-from recommender.events import EventLog
 from recommender.profiles import UserProfile
 from recommender.settings import RecommenderSettings
 from recommender.state import OnlineState
 from recommender.stream.codec import decode_event, decode_profile, encode_profile
 from recommender.stream.layout import GROUP, StreamLayout
 from recommender.stream.log import RedisEventLog, ensure_groups
+from recommender.tables import EventRow
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,36 @@ RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+class EventArchive:
+    """The database log of applied events (reports and replays read it), written by the
+    workers: one executemany ``INSERT … ON CONFLICT (event_id) DO NOTHING`` a batch,
+    compiled once (a multi-row VALUES statement is compiled anew for every batch, which
+    cost more than applying the events)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        engine = engine_of(sessions)
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        else:  # pragma: no cover - the design supports these two
+            raise ValueError(f"unsupported database dialect {dialect!r} for the event log")
+        self.engine = engine
+        self.statement = insert(cast(Table, EventRow.__table__)).on_conflict_do_nothing(
+            index_elements=["event_id"])
+
+    def insert(self, events: list[Event]) -> None:
+        rows = [{
+            "event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id,
+            "type": e.type, "ts": e.ts if e.ts.tzinfo else e.ts.replace(tzinfo=UTC),
+            "watch_ms": e.watch_ms, "item_duration_ms": e.item_duration_ms,
+            "context": e.context, "received_at": now,
+        } for now in [datetime.now(UTC)] for e in events]
+        with self.engine.begin() as conn:
+            conn.execute(self.statement, rows)
 
 
 @dataclass(slots=True)
@@ -101,7 +134,7 @@ class EventWorker:
         self.layout = layout
         self.state = state
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.store = EventLog(sessions, None) if sessions is not None else None
+        self.store = EventArchive(sessions) if sessions is not None else None
         self.item_log = item_log
         self.batch = batch
         self.lease_ms = lease_ms
@@ -220,28 +253,33 @@ class EventWorker:
         if not entries:
             return 0
         layout, state = self.layout, self.state
-        profile_settings = state.settings.profile
-        half_life_s = profile_settings.half_life_hours * 3600.0
-        users = list(dict.fromkeys(e.event.user_id for e in entries))
-        missing = [u for u in users if u not in self._cache]
-        pipe = self.client.pipeline(transaction=False)
-        for user_id in missing:
-            pipe.get(layout.profile(user_id))
+        # One MGET a partition (its keys share a slot) for the profiles not in memory
+        # and one for the events' applied markers: one round trip for the batch.
+        partitions = sorted({e.partition for e in entries})
+        missing: dict[int, list[str]] = {p: [] for p in partitions}
+        for user_id in dict.fromkeys(e.event.user_id for e in entries):
+            if user_id not in self._cache:
+                missing[layout.partition_of(user_id)].append(user_id)
+        mine: dict[int, list[Entry]] = {p: [] for p in partitions}
         for e in entries:
-            pipe.exists(layout.applied(e.partition, e.event.event_id))
-        replies = pipe.execute()
-        for user_id, raw in zip(missing, replies[: len(missing)], strict=True):
-            profile = (decode_profile(raw, user_id, half_life_s,
-                                      profile_settings.recent_positives)
-                       if raw is not None else UserProfile(user_id, half_life_s))
-            if raw is None:
-                profile.recent_positives = deque(maxlen=profile_settings.recent_positives)
-            self._cache[user_id] = profile
-        done_before = replies[len(missing):]
+            mine[e.partition].append(e)
+        pipe = self.client.pipeline(transaction=False)
+        for p in partitions:
+            if missing[p]:
+                pipe.mget([layout.profile(u) for u in missing[p]])
+            pipe.mget([layout.applied(p, e.event.event_id) for e in mine[p]])
+        replies = iter(pipe.execute())
+        done_before: dict[tuple[int, str], bool] = {}
+        for p in partitions:
+            if missing[p]:
+                for user_id, raw in zip(missing[p], next(replies), strict=True):
+                    self._cache[user_id] = self._profile(user_id, raw)
+            for e, marker in zip(mine[p], next(replies), strict=True):
+                done_before[p, e.entry_id] = marker is not None
         fresh: list[Entry] = []
         seen_ids: set[str] = set()
-        for e, done in zip(entries, done_before, strict=True):
-            if done or e.event.event_id in seen_ids:
+        for e in entries:
+            if done_before[e.partition, e.entry_id] or e.event.event_id in seen_ids:
                 self.stats.duplicates += 1
                 continue
             seen_ids.add(e.event.event_id)
@@ -250,7 +288,7 @@ class EventWorker:
             for e in fresh:
                 state.apply_to_profile(self._cache[e.event.user_id], e.event)
             if self.store is not None and fresh:
-                self.store.store([e.event for e in fresh])
+                self.store.insert([e.event for e in fresh])
             committed = self._commit_batch(entries, fresh)
         except Exception:
             # The profiles in memory may hold changes that were not written back.
@@ -260,6 +298,15 @@ class EventWorker:
         if len(self._cache) > self.max_cached_profiles:
             self._cache.clear()
         return committed
+
+    def _profile(self, user_id: str, raw: bytes | None) -> UserProfile:
+        settings = self.state.settings.profile
+        half_life_s = settings.half_life_hours * 3600.0
+        if raw is not None:
+            return decode_profile(raw, user_id, half_life_s, settings.recent_positives)
+        profile = UserProfile(user_id, half_life_s)
+        profile.recent_positives = deque(maxlen=settings.recent_positives)
+        return profile
 
     def _commit_batch(self, entries: list[Entry], fresh: list[Entry]) -> int:
         layout = self.layout
