@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
+from implicit.cpu.als import AlternatingLeastSquares
 from scipy import sparse
+from threadpoolctl import threadpool_limits
 
 from recommender.catalog import index_options
 from recommender.settings import RecommenderSettings
@@ -171,9 +173,9 @@ class Collaborative:
         similarity = item_knn(feedback_matrix, c.knn_neighbours, c.knn_shrink)
         # EASE's lambda is set for hundreds of users; on fewer, B is little more than a
         # popularity-weighted co-count (kNN and ALS cover small logs)
-        ease = (ease_weights(feedback_matrix, c.ease_lambda, c.ease_neighbours)
-                if 0 < n_items <= c.ease_max_items and len(users) >= c.ease_min_users
-                else None)
+        ease = (ease_on_most_engaged(feedback_matrix, c.ease_lambda, c.ease_neighbours,
+                                     c.ease_max_items)
+                if len(users) >= c.ease_min_users and c.ease_max_items > 0 else None)
         previous = self.fit
         warm: np.ndarray | None = None
         if previous is not None and previous.factors.shape[1] == c.factors:
@@ -315,10 +317,32 @@ def item_knn(feedback: sparse.csr_matrix, neighbours: int, shrink: float) -> spa
     return top_k_per_row(sim, neighbours)
 
 
+def ease_on_most_engaged(
+    feedback: sparse.csr_matrix, lam: float, neighbours: int, max_items: int,
+) -> sparse.csr_matrix | None:
+    """EASE over the ``max_items`` items engaged by most users, at least two each (an item
+    one user engaged shares no co-engagement to learn from), as an (items, items) matrix
+    in ``feedback``'s column order; None when fewer than two items qualify.
+
+    The dense inverse is cubic in the items it covers: on a 100k catalog whose 500
+    users each engaged a few dozen items, inverting all 11k engaged items took minutes
+    per refit on every serving process; the ones that co-occur are a few hundred."""
+    users_per_item = np.diff(feedback.tocsc().indptr)
+    eligible = np.flatnonzero(users_per_item >= 2)
+    if len(eligible) < 2:
+        return None
+    if len(eligible) > max_items:
+        by_users = np.argsort(-users_per_item[eligible], kind="stable")[:max_items]
+        eligible = np.sort(eligible[by_users])
+    sub = ease_weights(feedback[:, eligible].tocsr(), lam, neighbours).tocoo()
+    n = feedback.shape[1]
+    return sparse.csr_matrix((sub.data, (eligible[sub.row], eligible[sub.col])), shape=(n, n))
+
+
 def ease_weights(feedback: sparse.csr_matrix, lam: float, neighbours: int) -> sparse.csr_matrix:
     """EASE (Steck 2019) on binary engagement: ``B = -P / diag(P)``, ``P = (XᵀX + λI)⁻¹``,
     zero diagonal; each item keeps its ``neighbours`` largest weights (by magnitude) so
-    serving reads a sparse matrix. Dense inversion: ``ease_max_items`` bounds its cost."""
+    serving reads a sparse matrix."""
     binary = feedback.copy()
     binary.data = np.ones_like(binary.data, dtype=np.float32)
     # float32 and in place: at 12k items each n x n matrix is 0.6 GB
@@ -371,39 +395,33 @@ def fold_in(
     return np.linalg.solve(a, b).astype(np.float32)
 
 
-def _als_half_step(
-    matrix: sparse.csr_matrix, fixed: np.ndarray, regularisation: float, alpha: float,
-) -> np.ndarray:
-    """Solve every row's factor of ``matrix`` against the ``fixed`` factors."""
-    gram = fixed.T @ fixed
-    eye = regularisation * np.eye(fixed.shape[1])
-    out = np.zeros((matrix.shape[0], fixed.shape[1]))
-    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
-    for r in range(matrix.shape[0]):
-        start, end = indptr[r], indptr[r + 1]
-        if start == end:
-            continue
-        y = fixed[indices[start:end]]
-        confidence = 1.0 + alpha * data[start:end]
-        a = gram + (y.T * (confidence - 1.0)) @ y + eye
-        out[r] = np.linalg.solve(a, y.T @ confidence)
-    return out
-
-
 def implicit_als(
     feedback: sparse.csr_matrix, factors: int, *, regularisation: float, alpha: float,
     iterations: int, seed: int = 0, item_factors: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Item factors of implicit-feedback ALS (Hu, Koren & Volinsky 2008)."""
-    rng = np.random.default_rng(seed)
-    n_items = feedback.shape[1]
-    items = (item_factors.astype(np.float64) if item_factors is not None
-             else rng.normal(0.0, 0.01, (n_items, factors)))
-    missing = ~items.any(axis=1)
-    if missing.any():
-        items[missing] = rng.normal(0.0, 0.01, (int(missing.sum()), factors))
-    by_item = feedback.T.tocsr()
-    for _ in range(iterations):
-        users = _als_half_step(feedback, items, regularisation, alpha)
-        items = _als_half_step(by_item, users, regularisation, alpha)
-    return items.astype(np.float32)
+    """Item factors of implicit-feedback ALS (Hu, Koren & Volinsky 2008), solved by the
+    ``implicit`` library's compiled conjugate-gradient solver (Takács et al. 2011; three
+    steps from the previous sweep's factors, the library's default) on one thread: 0.4 s
+    where the numpy row-by-row exact solve this replaced took 14 s (500 users, 11k
+    items, 12 sweeps), and it releases the GIL, so a refit on a serving
+    process does not stall its requests. ``implicit`` weighs a positive by its matrix
+    value ``c`` as ``c - 1`` in the Gram term and ``c`` in the target, so the matrix holds
+    ``1 + alpha * feedback``: the paper's confidence, as ``fold_in`` uses it."""
+    confidence = feedback.astype(np.float32, copy=True).tocsr()
+    confidence.data = 1.0 + alpha * confidence.data
+    # one BLAS thread: the solver is compiled, extra BLAS threads only contend with requests
+    # (and implicit warns about them when the model is made)
+    with threadpool_limits(limits=1, user_api="blas"):
+        model = AlternatingLeastSquares(
+            factors=factors, regularization=regularisation, alpha=1.0, iterations=iterations,
+            use_cg=True, calculate_training_loss=False, num_threads=1, random_state=seed,
+        )
+        if item_factors is not None:
+            warm = item_factors.astype(np.float32, copy=True)
+            missing = ~warm.any(axis=1)
+            if missing.any():
+                rng = np.random.default_rng(seed)
+                warm[missing] = rng.random((int(missing.sum()), factors), dtype=np.float32) * 0.01
+            model.item_factors = warm
+        model.fit(confidence, show_progress=False)
+    return np.asarray(model.item_factors, dtype=np.float32)

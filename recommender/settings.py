@@ -62,8 +62,9 @@ class CollaborativeSettings(BaseModel):
     knn_neighbours: int = Field(default=100, ge=1, description="kept per item")
     knn_shrink: float = Field(default=10.0, ge=0, description="damps similarity of rare pairs")
     ease_max_items: int = Field(
-        default=12_000, ge=0, description="fit EASE (dense inverse: cubic time, 4 n² bytes "
-        "per matrix) only while this few items have engagements; 0: never")
+        default=8_000, ge=0, description="EASE covers at most this many items, those engaged "
+        "by most users (two at least); its dense inverse costs cubic time and 4 n² bytes "
+        "per matrix; 0: no EASE")
     ease_lambda: float = Field(default=500.0, gt=0, description="EASE L2 regularisation")
     ease_min_users: int = Field(default=100, ge=1, description="users with engagements "
                                 "before EASE is fitted")

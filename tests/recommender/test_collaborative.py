@@ -130,3 +130,44 @@ def test_weighted_row_sum_matches_scipy():
     expected = np.asarray(matrix[rows].T @ weights).ravel()
     np.testing.assert_allclose(weighted_row_sum(matrix, rows, weights), expected)
     assert not weighted_row_sum(matrix, np.zeros(0, np.int64), np.zeros(0)).any()
+
+
+def test_als_factors_recommend_within_the_users_taste_group():
+    """Two taste groups: a user folded in (``fold_in``'s confidence, 1 + alpha * feedback)
+    from three of a group's items ranks that group's other items above the other
+    group's (nearly every pair), so the library's fit and the serving fold-in agree on
+    what the matrix means."""
+    from recommender.collaborative import fold_in
+
+    ordered = []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        dense = np.zeros((200, 20), np.float32)
+        for u in range(200):
+            group = range(0, 10) if u < 100 else range(10, 20)
+            dense[u, rng.choice(list(group), size=4, replace=False)] = 1.0
+        factors = implicit_als(sparse.csr_matrix(dense), 4, regularisation=1.0, alpha=10,
+                               iterations=15, seed=1)
+        gram = factors.T.astype(np.float64) @ factors.astype(np.float64)
+        scores = factors @ fold_in(factors[[0, 1, 2]], np.ones(3), gram, 1.0, 10)
+        ordered.append((scores[3:10, None] > scores[None, 10:]).mean())
+    assert np.mean(ordered) > 0.9, ordered
+
+
+def test_ease_covers_only_co_engaged_items_up_to_the_cap():
+    from recommender.collaborative import ease_on_most_engaged, ease_weights
+
+    dense = np.zeros((6, 5), np.float32)
+    dense[:, 0] = 1  # six users
+    dense[:4, 1] = 1  # four
+    dense[2:5, 2] = 1  # three
+    dense[5, 3] = 1  # one user: nothing to learn from
+    x = sparse.csr_matrix(dense)
+    full = ease_on_most_engaged(x, lam=1.0, neighbours=10, max_items=10)
+    assert full is not None and full.shape == (5, 5)
+    assert full[3].nnz == 0 and full[:, 3].nnz == 0 and full[4].nnz == 0
+    expected = ease_weights(x[:, [0, 1, 2]].tocsr(), 1.0, 10).toarray()
+    assert np.allclose(full.toarray()[np.ix_([0, 1, 2], [0, 1, 2])], expected)
+    capped = ease_on_most_engaged(x, lam=1.0, neighbours=10, max_items=2)
+    assert capped is not None and capped[2].nnz == 0 and capped[0, 1] != 0
+    assert ease_on_most_engaged(x[:, [3, 4]].tocsr(), 1.0, 10, 10) is None
