@@ -126,26 +126,27 @@ class OnlineState:
                 self.covisitation.add_session_positive(profile.session_items, event.item_id)
         return weight
 
-    def apply_to_items(self, event: Event) -> None:
+    def apply_to_items(self, event: Event, *, counters_only: bool = False) -> None:
         """The items' half of ``apply`` (no profile): co-engagement, the ranker's
         training labels, item counters. With a shared stream every process runs it on
         every event; it must follow ``apply_to_profile``, whose weight reads the
-        counters as they were before this event."""
+        counters as they were before this event. ``counters_only``: the item counters
+        alone (an event worker: its profile weights read them, nothing else here)."""
         s = self.settings
         ts = epoch(event.ts)
         kind = event.type
         with self.lock:
             self.newest_event_ts = max(self.newest_event_ts, ts)
             feedback = graded_feedback(event, s.profile)
-            if kind in ("hide", "report"):
-                self.collaborative.disengage(event.user_id, event.item_id)
-            elif kind in ENGAGEMENT_TYPES and feedback > 0:
-                self.collaborative.engage(event.user_id, event.item_id, feedback)
-
             ratio = watch_ratio(event)
-            outcome = label_of(kind, ratio, is_bounce(event, s.profile))
-            if outcome is not None:
-                self.impressions.outcome(event.user_id, event.item_id, outcome)
+            if not counters_only:
+                if kind in ("hide", "report"):
+                    self.collaborative.disengage(event.user_id, event.item_id)
+                elif kind in ENGAGEMENT_TYPES and feedback > 0:
+                    self.collaborative.engage(event.user_id, event.item_id, feedback)
+                outcome = label_of(kind, ratio, is_bounce(event, s.profile))
+                if outcome is not None:
+                    self.impressions.outcome(event.user_id, event.item_id, outcome)
             self.stats.record(
                 event.item_id, ts,
                 impression=kind == "impression",

@@ -55,17 +55,18 @@ class RedisEventLog:
     def __init__(
         self, client: redis.Redis, layout: StreamLayout, sessions: sessionmaker[Session],
         state: OnlineState | None, *, dedup_seconds: int = 86_400,
-        max_stream_length: int = 1_000_000, refit: bool = True,
+        max_stream_length: int = 1_000_000, counters_only: bool = False,
     ) -> None:
         """``state`` None: append only (an import, a benchmark's client side).
-        ``refit`` False: never refit the collaborative models (an event worker)."""
+        ``counters_only``: fold the item counters alone (an event worker's tail: no
+        co-engagement histories, no refits, no training labels)."""
         self.client = client
         self.layout = layout
         self.sessions = sessions  # experiments read exposures and events there
         self.state = state
         self.dedup_seconds = dedup_seconds
         self.max_stream_length = max_stream_length
-        self.refit = refit
+        self.counters_only = counters_only
         self._append = client.register_script(APPEND)
         self._positions = {layout.stream(p): "0-0" for p in range(layout.partitions)}
         self._lock = threading.Lock()
@@ -104,13 +105,14 @@ class RedisEventLog:
                 for stream, reply in zip(streams, pipe.execute(), strict=True):
                     for _name, entries in reply or ():
                         for entry_id, fields in entries:
-                            state.apply_to_items(decode_event(fields[b"e"]))
+                            state.apply_to_items(decode_event(fields[b"e"]),
+                                                 counters_only=self.counters_only)
                             self._positions[stream] = entry_id.decode()
                             read += 1
                 applied += read
                 if read == 0:
                     break
-        if applied and self.refit:
+        if applied and not self.counters_only:
             state.collaborative.maybe_refresh(background=state.settings.background_refits)
         return applied
 

@@ -123,7 +123,7 @@ class EventWorker:
     def __init__(
         self, client: redis.Redis, layout: StreamLayout, state: OnlineState, *,
         name: str | None = None, sessions: sessionmaker[Session] | None = None,
-        item_log: RedisEventLog | None = None, batch: int = 500, lease_ms: int = 5000,
+        item_log: RedisEventLog | None = None, batch: int = 1000, lease_ms: int = 5000,
         min_idle_ms: int | None = None, applied_ttl_s: int = 86_400,
         max_cached_profiles: int = 200_000,
     ) -> None:
@@ -388,7 +388,7 @@ def open_worker(
     vectors), with its own tail of every partition for the item counters."""
     catalog = Catalog.load(sessions, settings)
     state = OnlineState.create(settings, catalog)
-    item_log = RedisEventLog(client, layout, sessions, state, refit=False)
+    item_log = RedisEventLog(client, layout, sessions, state, counters_only=True)
     item_log.catch_up()
     return EventWorker(client, layout, state, name=name, sessions=sessions,
                        item_log=item_log, **options)

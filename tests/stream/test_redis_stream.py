@@ -107,7 +107,7 @@ def test_the_worker_builds_the_profiles_the_embedded_path_builds(
     assert api.ingest(events).stored == 300
     worker_state = make_state(tmp_path / "b")
     item_log = RedisEventLog(client, layout, None, worker_state,  # type: ignore[arg-type]
-                             refit=False)
+                             counters_only=True)
     worker = EventWorker(client, layout, worker_state, name="w1", item_log=item_log)
     # The item counters the weights read must be those before each event, as embedded:
     # apply the profile half of everything first, then fold the counters in.
