@@ -11,6 +11,7 @@ co-engagement and the labels of the feed rows this process served.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from recommender.stream.codec import decode_event, encode_event
 from recommender.stream.layout import GROUP, StreamLayout
 
 READ_CHUNK = 5000
+log = logging.getLogger(__name__)
 
 # KEYS[1] the partition's stream, KEYS[2..] accepted markers; ARGV[1] dedup seconds,
 # ARGV[2] approximate stream length kept, ARGV[3..] the events (same order as markers).
@@ -70,6 +72,8 @@ class RedisEventLog:
         self._append = client.register_script(APPEND)
         self._positions = {layout.stream(p): "0-0" for p in range(layout.partitions)}
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
         ensure_groups(client, layout)
 
     def ingest(self, events: Sequence[Event | Mapping[str, Any]]) -> IngestResult:
@@ -90,7 +94,41 @@ class RedisEventLog:
                             duplicates=len(parsed) - stored)
 
     def catch_up(self) -> int:
-        """Apply the item-level half of every entry appended since the last call."""
+        """Apply the item-level half of every entry appended since the last call; with
+        ``follow`` running, nothing (the thread applies them as they arrive), so a feed
+        request makes no round trip for it."""
+        if self._follower is not None:
+            return 0
+        return self._drain()
+
+    def follow(self, idle_s: float = 0.01) -> None:
+        """Fold new entries on a background thread, ``idle_s`` after finding none.
+        (Polling, not a blocking XREAD over every stream: that command would span
+        slots on Redis Cluster.)"""
+        if self._follower is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    if not self._drain():
+                        self._stop.wait(idle_s)
+                except redis.RedisError as exc:  # retried; feeds go on meanwhile
+                    log.warning("could not read the event streams: %s", exc)
+                    self._stop.wait(1.0)
+                except Exception:
+                    log.exception("could not apply streamed events")
+                    self._stop.wait(1.0)
+
+        self._follower = threading.Thread(target=loop, name="event-stream", daemon=True)
+        self._follower.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+
+    def _drain(self) -> int:
         state = self.state
         if state is None:
             return 0

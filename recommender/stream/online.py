@@ -23,6 +23,7 @@ class RedisOnline:
     layout: StreamLayout
     bus: ItemChangeBus
     dedup_seconds: int = 86_400
+    log: RedisEventLog | None = None
 
     @classmethod
     def connect(cls, url: str, *, namespace: str = "reelsift", partitions: int = 16,
@@ -33,8 +34,12 @@ class RedisOnline:
         return cls(client, layout, ItemChangeBus(client, layout), dedup_seconds)
 
     def event_log(self, sessions: sessionmaker[Session], state: OnlineState) -> RedisEventLog:
-        return RedisEventLog(self.client, self.layout, sessions, state,
-                             dedup_seconds=self.dedup_seconds)
+        """The log a replica ingests into; it folds everyone's events into ``state``'s
+        item counters on a thread, so feed requests read Redis only for the profile."""
+        self.log = RedisEventLog(self.client, self.layout, sessions, state,
+                                 dedup_seconds=self.dedup_seconds)
+        self.log.follow()
+        return self.log
 
     def profiles(self, settings: ProfileSettings) -> RedisProfiles:
         return RedisProfiles(self.client, self.layout, settings)
@@ -46,5 +51,7 @@ class RedisOnline:
         self.bus.listen(catalog)
 
     def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
         self.bus.close()
         self.client.close()

@@ -75,7 +75,12 @@ def test_an_event_posted_to_one_replica_shapes_the_others_next_feed(
     shown = [small_world.by_id[i.item_id].category for i in after.items]
     assert sum(c == target for c in shown) >= 3 > sum(
         small_world.by_id[i.item_id].category == target for i in before.items)
-    # b folded the events into its item counters from the stream, once each
+    # b folds the events into its item counters from the stream (on its own thread), once
+    deadline = time.monotonic() + 5
+    while (counters := b.state.stats.get(liked[1].id)) is None or counters.views < 1:
+        assert time.monotonic() < deadline, "replica b never folded the streamed events"
+        time.sleep(0.01)
+    time.sleep(0.1)
     assert b.state.stats.get(liked[1].id).views == 1
     # neither replica holds profiles: the worker's copy in Redis is the only one
     assert a.state.profiles.get("u1").n_events == 4 and len(b.state.profiles) == 0
