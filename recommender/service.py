@@ -29,7 +29,14 @@ from core.contracts import JsonInt, json_integer
 from core.errors import Conflict, InvalidInput
 from core.storage.items import ItemStore
 from recommender.catalog import Catalog
-from recommender.channels import Matcher, MatchRequest, default_channels
+from recommender.channels import (
+    CandidateCache,
+    CandidateSet,
+    Matcher,
+    MatchRequest,
+    default_channels,
+    profile_stamp,
+)
 from recommender.events import EventLog
 from recommender.experiments import (
     ExperimentReport,
@@ -112,6 +119,9 @@ class FeedService:
                              state.cohorts, state.collaborative),
             settings, state.catalog,
         )
+        self.candidate_cache = (
+            CandidateCache(settings.candidate_cache_seconds, settings.candidate_cache_users)
+            if settings.candidate_cache_seconds > 0 else None)
         self._requests = 0
         self._lock = threading.Lock()
 
@@ -169,7 +179,7 @@ class FeedService:
         seen = profile.excluded() if profile is not None else set()
         blocked = excluded | seen
         request = MatchRequest(user_id=user_id, profile=profile, now=now, exclude=blocked)
-        candidates = self.matcher.candidates(request)
+        candidates = self._candidates(request, excluded)
         candidate_ids = candidates.item_ids
         # One index read per request; features and re-ranking slice from it.
         found, matrix = state.catalog.vectors(candidate_ids)
@@ -242,6 +252,20 @@ class FeedService:
             cold_start=profile is None or profile.is_cold, candidates=len(candidates),
             generated_at=datetime.fromtimestamp(now, tz=UTC),
         )
+
+    def _candidates(self, request: MatchRequest, client_excluded: set[str]) -> CandidateSet:
+        """The matcher's merged candidates, from ``candidate_cache`` while still valid."""
+        cache = self.candidate_cache
+        if cache is None:
+            return self.matcher.candidates(request)
+        fit = self.state.collaborative.fit
+        stamp = (profile_stamp(request.profile), fit.version if fit is not None else 0,
+                 frozenset(client_excluded))
+        found = cache.get(request.user_id, stamp, request.now)
+        if found is None:
+            found = self.matcher.candidates(request)
+            cache.put(request.user_id, stamp, request.now, found)
+        return found
 
     def handle(self, request: FeedRequest) -> FeedResponse:
         return self.feed(request.user_id, request.k, request.context, request.exclude)

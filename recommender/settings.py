@@ -200,6 +200,13 @@ class RecommenderSettings(BaseModel):
         "for tests and offline replays)")
     quotas: ChannelQuotas = Field(default_factory=ChannelQuotas)
     candidate_limit: int = Field(default=400, ge=10, description="after merging channels")
+    candidate_cache_seconds: float = Field(
+        default=30.0, ge=0, description="a user's merged candidates are reused for this long "
+        "(feed clock) while the user's profile and the collaborative fit are unchanged: "
+        "the user's own events and a refit take effect at once, new items and other "
+        "users' trends within this long; taken-down items are dropped at ranking. 0: off")
+    candidate_cache_users: int = Field(default=100_000, ge=1,
+                                       description="users whose candidates are kept (LRU)")
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
     collaborative: CollaborativeSettings = Field(default_factory=CollaborativeSettings)
     weights: RankerWeights = Field(default_factory=RankerWeights)

@@ -349,3 +349,53 @@ def test_concurrent_saves_leave_one_complete_generation(tmp_path):
     writer = rows - 50
     assert loaded.vector(f"w{writer}-0") is not None and len(loaded) == rows
     assert len(list(tmp_path.glob("gen-*"))) >= 1
+
+
+def test_candidate_cache_reuses_a_users_candidates_until_anything_they_read_changes(
+        h, clock, tmp_path):
+    from recommender.ranking import HeuristicRanker
+    from recommender.service import FeedService
+
+    state = _world(h, clock, tmp_path, n=600, candidate_cache_seconds=30)
+    service = FeedService(state, HeuristicRanker(state.settings.weights))
+    cache = service.candidate_cache
+    assert cache is not None
+    first = service.feed("u1", 10)
+    assert (cache.hits, cache.misses) == (0, 1)
+    again = service.feed("u1", 10)
+    assert cache.hits == 1 and [i.item_id for i in again.items] == [
+        i.item_id for i in first.items]
+    # a taken-down item leaves the very next feed, cached candidates or not
+    gone = first.items[0].item_id
+    state.catalog.remove(gone)
+    assert gone not in {i.item_id for i in service.feed("u1", 10).items}
+    assert cache.hits == 2
+    # other exclusions, the user's own event, a refit, the clock: each recomputes
+    service.feed("u1", 10, exclude=[first.items[1].item_id])
+    assert cache.misses == 2
+    state.apply(h.ev("u1", first.items[1].item_id, "like", clock.dt))
+    liked = service.feed("u1", 10)
+    assert cache.misses == 3 and first.items[1].item_id not in {i.item_id for i in liked.items}
+    state.collaborative.refresh()
+    service.feed("u1", 10)
+    assert cache.misses == 4
+    clock.advance(31)
+    service.feed("u1", 10)
+    assert cache.misses == 5
+    service.feed("u1", 10)
+    assert (cache.hits, cache.misses) == (3, 5)
+
+
+def test_candidate_cache_off_matches_every_request(h, clock, tmp_path):
+    from recommender.ranking import HeuristicRanker
+    from recommender.service import FeedService
+
+    state = _world(h, clock, tmp_path, n=600, candidate_cache_seconds=0)
+    service = FeedService(state, HeuristicRanker(state.settings.weights))
+    assert service.candidate_cache is None
+    calls = []
+    original = service.matcher.candidates
+    service.matcher.candidates = lambda request: calls.append(1) or original(request)
+    service.feed("u2", 10)
+    service.feed("u2", 10)
+    assert len(calls) == 2
