@@ -273,7 +273,7 @@ class ImportSummary:
         }
 
 
-def _known_states(components: Components, ids: Sequence[str]) -> dict[str, str]:
+def known_states(components: Components, ids: Sequence[str]) -> dict[str, str]:
     with transaction(components.sessions) as session:
         rows = session.execute(
             select(ItemRow.id, ItemRow.state).where(ItemRow.id.in_(list(ids)))
@@ -302,7 +302,7 @@ def import_items(
     def flush() -> None:
         if not pending:
             return
-        known = _known_states(components, [line.item.id for line in pending if line.item])
+        known = known_states(components, [line.item.id for line in pending if line.item])
         text_lines: list[Line] = []
         for line in pending:
             assert line.item is not None
@@ -313,7 +313,7 @@ def import_items(
             if state is not None:
                 summary.retried += 1
             if line.item.media:
-                _import_media(components, line, base_dir, summary, count_state)
+                import_media_line(components, line, base_dir, summary, count_state)
             else:
                 text_lines.append(line)
         _import_texts(components, text_lines, summary, count_state)
@@ -335,7 +335,7 @@ def import_items(
     return summary
 
 
-def _record(
+def record_outcome(
     summary: ImportSummary, line: Line, state: str, reason: str | None,
     count_state: Callable[[str], None],
 ) -> None:
@@ -347,7 +347,7 @@ def _record(
         summary.imported += 1
 
 
-def _import_media(
+def import_media_line(
     components: Components, line: Line, base_dir: Path, summary: ImportSummary,
     count_state: Callable[[str], None],
 ) -> None:
@@ -361,7 +361,7 @@ def _import_media(
         summary.failed.append((line.number, line.item.id, message))
         return
     item = components.ingest.get_item(line.item.id)  # jobs ran inline: this is final
-    _record(summary, line, item.state, item.state_reason, count_state)
+    record_outcome(summary, line, item.state, item.state_reason, count_state)
 
 
 def _import_texts(
@@ -381,7 +381,7 @@ def _import_texts(
         # One call embeds the chunk in batches; a bad item fails it, then one at a time.
         results = components.ingest.submit_text_items([item for _, item in items])
         for (line, _), (out, _created) in zip(items, results, strict=True):
-            _record(summary, line, out.state, out.state_reason, count_state)
+            record_outcome(summary, line, out.state, out.state_reason, count_state)
         return
     except ServiceUnavailable:
         raise  # nothing is lost: the import resumes where it stopped
@@ -390,7 +390,7 @@ def _import_texts(
     for line, item in items:
         try:
             [(out, _created)] = components.ingest.submit_text_items([item])
-            _record(summary, line, out.state, out.state_reason, count_state)
+            record_outcome(summary, line, out.state, out.state_reason, count_state)
         except ServiceUnavailable:
             raise
         except ReelsiftError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -122,6 +123,21 @@ def _offline_pipeline(settings: Settings):  # type: ignore[no-untyped-def]
     embedder, reason = build_text_embedder(settings)
     stack = build_analysis_stack(settings, embedder, reason)
     return stack.media_pipeline(), intake_limits(settings)
+
+
+# `reelsift import --ray` without an address: a Ray instance on this machine.
+LOCAL_RAY = "local"
+
+
+def worker_analysis_stack(settings: Settings, threads: int):  # type: ignore[no-untyped-def]
+    """The text analyzer and its enrichment in a Ray actor (``ingest.ray_bulk``), using
+    ``threads`` inference threads."""
+    from serving.wiring import build_analysis_stack, build_text_embedder
+
+    settings = settings.model_copy(update={"inference_threads": threads})
+    embedder, reason = build_text_embedder(settings)
+    stack = build_analysis_stack(settings, embedder, reason)
+    return stack.analyzer, stack.enrichment
 
 
 def _progress():  # type: ignore[no-untyped-def]
@@ -267,6 +283,18 @@ def import_items(
         Path, typer.Argument(exists=True, dir_okay=False, help="items, JSON Lines")
     ],
     chunk: Annotated[int, typer.Option(min=1, max=1024, help="text items embedded together")] = 32,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray", flag_value=LOCAL_RAY, show_default=False,
+                     help="analyze on Ray (the `ray` extra): `--ray` alone starts a local "
+                          "instance, `--ray auto` or `--ray ray://HEAD:10001` joins a cluster"),
+    ] = None,
+    ray_workers: Annotated[
+        int, typer.Option(min=1, help="with --ray: analysis actors (each loads the models once)")
+    ] = 2,
+    ray_cpus: Annotated[
+        float, typer.Option(min=0.1, help="with --ray: CPUs per actor (its inference threads)")
+    ] = 1.0,
 ) -> None:
     """Store and analyze items from JSON Lines; resumable (done ids are skipped), idempotent."""
     from ingest.bulk import count_lines
@@ -277,9 +305,22 @@ def import_items(
     try:
         with _progress() as progress:
             task = progress.add_task("importing", total=count_lines(items_file))
-            summary = run_import(
-                components, items_file, advance=lambda n: progress.advance(task, n), chunk=chunk
-            )
+            if ray_address is None:
+                summary = run_import(
+                    components, items_file, advance=lambda n: progress.advance(task, n),
+                    chunk=chunk,
+                )
+            else:
+                from ingest.ray_bulk import RayOptions, import_items_ray
+
+                options = RayOptions(
+                    address=None if ray_address == LOCAL_RAY else ray_address,
+                    workers=ray_workers, cpus_per_worker=ray_cpus, batch_size=chunk,
+                )
+                summary = import_items_ray(
+                    components, items_file, functools.partial(worker_analysis_stack, settings),
+                    options, advance=lambda n: progress.advance(task, n), chunk=chunk,
+                )
     finally:
         components.close()
     typer.echo(json.dumps(summary.as_dict()))
