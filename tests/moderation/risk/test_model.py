@@ -115,22 +115,7 @@ def test_profanity_harassment_and_hate_are_distinct_heads(shipped_model: TextRis
     assert _score(hate, RiskCategory.HATE) > 3 * _score(swearing, RiskCategory.HATE)
 
 
-_FESTIVAL_MISS = pytest.mark.xfail(
-    strict=True,
-    reason="known miss of reelsift.text_risk.v1@2.0+32a394b3: spam 0.515 from 'free' (twice) "
-    "and 'join'; the spam head learned those words from SMS prizes and has no event "
-    "announcements among its negatives (see DATA_SOURCES.md)",
-)
-
-
-@pytest.mark.parametrize(
-    ("title", "text"),
-    [
-        pytest.param(*item, marks=_FESTIVAL_MISS) if "festival" in item[0] else item
-        for item in ORDINARY_ITEMS
-    ],
-    ids=lambda v: v[:24],
-)
+@pytest.mark.parametrize(("title", "text"), ORDINARY_ITEMS, ids=lambda v: v[:24])
 def test_ordinary_posts_are_approved_by_the_default_policy(
     shipped_model: TextRiskModel, title: str, text: str
 ) -> None:
