@@ -12,6 +12,10 @@ events posted for that user, and the database log must hold each event once ("ex
 once"). The baseline, in this process: the embedded path (``EventLog.ingest``: insert
 into the database and apply in process) on the same kind of events.
 
+``--http`` posts the batches to ``POST /v1/events`` of a real ``reelsift serve`` on the
+same database and Redis instead (from ``--clients`` threads), so the figure includes
+HTTP, authentication and validation in the server's workers.
+
 Feed. ``--feed-items`` items and ``--users`` users' events applied in process; the same
 requests (90% known users, 10% new) through ``FeedService.feed`` with profiles in
 process (multi_process off), and with profiles in Redis and the stream followed on a
@@ -19,6 +23,7 @@ thread (what a replica does: one GET a request), interleaved request by request.
 
     eval "$(scripts/start-test-redis.sh)"
     uv run python benchmarks/stream.py                          # SQLite, 100k events, 100k items
+    uv run python benchmarks/stream.py --http --skip-feed       # through the HTTP API
     uv run python benchmarks/stream.py --feed-items 1000000     # the 1M-item feed target
     uv run python benchmarks/stream.py --database-url postgresql+psycopg://...
 """
@@ -35,6 +40,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +104,35 @@ def drained(client: Any, layout: Any) -> tuple[int, int]:
     return lag, pending
 
 
+def http_api(sessions: Any, env: dict[str, str], root: Path) -> tuple[Any, Any]:
+    """``reelsift serve`` on the benchmark's database and Redis; a function that posts one
+    batch to ``POST /v1/events`` with a feed key."""
+    import threading
+
+    import httpx
+
+    from recommender.events import IngestResult
+    from serving.auth import ApiKeyStore
+    from serving.launcher import launch
+
+    key = ApiKeyStore(sessions).create("feed", f"bench-{uuid.uuid4().hex[:6]}")
+    started = time.perf_counter()
+    server = launch(root / "server", demo=False, extra_env=env, timeout_s=900)
+    print(f"server started in {time.perf_counter() - started:.0f}s at {server.url}")
+    local = threading.local()
+
+    def post(batch: list[dict[str, Any]]) -> IngestResult:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+        response = client.post("/v1/events", json={"events": batch})
+        response.raise_for_status()
+        return IngestResult.model_validate(response.json())
+
+    return server, post
+
+
 def throughput(args: argparse.Namespace, redis_url: str, root: Path) -> None:
     import redis
     from sqlalchemy import func, select
@@ -154,17 +189,29 @@ def throughput(args: argparse.Namespace, redis_url: str, root: Path) -> None:
               f"of {args.partitions} partitions")
 
         events = events_for(world, args.users, per_user, "s-")
-        api = RedisEventLog(client, layout, sessions, None)
+        batches = [events[start:start + args.batch]
+                   for start in range(0, len(events), args.batch)]
+        if args.http:
+            server, post = http_api(sessions, env, root)
+        else:
+            api = RedisEventLog(client, layout, sessions, None)
+            server, post = None, api.ingest
         t0 = time.perf_counter()
-        for start in range(0, len(events), args.batch):
-            result = api.ingest(events[start:start + args.batch])
-            assert result.duplicates == 0
+        try:
+            with ThreadPoolExecutor(args.clients) as pool:
+                for result in pool.map(post, batches):
+                    assert result.duplicates == 0, result
+        finally:
+            if server is not None:
+                server.stop()
         appended = time.perf_counter() - t0
         while drained(client, layout) != (0, 0):
             time.sleep(0.01)
         total = time.perf_counter() - t0
         rate = len(events) / total
-        print(f"Redis stream, {args.workers} workers: {len(events)} events appended in "
+        where = "POST /v1/events" if args.http else "RedisEventLog.ingest in this process"
+        print(f"Redis stream, {args.workers} workers, events through {where} "
+              f"({args.clients} clients, {args.batch} a batch): {len(events)} events appended in "
               f"{appended:.2f}s ({len(events) / appended:,.0f} events/s at the API), all "
               f"applied after {total:.2f}s: {rate:,.0f} events/s "
               f"({rate / base_rate:.2f}x the embedded path; target >= 5,000)")
@@ -274,6 +321,10 @@ def main() -> None:
     parser.add_argument("--feed-users", type=int, default=500)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--http", action="store_true",
+                        help="post the events to a real server (reelsift serve) on the same "
+                        "database and Redis instead of calling RedisEventLog.ingest here")
+    parser.add_argument("--clients", type=int, default=2, help="posting threads")
     parser.add_argument("--skip-feed", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
