@@ -30,6 +30,13 @@ class CoVisitation:
             session_items.append(item_id)
             del session_items[: -self.window]
 
+    def add_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        """Bumps counted where the sessions are (``recommender.stream``: the event worker
+        that owns the user), each ``(a, b)`` as ``add_session_positive`` makes them."""
+        with self._lock:
+            for a, b in pairs:
+                self._bump(a, b)
+
     def _bump(self, a: str, b: str) -> None:
         row = self._pairs.setdefault(a, {})
         row[b] = row.get(b, 0.0) + 1.0

@@ -32,6 +32,10 @@ class StreamLayout:
     def stream(self, partition: int) -> str:
         return f"{self._tag(partition)}:events"
 
+    def covisits(self, partition: int) -> str:
+        """Co-visitation bumps the partition's owner counted (it holds the sessions)."""
+        return f"{self._tag(partition)}:covisits"
+
     def owner(self, partition: int) -> str:
         return f"{self._tag(partition)}:owner"
 

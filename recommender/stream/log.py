@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgpack
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,6 +72,9 @@ class RedisEventLog:
         self.counters_only = counters_only
         self._append = client.register_script(APPEND)
         self._positions = {layout.stream(p): "0-0" for p in range(layout.partitions)}
+        if not counters_only:  # co-visitation bumps the workers counted
+            self._positions.update(
+                {layout.covisits(p): "0-0" for p in range(layout.partitions)})
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
@@ -143,8 +147,12 @@ class RedisEventLog:
                 for stream, reply in zip(streams, pipe.execute(), strict=True):
                     for _name, entries in reply or ():
                         for entry_id, fields in entries:
-                            state.apply_to_items(decode_event(fields[b"e"]),
-                                                 counters_only=self.counters_only)
+                            if b"pairs" in fields:
+                                state.covisitation.add_pairs(
+                                    [(a, b) for a, b in msgpack.unpackb(fields[b"pairs"])])
+                            else:
+                                state.apply_to_items(decode_event(fields[b"e"]),
+                                                     counters_only=self.counters_only)
                             self._positions[stream] = entry_id.decode()
                             read += 1
                 applied += read

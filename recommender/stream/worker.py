@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import msgpack
 import redis
 from sqlalchemy import Table
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.contracts import Event
 from core.storage.db import engine_of
 from recommender.catalog import Catalog
+from recommender.covisitation import CoVisitation
 from recommender.profiles import UserProfile
 from recommender.settings import RecommenderSettings
 from recommender.state import OnlineState
@@ -51,16 +53,20 @@ from recommender.tables import EventRow
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] owner, KEYS[2] stream, then ARGV[4] profile keys, then applied markers;
-# ARGV: [1] worker, [2] group, [3] marker seconds, [4] profile count, the profiles, the
-# entry ids to acknowledge. -1: the lease is someone else's, nothing written.
+# KEYS[1] owner, KEYS[2] stream, KEYS[3] co-visitation stream, then ARGV[4] profile
+# keys, then applied markers; ARGV: [1] worker, [2] group, [3] marker seconds, [4]
+# profile count, [5] co-visitation bumps ('' for none), [6] stream length kept, the
+# profiles, the entry ids to acknowledge. -1: the lease is someone else's, nothing written.
 COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local profiles = tonumber(ARGV[4])
-for i = 1, profiles do redis.call('SET', KEYS[2 + i], ARGV[4 + i]) end
-for i = 3 + profiles, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[3]) end
+for i = 1, profiles do redis.call('SET', KEYS[3 + i], ARGV[6 + i]) end
+for i = 4 + profiles, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[3]) end
+if ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'pairs', ARGV[5])
+end
 local ids = {}
-for i = 5 + profiles, #ARGV do ids[#ids + 1] = ARGV[i] end
+for i = 7 + profiles, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then return 0 end
 return redis.call('XACK', KEYS[2], ARGV[2], unpack(ids))
 """
@@ -104,6 +110,19 @@ class EventArchive:
             conn.execute(self.statement, rows)
 
 
+class PairRecorder(CoVisitation):
+    """A worker's co-visitation: records the pairs ``add_session_positive`` bumps (the
+    embedded code decides which) instead of counting them, so the commit can append
+    them for every replica to count; the worker itself serves no feed."""
+
+    def __init__(self, window: int, neighbours: int) -> None:
+        super().__init__(window, neighbours)
+        self.recorded: list[tuple[str, str]] = []
+
+    def _bump(self, a: str, b: str) -> None:
+        self.recorded.append((a, b))
+
+
 @dataclass(slots=True)
 class Entry:
     partition: int
@@ -125,7 +144,7 @@ class EventWorker:
         name: str | None = None, sessions: sessionmaker[Session] | None = None,
         item_log: RedisEventLog | None = None, batch: int = 1000, lease_ms: int = 5000,
         min_idle_ms: int | None = None, applied_ttl_s: int = 86_400,
-        max_cached_profiles: int = 200_000,
+        max_cached_profiles: int = 200_000, max_stream_length: int = 1_000_000,
     ) -> None:
         """``item_log``: this worker's tail of every partition, so the item counters its
         profile weights read (popularity, bounce rate) count everyone's events.
@@ -141,6 +160,7 @@ class EventWorker:
         self.min_idle_ms = lease_ms if min_idle_ms is None else min_idle_ms
         self.applied_ttl_s = applied_ttl_s
         self.max_cached_profiles = max_cached_profiles
+        self.max_stream_length = max_stream_length
         self.owned: set[int] = set()
         self.stats = WorkerStats()
         self._cache: dict[str, UserProfile] = {}
@@ -284,16 +304,24 @@ class EventWorker:
                 continue
             seen_ids.add(e.event.event_id)
             fresh.append(e)
+        recorder = state.covisitation
+        pairs: dict[int, list[tuple[str, str]]] = {}
         try:
             for e in fresh:
+                before = len(recorder.recorded) if isinstance(recorder, PairRecorder) else 0
                 state.apply_to_profile(self._cache[e.event.user_id], e.event)
+                if isinstance(recorder, PairRecorder) and len(recorder.recorded) > before:
+                    pairs.setdefault(e.partition, []).extend(recorder.recorded[before:])
             if self.store is not None and fresh:
                 self.store.insert([e.event for e in fresh])
-            committed = self._commit_batch(entries, fresh)
+            committed = self._commit_batch(entries, fresh, pairs)
         except Exception:
             # The profiles in memory may hold changes that were not written back.
             self._cache.clear()
             raise
+        finally:
+            if isinstance(recorder, PairRecorder):
+                recorder.recorded.clear()
         self.stats.applied += committed
         if len(self._cache) > self.max_cached_profiles:
             self._cache.clear()
@@ -308,17 +336,20 @@ class EventWorker:
         profile.recent_positives = deque(maxlen=settings.recent_positives)
         return profile
 
-    def _commit_batch(self, entries: list[Entry], fresh: list[Entry]) -> int:
+    def _commit_batch(self, entries: list[Entry], fresh: list[Entry],
+                      pairs: dict[int, list[tuple[str, str]]]) -> int:
         layout = self.layout
         partitions = sorted({e.partition for e in entries})
         pipe = self.client.pipeline(transaction=False)
         for p in partitions:
             changed = list(dict.fromkeys(e.event.user_id for e in fresh if e.partition == p))
             applied = [e.event.event_id for e in fresh if e.partition == p]
-            keys = ([layout.owner(p), layout.stream(p)]
+            keys = ([layout.owner(p), layout.stream(p), layout.covisits(p)]
                     + [layout.profile(u) for u in changed]
                     + [layout.applied(p, event_id) for event_id in applied])
-            args: list[Any] = ([self.name, GROUP, self.applied_ttl_s, len(changed)]
+            bumps = msgpack.packb(pairs[p], use_bin_type=True) if pairs.get(p) else b""
+            args: list[Any] = ([self.name, GROUP, self.applied_ttl_s, len(changed), bumps,
+                                self.max_stream_length]
                                + [encode_profile(self._cache[u]) for u in changed]
                                + [e.entry_id for e in entries if e.partition == p])
             self._commit(keys=keys, args=args, client=pipe)
@@ -388,6 +419,8 @@ def open_worker(
     vectors), with its own tail of every partition for the item counters."""
     catalog = Catalog.load(sessions, settings)
     state = OnlineState.create(settings, catalog)
+    state.covisitation = PairRecorder(settings.covisitation_window,
+                                      settings.covisitation_neighbours)
     item_log = RedisEventLog(client, layout, sessions, state, counters_only=True)
     item_log.catch_up()
     return EventWorker(client, layout, state, name=name, sessions=sessions,

@@ -82,6 +82,12 @@ def test_an_event_posted_to_one_replica_shapes_the_others_next_feed(
         time.sleep(0.01)
     time.sleep(0.1)
     assert b.state.stats.get(liked[1].id).views == 1
+    # and the co-visitation pairs the worker counted from u1's session
+    while not b.state.covisitation.neighbours_of(liked[0].id, 10):
+        assert time.monotonic() < deadline, "co-visitation never reached replica b"
+        time.sleep(0.01)
+    assert {i for i, _ in b.state.covisitation.neighbours_of(liked[0].id, 10)} == {
+        i.id for i in liked[1:]}
     # neither replica holds profiles: the worker's copy in Redis is the only one
     assert a.state.profiles.get("u1").n_events == 4 and len(b.state.profiles) == 0
 

@@ -26,7 +26,7 @@ from recommender.stream.codec import decode_profile, encode_profile
 from recommender.stream.layout import GROUP, StreamLayout
 from recommender.stream.log import RedisEventLog
 from recommender.stream.profiles import RedisProfiles
-from recommender.stream.worker import EventWorker
+from recommender.stream.worker import EventWorker, PairRecorder
 from recommender.tables import EventRow
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -106,6 +106,8 @@ def test_the_worker_builds_the_profiles_the_embedded_path_builds(
     api = RedisEventLog(client, layout, None, None)  # type: ignore[arg-type]
     assert api.ingest(events).stored == 300
     worker_state = make_state(tmp_path / "b")
+    worker_state.covisitation = PairRecorder(worker_state.settings.covisitation_window,
+                                             worker_state.settings.covisitation_neighbours)
     item_log = RedisEventLog(client, layout, None, worker_state,  # type: ignore[arg-type]
                              counters_only=True)
     worker = EventWorker(client, layout, worker_state, name="w1", item_log=item_log)
@@ -124,6 +126,13 @@ def test_the_worker_builds_the_profiles_the_embedded_path_builds(
         assert (mine.n_events, mine.seen, mine.blocked) == (
             theirs.n_events, theirs.seen, theirs.blocked)
         assert mine.tags.snapshot(now).keys() == theirs.tags.snapshot(now).keys()
+    # A replica folds the item half and the co-visitation pairs the worker counted.
+    replica = make_state(tmp_path / "c")
+    RedisEventLog(client, layout, None, replica).catch_up()  # type: ignore[arg-type]
+    assert len(embedded.covisitation) > 10
+    for n in range(40):
+        assert replica.covisitation.neighbours_of(f"i{n}", 100) == \
+            embedded.covisitation.neighbours_of(f"i{n}", 100)
     # the item half, folded from the stream, counts as the embedded path counts
     np.testing.assert_allclose(
         worker_state.stats.table([f"i{n}" for n in range(40)])[:, [0, 3, 4, 5]],
