@@ -68,6 +68,25 @@ class Cohorts:
             self._last_refresh = now
         return True
 
+    def fitted(self) -> tuple[np.ndarray, np.ndarray, list[list[tuple[str, float]]],
+                              float] | None:
+        """What ``refresh`` fitted (centroids, sizes, top items per cohort, when), or None;
+        ``install`` puts it into another process's ``Cohorts``."""
+        with self._lock:
+            if self.centroids is None or self.sizes is None or self._last_refresh is None:
+                return None
+            return self.centroids, self.sizes, self._top, self._last_refresh
+
+    def install(self, centroids: np.ndarray, sizes: np.ndarray,
+                top: list[list[tuple[str, float]]], fitted_at: float) -> None:
+        """Serve cohorts fitted elsewhere (``recommender.stream``: by an event worker,
+        over every profile in Redis)."""
+        with self._lock:
+            self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+            self.sizes = np.asarray(sizes)
+            self._top = top
+            self._last_refresh = fitted_at
+
     def cohort_of(self, profile: UserProfile | None) -> int | None:
         if self.centroids is None or self.sizes is None:
             return None

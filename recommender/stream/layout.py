@@ -48,6 +48,18 @@ class StreamLayout:
     def applied(self, partition: int, event_id: str) -> str:
         return f"{self._tag(partition)}:applied:{event_id}"
 
+    def profiles_of(self, partition: int) -> str:
+        """SCAN pattern of the partition's profile keys (braces are literal in globs)."""
+        return f"{self._tag(partition)}:profile:*"
+
+    @property
+    def cohorts(self) -> str:
+        return f"{self.namespace}:cohorts"
+
+    @property
+    def cohorts_fitted_at(self) -> str:
+        return f"{self.namespace}:cohorts:fitted-at"
+
     @property
     def workers(self) -> str:
         return f"{self.namespace}:workers"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,9 +25,11 @@ from core.contracts import Event
 from recommender.events import IngestResult, parse_events
 from recommender.state import OnlineState
 from recommender.stream.codec import decode_event, encode_event
+from recommender.stream.cohorts import CohortFollower
 from recommender.stream.layout import GROUP, StreamLayout
 
 READ_CHUNK = 5000
+COHORT_POLL_S = 5.0
 log = logging.getLogger(__name__)
 
 # KEYS[1] the partition's stream, KEYS[2..] accepted markers; ARGV[1] dedup seconds,
@@ -78,6 +81,10 @@ class RedisEventLog:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
+        # cohorts an event worker fitted over every profile (recommender.stream.cohorts)
+        self._cohorts = (CohortFollower(client, layout, state.cohorts)
+                         if state is not None and not counters_only else None)
+        self._next_cohort_poll = 0.0
         ensure_groups(client, layout)
 
     def ingest(self, events: Sequence[Event | Mapping[str, Any]]) -> IngestResult:
@@ -133,6 +140,9 @@ class RedisEventLog:
             self._follower.join(timeout=5)
 
     def _drain(self) -> int:
+        if self._cohorts is not None and time.monotonic() >= self._next_cohort_poll:
+            self._next_cohort_poll = time.monotonic() + COHORT_POLL_S
+            self._cohorts.poll()
         state = self.state
         if state is None:
             return 0

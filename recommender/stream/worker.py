@@ -47,11 +47,13 @@ from recommender.profiles import UserProfile
 from recommender.settings import RecommenderSettings
 from recommender.state import OnlineState
 from recommender.stream.codec import decode_event, decode_profile, encode_profile
+from recommender.stream.cohorts import fit_and_store
 from recommender.stream.layout import GROUP, StreamLayout
 from recommender.stream.log import RedisEventLog, ensure_groups
 from recommender.tables import EventRow
 
 log = logging.getLogger(__name__)
+COHORT_RETRY_S = 10.0
 
 # KEYS[1] owner, KEYS[2] stream, KEYS[3] co-visitation stream, then ARGV[4] profile
 # keys, then applied markers; ARGV: [1] worker, [2] group, [3] marker seconds, [4]
@@ -168,6 +170,8 @@ class EventWorker:
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
         self._next_rebalance = 0.0
+        self._next_cohorts = 0.0
+        self._cohort_thread: threading.Thread | None = None
         ensure_groups(client, layout)
 
     # -- partitions ---------------------------------------------------------------------
@@ -376,7 +380,29 @@ class EventWorker:
         entries += self.read_new()
         if self.item_log is not None:
             self.item_log.catch_up()
-        return self.process(entries)
+        applied = self.process(entries)
+        if (0 in self.owned and time.monotonic() >= self._next_cohorts
+                and (self._cohort_thread is None or not self._cohort_thread.is_alive())):
+            # on a thread: a fit over every profile must not hold up lease renewals
+            self._next_cohorts = math.inf
+            self._cohort_thread = threading.Thread(
+                target=self.fit_cohorts, name="cohort-fit", daemon=True)
+            self._cohort_thread.start()
+        return applied
+
+    def fit_cohorts(self) -> bool:
+        """Partition 0's owner fits the cohorts over every profile for the replicas;
+        again after ``cohort_refresh_seconds``, or in ``COHORT_RETRY_S`` while too few
+        users have vectors (as the embedded path tries on every catch-up)."""
+        settings = self.state.settings
+        try:
+            fitted = fit_and_store(self.client, self.layout, settings, self.state.now())
+        except Exception:  # the replicas keep the cohorts they have; tried again later
+            log.exception("worker %s could not fit the cohorts", self.name)
+            fitted = False
+        wait = settings.cohort_refresh_seconds if fitted else COHORT_RETRY_S
+        self._next_cohorts = time.monotonic() + wait
+        return fitted
 
     def run(self, stop: threading.Event, *, idle_sleep_s: float = 0.02,
             follow_seconds: float = 1.0) -> None:
