@@ -11,7 +11,10 @@ items that user already engaged with (full ranking, no sampled negatives).
 
 The feed is measured twice in the same run: as configured (exploration, MMR and caps
 on; the exploration draws are seeded, so the run is repeatable) and with exploration,
-MMR and caps off, so their cost is a number. Three baselines are fitted on the same
+MMR and caps off, so their cost is a number; and ranked by the learned path, the online
+ranker's model trained on the training events alone (``learned_ranker``: each user's
+feed candidates before their last share of training events, labelled by what they
+engaged with in it). Three baselines are fitted on the same
 training events and rank the same catalog minus the same seen items: popularity (users
 engaged), ItemKNN (cosine, 100 neighbours) and EASE (Steck 2019, ``lambda`` 500), on the
 binary user × item matrix of training engagements.
@@ -34,6 +37,7 @@ import hashlib
 import json
 import math
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +52,8 @@ from core.errors import InvalidInput
 from recommender.catalog import Catalog, CatalogItem, categories_from_labels, epoch, normalise_tag
 from recommender.collaborative import item_knn
 from recommender.events import parse_events
+from recommender.impressions import ImpressionLog
+from recommender.online_ranker import RankerStore, RankerTrainer
 from recommender.profiles import ENGAGEMENT_TYPES, watch_ratio
 from recommender.ranking import Ranker, load_ranker
 from recommender.service import FeedService
@@ -305,10 +311,12 @@ def evaluate_log(
     settings: RecommenderSettings | None = None, ks: tuple[int, ...] = (10, 20),
     test_share: float = 0.2, ranker: Ranker | None = None,
     progress: Callable[[int, int], None] | None = None, validation: bool = False,
-    baselines: bool = True, notes: list[str] | None = None,
+    baselines: bool = True, notes: list[str] | None = None, learn_ranker: bool = True,
 ) -> EvaluationReport:
     """``validation``: hold out each user's last ``test_share`` first and evaluate on the
-    rest, split again the same way (for choosing settings without the test events)."""
+    rest, split again the same way (for choosing settings without the test events).
+    ``learn_ranker``: also measure the feed ranked by the learned (online) ranker,
+    trained on the training events only (``learned_ranker``)."""
     settings = (settings or RecommenderSettings()).model_copy(
         update={"background_refits": False})
     notes = list(notes or [])
@@ -318,15 +326,24 @@ def evaluate_log(
     catalog = catalog_from_records(records, settings)
     train, tests = split_per_user(list(events), test_share)
     state = OnlineState.create(settings, catalog)
-    for event in train:
-        state.apply(event)
-    state.collaborative.refresh()
-    now = state.now()
-    if train:
-        state.cohorts.refresh(state.profiles, now)
     ranker = ranker or load_ranker(settings)
+    learned: Ranker | None = None
+    replay = train
+    if learn_ranker:
+        # The learned path: the online ranker's model trained on what the feed's own
+        # candidates led to. Each user's last share of training events is replayed after
+        # the rest; candidates are taken before it and labelled by it.
+        early, window = split_per_user(train, test_share)
+        _replay(state, early)
+        learned, note = learned_ranker(state, ranker, window, settings)
+        notes.append(note)
+        in_early = {id(e) for e in early}
+        replay = [e for e in train if id(e) not in in_early]
+    _replay(state, replay)
     services = {name: FeedService(state, ranker, settings=variant)
                 for name, variant in feed_variants(settings).items()}
+    if learned is not None:
+        services["feed, learned ranker"] = FeedService(state, learned, settings=settings)
 
     item_ids = catalog.item_ids()
     users = sorted({e.user_id for e in train} | set(tests))
@@ -374,11 +391,65 @@ def evaluate_log(
         metrics[f"novelty@{k_max}"] = (
             float(np.mean([novelty_of.get(i, 0.0) for i in recommended]))
             if recommended else 0.0)
-        name = f"{model} ({ranker.info.name} v{ranker.info.version})" if model in services \
-            else model
+        if model in services:
+            info = services[model].ranker.info
+            name = f"{model} ({info.name} v{info.version})"
+        else:
+            name = model
         results.append(ModelMetrics(model=name, users=len(per_user), metrics=metrics))
     return EvaluationReport(items=len(records), events=len(events),
                             users_evaluated=len(tests), results=results, notes=notes)
+
+
+def _replay(state: OnlineState, events: list[Event]) -> None:
+    """Apply events in order and refit what the background workers would have."""
+    for event in events:
+        state.apply(event)
+    state.collaborative.refresh()
+    if events:
+        state.cohorts.refresh(state.profiles, state.now())
+
+
+LEARN_NEGATIVES_PER_USER = 100
+
+
+def learned_ranker(
+    state: OnlineState, heuristic: Ranker, window: dict[str, Any],
+    settings: RecommenderSettings,
+) -> tuple[Ranker | None, str]:
+    """The online ranker's model (``RankerTrainer.learn``: standardised logistic SGD)
+    trained on each user's feed candidates as of ``state``, labelled 1 for the items the
+    user engaged with in ``window`` (user -> (cutoff, positives)) and 0 otherwise (up to
+    ``LEARN_NEGATIVES_PER_USER`` per user, drawn with the settings' seed). None, with the
+    reason, when there are too few rows or one class only."""
+    service = FeedService(state, heuristic, settings=settings)
+    rng = np.random.default_rng(settings.seed)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for user in sorted(window):
+        ids, rows = service.candidate_rows(user)
+        if not ids:
+            continue
+        positives = window[user][1]
+        label = np.fromiter((i in positives for i in ids), dtype=bool, count=len(ids))
+        negative = np.flatnonzero(~label)
+        if len(negative) > LEARN_NEGATIVES_PER_USER:
+            negative = rng.choice(negative, LEARN_NEGATIVES_PER_USER, replace=False)
+        keep = np.sort(np.concatenate([np.flatnonzero(label), negative]))
+        xs.append(rows[keep])
+        ys.append(label[keep].astype(np.int64))
+    y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    if len(y) < settings.online_ranker.min_rows or y.min(initial=0) == y.max(initial=0):
+        return None, (f"learned ranker not assessed: {len(y)} candidate rows with "
+                      f"{int(y.sum())} positives (needs {settings.online_ranker.min_rows} "
+                      "and both classes)")
+    with tempfile.TemporaryDirectory() as directory:
+        trainer = RankerTrainer(settings, ImpressionLog(1.0), RankerStore(Path(directory)),
+                                fallback=heuristic)
+        model = trainer.learn(np.vstack(xs), y)
+    return model, (f"learned ranker: the online ranker's model trained on {len(y)} feed "
+                   f"candidate rows ({int(y.sum())} engaged) of {len(ys)} users, taken "
+                   "before each user's last share of training events and labelled by it")
 
 
 def plot_report(report: EvaluationReport, path: Path) -> None:

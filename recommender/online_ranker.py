@@ -270,6 +270,15 @@ class RankerTrainer:
                 result.reason = "candidate did not beat the serving ranker"
             return result
 
+    def learn(self, x: np.ndarray, y: np.ndarray) -> LinearRanker:
+        """Train on rows labelled elsewhere (candidates of a replayed log, labelled by
+        what the user engaged with next) with the same standardisation, learner and
+        epochs as the incremental updates; the candidate is returned, not promoted."""
+        with self._lock:
+            self._partial_fit(x, y)
+            self._trained_rows += len(y)
+            return self._candidate()
+
     def _partial_fit(self, x: np.ndarray, y: np.ndarray) -> None:
         from sklearn.linear_model import SGDClassifier
 

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Any
 
 import numpy as np
@@ -46,8 +47,9 @@ from recommender.experiments import (
     report_from_db,
 )
 from recommender.experiments import find as find_experiment
-from recommender.features import build_features
+from recommender.features import FeatureBatch, build_features
 from recommender.online_ranker import RankerStore, RankerTrainer, UpdateResult, feature_rows
+from recommender.profiles import UserProfile
 from recommender.ranking import HeuristicRanker, Ranker, RankerInfo, load_ranker
 from recommender.reranking import ScoredCandidate, pool_size, rerank
 from recommender.settings import RecommenderSettings
@@ -96,6 +98,30 @@ class FeedResponse(BaseModel):
     generated_at: datetime
     experiments: dict[str, str] = Field(
         default_factory=dict, description="experiment id -> the arm that served this feed")
+
+
+@dataclass
+class RankingInputs:
+    """What one feed request ranks: the profile read, the candidates and their features."""
+
+    profile: UserProfile | None
+    now: float
+    excluded: set[str]  # by the request
+    seen: set[str]  # by the user's profile
+    candidates: CandidateSet
+    found: list[str]  # candidates with a vector, rows of ``matrix``
+    matrix: np.ndarray
+    batch: FeatureBatch
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        return {item_id: r for r, item_id in enumerate(self.found)}
+
+    def lookup(self, ids: list[str]) -> tuple[list[str], np.ndarray]:
+        """Vectors of those of ``ids`` that have one (for re-ranking)."""
+        row_of = self.row_of
+        hits = [i for i in ids if i in row_of]
+        return hits, self.matrix[[row_of[i] for i in hits]]
 
 
 class FeedService:
@@ -173,27 +199,11 @@ class FeedService:
         shared = self.settings.multi_process
         if shared and self.events is not None:
             self.events.catch_up()  # events another process stored since the last request
-        now = state.now()
-        profile = state.profiles.get(user_id)
-        excluded = set(exclude or ())
-        seen = profile.excluded() if profile is not None else set()
+        inputs = self._ranking_inputs(user_id, ctx, exclude)
+        profile, now, excluded, seen = inputs.profile, inputs.now, inputs.excluded, inputs.seen
         blocked = excluded | seen
-        request = MatchRequest(user_id=user_id, profile=profile, now=now, exclude=blocked)
-        candidates = self._candidates(request, excluded)
+        candidates, batch, lookup = inputs.candidates, inputs.batch, inputs.lookup
         candidate_ids = candidates.item_ids
-        # One index read per request; features and re-ranking slice from it.
-        found, matrix = state.catalog.vectors(candidate_ids)
-        row_of = {item_id: r for r, item_id in enumerate(found)}
-
-        def lookup(ids: list[str]) -> tuple[list[str], np.ndarray]:
-            hits = [i for i in ids if i in row_of]
-            return hits, matrix[[row_of[i] for i in hits]]
-
-        batch = build_features(
-            state, profile, candidate_ids, candidates.scores, ctx.model_dump(), now,
-            vectors=(found, matrix), channel_names=candidates.channels,
-            rank_scores=candidates.rank_scores,
-        )
         ranker = self.ranker
         scores = ranker.score(batch) if len(candidates) else np.zeros(0, np.float32)
         # Re-ranking sorts by score (stably) and looks at the best pool_size(k) allowed;
@@ -252,6 +262,32 @@ class FeedService:
             cold_start=profile is None or profile.is_cold, candidates=len(candidates),
             generated_at=datetime.fromtimestamp(now, tz=UTC),
         )
+
+    def _ranking_inputs(self, user_id: str, ctx: FeedContext,
+                        exclude: Sequence[str] | None) -> RankingInputs:
+        """Matching and the feature batch the ranker scores: one index read per request,
+        which features and re-ranking slice from."""
+        state = self.state
+        now = state.now()
+        profile = state.profiles.get(user_id)
+        excluded = set(exclude or ())
+        seen = profile.excluded() if profile is not None else set()
+        request = MatchRequest(user_id=user_id, profile=profile, now=now,
+                               exclude=excluded | seen)
+        candidates = self._candidates(request, excluded)
+        found, matrix = state.catalog.vectors(candidates.item_ids)
+        batch = build_features(
+            state, profile, candidates.item_ids, candidates.scores, ctx.model_dump(), now,
+            vectors=(found, matrix), channel_names=candidates.channels,
+            rank_scores=candidates.rank_scores,
+        )
+        return RankingInputs(profile, now, excluded, seen, candidates, found, matrix, batch)
+
+    def candidate_rows(self, user_id: str) -> tuple[list[str], np.ndarray]:
+        """The candidates a feed for the user would rank now, with the rows the learned
+        ranker reads (what an impression records): training data from a replayed log."""
+        inputs = self._ranking_inputs(user_id, FeedContext(), None)
+        return inputs.candidates.item_ids, feature_rows(inputs.batch)
 
     def _candidates(self, request: MatchRequest, client_excluded: set[str]) -> CandidateSet:
         """The matcher's merged candidates, from ``candidate_cache`` while still valid."""

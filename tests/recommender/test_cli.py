@@ -87,9 +87,13 @@ def test_evaluate_reports_feed_and_popularity(simulated_files, tmp_path):
     _, items_path, events_path, _ = simulated_files
     report = evaluate(items_path, events_path, test_share=0.3)
     assert report.users_evaluated >= 10
-    feed, plain, popularity, itemknn, ease = report.results
+    feed, plain, learned, popularity, itemknn, ease = report.results
     assert feed.model.startswith("feed (reelsift.ranker.")
     assert plain.model.startswith("feed, no exploration/diversity")
+    # the learned path: the online ranker's model, trained on the training events only
+    assert learned.model.startswith("feed, learned ranker (reelsift.ranker.online_logistic")
+    assert any(n.startswith("learned ranker: the online ranker's model trained on")
+               for n in report.notes)
     assert [popularity.model, itemknn.model, ease.model] == ["popularity", "itemknn", "ease"]
     for result in report.results:
         assert set(result.metrics) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20",
