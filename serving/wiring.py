@@ -237,6 +237,7 @@ def build_event_worker(settings: Settings, name: str | None = None) -> EventWork
         make_session_factory(engine),
         settings.recommender.model_copy(update={"index_dir": settings.index_dir}),
         online.client, online.layout, name=name,
+        applied_ttl_s=settings.stream_dedup_seconds,
     )
 
 

@@ -60,7 +60,7 @@ def ensure_groups(client: redis.Redis, layout: StreamLayout) -> None:
 class RedisEventLog:
     def __init__(
         self, client: redis.Redis, layout: StreamLayout, sessions: sessionmaker[Session],
-        state: OnlineState | None, *, dedup_seconds: int = 86_400,
+        state: OnlineState | None, *, dedup_seconds: int = 3_600,
         max_stream_length: int = 1_000_000, counters_only: bool = False,
     ) -> None:
         """``state`` None: append only (an import, a benchmark's client side).

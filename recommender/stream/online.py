@@ -22,12 +22,12 @@ class RedisOnline:
     client: redis.Redis
     layout: StreamLayout
     bus: ItemChangeBus
-    dedup_seconds: int = 86_400
+    dedup_seconds: int = 3_600
     log: RedisEventLog | None = None
 
     @classmethod
     def connect(cls, url: str, *, namespace: str = "reelsift", partitions: int = 16,
-                dedup_seconds: int = 86_400) -> RedisOnline:
+                dedup_seconds: int = 3_600) -> RedisOnline:
         client = redis.Redis.from_url(url, health_check_interval=30)
         client.ping()  # a wrong URL fails at start, not on the first feed
         layout = StreamLayout(namespace, partitions)

@@ -145,7 +145,7 @@ class EventWorker:
         self, client: redis.Redis, layout: StreamLayout, state: OnlineState, *,
         name: str | None = None, sessions: sessionmaker[Session] | None = None,
         item_log: RedisEventLog | None = None, batch: int = 1000, lease_ms: int = 5000,
-        min_idle_ms: int | None = None, applied_ttl_s: int = 86_400,
+        min_idle_ms: int | None = None, applied_ttl_s: int = 3_600,
         max_cached_profiles: int = 200_000, max_stream_length: int = 1_000_000,
     ) -> None:
         """``item_log``: this worker's tail of every partition, so the item counters its
