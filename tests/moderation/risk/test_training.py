@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -116,3 +117,23 @@ def test_evaluate_prints_every_figure(
     for heading in ("held-out test rows", "OLID validation split", "calibration error",
                     "clean dev sets"):
         assert heading in result.output
+
+
+def test_clean_weight_multiplies_only_that_sources_negatives(
+    data_dirs: tuple[Path, Path],
+) -> None:
+    from moderation.risk.training import TrainConfig, _stack_rows, prepare_sources
+
+    moderation, clean = data_dirs
+    prepared, _ = prepare_sources(moderation, clean, TrainConfig(seed=7), say=lambda _m: None)
+    plain = _stack_rows(prepared, "spam", "fit", 0.5)[3]
+    weighted = _stack_rows(prepared, "spam", "fit", 0.5, {"newsgroups": 3.0})[3]
+    # Row order follows the sources: mark the newsgroup rows among spam's fit rows.
+    source_of_row = np.concatenate([
+        np.full(source.head_rows("spam", "fit").size, name)
+        for name, source in prepared.items()
+    ])
+    newsgroups = source_of_row == "newsgroups"
+    assert newsgroups.any() and (~newsgroups).any()
+    np.testing.assert_allclose(weighted[newsgroups], 3.0 * plain[newsgroups])
+    np.testing.assert_allclose(weighted[~newsgroups], plain[~newsgroups])
