@@ -34,7 +34,7 @@ from core.contracts import Label
 from core.errors import InvalidConfig, InvalidInput
 from taxonomy.calibration import Calibration, calibration_for, fit_calibration, logits
 from taxonomy.documents import ChunkSettings, DocumentEmbedder, VectorCache
-from taxonomy.heads import NONE_CLASS, RootHead, SupervisedHeads
+from taxonomy.heads import NONE_CLASS, RootHead, SupervisedHeads, TopicGate
 from taxonomy.hierarchy import gate_top_down, lift, sigmoid
 from taxonomy.node_index import NodeIndex, build_node_index
 from taxonomy.tree import DATA_DIR, TaxonomyTree
@@ -542,6 +542,48 @@ class TaxonomyClassifier:
     def root_classes(self, node_id_sets: Sequence[Collection[str]]) -> list[str]:
         """Each row's root (its first label's), or the "none" class for no label."""
         return [self.root_of(next(iter(ids))) if ids else NONE_CLASS for ids in node_id_sets]
+
+    def root_features(self, vectors: np.ndarray) -> np.ndarray:
+        """The root head's (and topic gate's) features: vectors and the roots' zero-shot
+        logits."""
+        matrix = _as_matrix(vectors, "text vectors")
+        zero_shot = self.text_logits(matrix, use_heads=False)
+        return RootHead.features(matrix, zero_shot[:, list(self._root_columns.values())])
+
+    def train_topic_gate(
+        self,
+        vectors: np.ndarray,
+        topical: Sequence[bool],
+        held_out_vectors: np.ndarray,
+        held_out_topical: Sequence[bool],
+        *,
+        recall: float = 0.97,
+        regularisation: float = 1.0,
+        node_text_weight: float = 0.3,
+    ) -> TopicGate:
+        """Trains the topic gate in front of the root head and starts using it.
+
+        ``topical``: per row, whether it has a category (labeled rows, headlines) or not
+        (spam, nonsense); every node's own texts join as topical rows weighing
+        ``node_text_weight``. The threshold keeps ``recall`` of the held-out topical rows
+        (``TopicGate.choose_threshold``), never looking at the training rows.
+        """
+        if self.heads is None or self.heads.root_head is None:
+            raise InvalidConfig("the topic gate sits in front of a root head: train one first")
+        index = self.text_index
+        features = self.root_features(np.concatenate([_as_matrix(vectors, "text vectors"),
+                                                      index.texts]))
+        flags = np.concatenate([np.asarray(topical, dtype=bool),
+                                np.ones(index.texts.shape[0], dtype=bool)])
+        weights = np.concatenate([np.ones(len(topical)),
+                                  np.full(index.texts.shape[0], node_text_weight)])
+        gate = TopicGate.train(features, flags, regularisation, sample_weight=weights)
+        gate.choose_threshold(self.root_features(held_out_vectors),
+                              np.asarray(held_out_topical, dtype=bool), recall)
+        self.heads.topic_gate = gate
+        self.heads.hyper["topic_gate"] = {"recall": recall, "regularisation": regularisation,
+                                          "node_text_weight": node_text_weight}
+        return gate
 
     def _train_root_head(
         self,

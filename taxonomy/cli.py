@@ -84,6 +84,11 @@ def train(
                      "train part of the dev sets in taxonomy/data/dev_label_map.yaml as well, "
                      "with a tier-1 softmax head calibrated on their calibration part"),
     ] = None,
+    gate_recall: Annotated[
+        float,
+        typer.Option(help="with --dev-sets: the topic gate keeps this share of held-out rows "
+                     "that have a category (its threshold); rows under it get no label"),
+    ] = 0.97,
 ) -> None:
     """Train per-node heads over text embeddings and save them as a versioned artifact."""
     from taxonomy.classifier import TaxonomyClassifier
@@ -95,7 +100,7 @@ def train(
         if max_per_category is not None:
             raise _fail(ReelsiftError("--max-per-category applies to plain files, not --dev-sets"))
         _train_on_dev_sets(dev_sets, labeled, out, taxonomy, embedder, cache_dir, model_path,
-                           regularisation, min_positives)
+                           regularisation, min_positives, gate_recall)
         return
     if not labeled:
         raise _fail(ReelsiftError("give labeled JSON Lines files, --dev-sets, or both"))
@@ -130,11 +135,14 @@ def train(
 def _train_on_dev_sets(
     datasets_dir: Path, labeled: list[Path], out: Path, taxonomy: Path | None, embedder: str,
     cache_dir: Path, model_path: Path | None, regularisation: float, min_positives: int,
+    gate_recall: float,
 ) -> None:
+    import numpy as np
+
     from taxonomy.classifier import TaxonomyClassifier
     from taxonomy.devsets import load_dev_sets
     from taxonomy.documents import ChunkSettings, VectorCache
-    from taxonomy.training import dev_rows
+    from taxonomy.training import dev_rows, topical_rows
     from taxonomy.tree import TaxonomyTree
 
     try:
@@ -159,8 +167,24 @@ def _train_on_dev_sets(
             held_out_node_id_sets=held_out.node_id_sets,
             chunking=chunking,
         )
+        # The topic gate: rows with a category (and headlines) against rows about nothing.
+        gate_train = topical_rows(sets, datasets_dir, "train")
+        gate_held_out = topical_rows(sets, datasets_dir, "calibration")
+        console.print(f"topic gate: embedding {len(gate_train)} + {len(gate_held_out)} "
+                      "topical rows with no mapped class")
+        gate = classifier.train_topic_gate(
+            np.concatenate([documents.embed_texts(train_rows.texts),
+                            documents.embed_texts(gate_train.texts)]),
+            [bool(ids) for ids in train_rows.node_id_sets] + [True] * len(gate_train),
+            np.concatenate([documents.embed_texts(held_out.texts),
+                            documents.embed_texts(gate_held_out.texts)]),
+            [bool(ids) for ids in held_out.node_id_sets] + [True] * len(gate_held_out),
+            recall=gate_recall,
+        )
         heads.hyper["training_rows"] = dict(sorted(train_rows.sources.items()))
         heads.hyper["held_out_rows"] = dict(sorted(held_out.sources.items()))
+        heads.hyper["topic_gate_rows"] = {"train": dict(sorted(gate_train.sources.items())),
+                                          "held_out": dict(sorted(gate_held_out.sources.items()))}
         heads.hyper["labeled_files"] = [p.name for p in labeled]
         heads.save(out)
     except ReelsiftError as exc:
@@ -170,7 +194,8 @@ def _train_on_dev_sets(
         f"trained {len(heads.node_ids)} node heads and a root head over "
         f"{len(heads.root_head.classes)} classes on {len(train_rows)} rows "
         f"{dict(train_rows.sources)}; temperature {heads.root_head.temperature:.3f} from "
-        f"{len(held_out)} held-out rows; saved to {out}"
+        f"{len(held_out)} held-out rows; topic gate threshold {gate.threshold:.3f} "
+        f"(held out: {gate.held_out}); saved to {out}"
     )
 
 

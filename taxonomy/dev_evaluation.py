@@ -106,10 +106,11 @@ class TfidfBaseline:
 
 def eval_sets(dev_sets: dict[str, DevSet], datasets_dir: Path) -> list[EvalSet]:
     """Measure sets whole, the test part of train and abstain sets, and test nonsense;
-    a measure set whose file is absent (AG News today) is skipped."""
+    a measure set whose file is absent (AG News today) is skipped, and topical sets (no
+    gold class: they only train the topic gate) are not scored."""
     out: list[EvalSet] = []
     for name, dev_set in dev_sets.items():
-        if not (datasets_dir / dev_set.file).exists():
+        if dev_set.role == "topical" or not (datasets_dir / dev_set.file).exists():
             continue
         rows = dev_set.rows(datasets_dir, "test")
         out.append(EvalSet(name, [r.text for r in rows], [r.accepted_roots for r in rows]))

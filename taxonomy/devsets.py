@@ -4,7 +4,10 @@
 (a training node and the tier-1 nodes accepted at evaluation) and the set's role: rows
 of a ``train`` set are split by a hash of their text into train / calibration / test, so
 the split is the same on every machine and independent of row order; a ``measure`` set
-is only ever measured; an ``abstain`` set holds rows that should get no category.
+is only ever measured; an ``abstain`` set holds rows that should get no category; a
+``topical`` set holds rows that are about something but carry no mapped class (news and
+clickbait headlines): the topic gate learns from them what "has a category" looks like,
+split like ``train``, and they are never scored for tier-1 accuracy.
 
 Nonsense for abstention is generated here (seeded), never read from anywhere.
 """
@@ -27,6 +30,7 @@ LABEL_MAP = DATA_DIR / "dev_label_map.yaml"
 DEFAULT_DATASETS_DIR = Path("../shared/datasets")
 Part = Literal["train", "calibration", "test", "all"]
 PARTS: tuple[str, ...] = ("train", "calibration", "test")
+ROLES = ("train", "measure", "abstain", "topical")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class DevSet:
     classes: dict[str, ClassMapping]
     split: dict[str, int]  # part -> percent
     row_filter: dict[str, str]
+    limit: int | None = None  # the first N rows passing row_filter, in file order
 
     def part_of(self, text: str) -> str | None:
         """The split part a row falls in (None: past every part, unused)."""
@@ -72,15 +77,19 @@ class DevSet:
         if self.role == "measure" and part in ("train", "calibration"):
             raise InvalidInput(f"{self.name} is measure-only: it has no {part} rows")
         out: list[DevRow] = []
+        kept = 0
         with path.open(encoding="utf-8", newline="") as handle:
             for record in csv.DictReader(handle):
                 text = (record.get("text") or "").strip()
                 if not text or any(record.get(k) != v for k, v in self.row_filter.items()):
                     continue
+                kept += 1
+                if self.limit is not None and kept > self.limit:
+                    break
                 if part != "all" and self.part_of(text) != part:
                     continue
                 label = record.get("label", "")
-                if self.role == "abstain":
+                if self.role in ("abstain", "topical"):
                     out.append(DevRow(text, label, None))
                     continue
                 mapping = self.classes.get(label)
@@ -96,7 +105,7 @@ def load_dev_sets(tree: TaxonomyTree, path: Path = LABEL_MAP) -> dict[str, DevSe
     sets: dict[str, DevSet] = {}
     for name, spec in raw.items():
         role = spec.get("role")
-        if role not in ("train", "measure", "abstain"):
+        if role not in ROLES:
             raise InvalidConfig(f"{path.name}: {name} has role {role!r}")
         classes: dict[str, ClassMapping] = {}
         for label, entry in (spec.get("labels") or {}).items():
@@ -112,8 +121,10 @@ def load_dev_sets(tree: TaxonomyTree, path: Path = LABEL_MAP) -> dict[str, DevSe
         split = {str(k): int(v) for k, v in (spec.get("split") or {}).items()}
         if sum(split.values()) > 100 or any(k not in PARTS for k in split):
             raise InvalidConfig(f"{path.name}: {name} has a bad split {split}")
+        limit = spec.get("limit")
         sets[name] = DevSet(name, str(spec["file"]), role, classes, split,
-                            {str(k): str(v) for k, v in (spec.get("rows") or {}).items()})
+                            {str(k): str(v) for k, v in (spec.get("rows") or {}).items()},
+                            None if limit is None else int(limit))
     return sets
 
 

@@ -17,6 +17,13 @@ confidently about five unrelated roots at once, and text about nothing puts its 
 ones), so its probabilities are calibrated confidences. A root the softmax never saw gets
 probability 0: it cannot be weighed against the others.
 
+A topic gate (``TopicGate``) can sit in front of the root head: a binary logistic
+regression, on the same features, of "has a category" against "about nothing" (spam,
+seeded nonsense), trained with many more topical rows than the root head sees (news and
+clickbait headlines with no mapped class) and both classes weighed equally. Its threshold
+is chosen on held-out rows: the gate probability that keeps ``recall`` of the held-out
+topical rows. Below it a row gets no tier-1 node at all, so nothing under it either.
+
 Saved as a directory: ``config.json`` (format, tree version, embedding model, node ids,
 positives per node, hyper-parameters) and ``heads.npz`` (arrays).
 """
@@ -115,6 +122,67 @@ class RootHead:
 
 
 @dataclass
+class TopicGate:
+    """P(the text has a category), and the threshold under which it gets none."""
+
+    weights: np.ndarray  # (d + len(zero_shot_roots),)
+    bias: float
+    threshold: float
+    held_out: dict[str, float] = field(default_factory=dict)  # what the threshold kept
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        if features.shape[1] != self.weights.shape[0]:
+            raise InvalidConfig(f"the topic gate expects {self.weights.shape[0]} features, "
+                                f"got {features.shape[1]}")
+        out: np.ndarray = 1.0 / (1.0 + np.exp(-(features @ self.weights + self.bias)))
+        return out
+
+    def passes(self, features: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.probabilities(features) >= self.threshold
+        return out
+
+    @classmethod
+    def train(cls, features: np.ndarray, topical: np.ndarray, regularisation: float,
+              sample_weight: np.ndarray | None = None) -> TopicGate:
+        """``topical``: bool per row. The two classes weigh the same in total (there are
+        far fewer rows about nothing), each row keeping its relative ``sample_weight``."""
+        from sklearn.linear_model import LogisticRegression
+
+        topical = np.asarray(topical, dtype=bool)
+        if topical.all() or not topical.any():
+            raise InvalidInput("the topic gate needs rows with a category and rows without")
+        weight = (np.ones(len(topical)) if sample_weight is None
+                  else np.asarray(sample_weight, dtype=np.float64).copy())
+        for side in (topical, ~topical):
+            weight[side] *= len(topical) / (2.0 * weight[side].sum())
+        fit = LogisticRegression(C=regularisation, max_iter=3000).fit(
+            features, topical, sample_weight=weight)
+        return cls(weights=fit.coef_[0].astype(np.float32), bias=float(fit.intercept_[0]),
+                   threshold=0.5)
+
+    def choose_threshold(self, features: np.ndarray, topical: np.ndarray,
+                         recall: float) -> float:
+        """The highest threshold that keeps ``recall`` of the held-out topical rows; what
+        it lets through of the held-out rows about nothing is recorded in ``held_out``."""
+        if not 0.0 < recall <= 1.0:
+            raise InvalidInput(f"recall must be in (0, 1], got {recall}")
+        topical = np.asarray(topical, dtype=bool)
+        if topical.all() or not topical.any():
+            raise InvalidInput("choosing the gate threshold needs held-out rows of both kinds")
+        probabilities = self.probabilities(features)
+        self.threshold = float(np.quantile(probabilities[topical], 1.0 - recall,
+                                           method="lower"))
+        self.held_out = {
+            "recall": recall,
+            "topical_rows": int(topical.sum()),
+            "topical_kept": round(float((probabilities[topical] >= self.threshold).mean()), 4),
+            "none_rows": int((~topical).sum()),
+            "none_passed": round(float((probabilities[~topical] >= self.threshold).mean()), 4),
+        }
+        return self.threshold
+
+
+@dataclass
 class SupervisedHeads:
     tree_version: str
     embedding_model: str
@@ -126,6 +194,7 @@ class SupervisedHeads:
     hyper: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None  # zero-shot calibration fitted alongside
     root_head: RootHead | None = None
+    topic_gate: TopicGate | None = None  # applies with the root head (same features)
 
     @property
     def dim(self) -> int:
@@ -160,9 +229,12 @@ class SupervisedHeads:
         head = self.root_head
         out = logits.copy()
         zero_shot = zero_shot_logits[:, [index_of[r] for r in head.zero_shot_roots]]
-        probs = head.probabilities(head.features(vectors, zero_shot))
+        features = head.features(vectors, zero_shot)
+        probs = head.probabilities(features)
         odds = np.log(np.clip(probs, 1e-9, 1.0)) - np.log(np.clip(1.0 - probs, 1e-9, 1.0))
         odds = np.clip(odds, -LOGIT_LIMIT, LOGIT_LIMIT)
+        if self.topic_gate is not None:
+            odds[~self.topic_gate.passes(features)] = -LOGIT_LIMIT  # about nothing: no root
         out[:, list(root_columns.values())] = -LOGIT_LIMIT
         for k, root in enumerate(self.root_head.classes):
             if root != NONE_CLASS and root in root_columns:
@@ -247,6 +319,11 @@ class SupervisedHeads:
                                    "temperature": self.root_head.temperature}
             arrays["root_weights"] = self.root_head.weights
             arrays["root_bias"] = self.root_head.bias
+        if self.topic_gate is not None:
+            config["topic_gate"] = {"bias": self.topic_gate.bias,
+                                    "threshold": self.topic_gate.threshold,
+                                    "held_out": self.topic_gate.held_out}
+            arrays["gate_weights"] = self.topic_gate.weights
         with atomic_path(directory / ARRAYS_FILE) as tmp, tmp.open("wb") as handle:
             np.savez(handle, **arrays)
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
@@ -266,6 +343,7 @@ class SupervisedHeads:
             raise InvalidConfig(f"{config_path}: format {config.get('format')!r} is not "
                                 f"one of {READABLE_FORMATS}")
         root_head = None
+        topic_gate = None
         with np.load(directory / ARRAYS_FILE) as arrays:
             weights = arrays["weights"].astype(np.float32)
             gamma = arrays["zero_shot_weight"].astype(np.float32)
@@ -280,6 +358,13 @@ class SupervisedHeads:
                 width = weights.shape[1] + len(root_head.zero_shot_roots)
                 if root_head.weights.shape != (len(root_head.classes), width):
                     raise InvalidConfig(f"{directory}: root head arrays and classes disagree")
+                if config.get("topic_gate"):
+                    gate = config["topic_gate"]
+                    topic_gate = TopicGate(arrays["gate_weights"].astype(np.float32),
+                                           float(gate["bias"]), float(gate["threshold"]),
+                                           dict(gate.get("held_out") or {}))
+                    if topic_gate.weights.shape != (width,):
+                        raise InvalidConfig(f"{directory}: topic gate and root head disagree")
         if not (len(config["node_ids"]) == weights.shape[0] == gamma.shape[0] == bias.shape[0]):
             raise InvalidConfig(f"{directory}: arrays and node ids disagree in length")
         return cls(
@@ -293,4 +378,5 @@ class SupervisedHeads:
             hyper=dict(config.get("hyper") or {}),
             calibration=config.get("calibration"),
             root_head=root_head,
+            topic_gate=topic_gate,
         )

@@ -5,7 +5,8 @@ Newsgroups, DBpedia-14) with its mapped node; the project's own labeled JSON Lin
 (written here); and rows that should get no category (the ``train`` part of spam SMS and
 seeded nonsense), which are negatives for every head. The ``calibration`` parts (and a
 differently seeded batch of nonsense) are held out for calibrating the heads'
-confidences. ``measure`` sets (BBC) are refused for both.
+confidences. ``measure`` sets (BBC) are refused for both. ``topical`` sets (headlines
+with no mapped class) feed only the topic gate (``topical_rows``).
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def dev_rows(
         raise InvalidInput(f"training rows come from 'train' or 'calibration', not {part!r}")
     rows = LabeledRows()
     for name, dev_set in dev_sets.items():
-        if dev_set.role == "measure":
-            continue  # measure-only sets never train or calibrate anything
+        if dev_set.role in ("measure", "topical"):
+            continue  # measure-only sets never train or calibrate anything; topical: the gate
         if not (datasets_dir / dev_set.file).exists():
             if dev_set.role == "train":
                 raise InvalidInput(f"dev set {name}: {datasets_dir / dev_set.file} is missing")
@@ -75,4 +76,20 @@ def dev_rows(
     if with_nonsense:
         for text in nonsense_texts(NONSENSE_ROWS[part], NONSENSE_SEEDS[part]):
             rows.add(text, (), "nonsense")
+    return rows
+
+
+def topical_rows(dev_sets: dict[str, DevSet], datasets_dir: Path, part: str) -> LabeledRows:
+    """The ``part`` of every ``topical`` set: rows about something, with no mapped class
+    (their label sets are empty; only the topic gate reads them, as "has a category")."""
+    if part not in ("train", "calibration"):
+        raise InvalidInput(f"gate rows come from 'train' or 'calibration', not {part!r}")
+    rows = LabeledRows()
+    for name, dev_set in dev_sets.items():
+        if dev_set.role != "topical":
+            continue
+        if not (datasets_dir / dev_set.file).exists():
+            raise InvalidInput(f"dev set {name}: {datasets_dir / dev_set.file} is missing")
+        for row in dev_set.rows(datasets_dir, part):  # type: ignore[arg-type]
+            rows.add(row.text, (), name)
     return rows
