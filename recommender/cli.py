@@ -98,12 +98,25 @@ def import_events(
                                                 help="events, JSON Lines")],
     db_url: DbUrl = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+    redis_url: Annotated[str | None, typer.Option(
+        help="append to the shared event stream (REELSIFT_REDIS_URL; the event workers "
+        "apply and archive them) instead of the database log")] = None,
+    redis_namespace: Annotated[str, typer.Option(hidden=True)] = "reelsift",
+    stream_partitions: Annotated[int, typer.Option(hidden=True)] = 16,
 ) -> None:
     """Store events from a JSON Lines file; running it twice stores each event once."""
     from recommender.evaluation import read_jsonl
-    from recommender.events import EventLog
+    from recommender.events import EventLog, IngestResult
 
-    log = EventLog(_sessions(db_url), state=None)
+    store: Callable[[list[dict[str, object]]], IngestResult]
+    if redis_url:
+        from recommender.stream.online import RedisOnline
+
+        online = RedisOnline.connect(redis_url, namespace=redis_namespace,
+                                     partitions=stream_partitions)
+        store = online.event_log(_sessions(db_url), None).ingest
+    else:
+        store = EventLog(_sessions(db_url), state=None).store
     total = sum(1 for line in events_file.open(encoding="utf-8") if line.strip())
     stored = duplicates = 0
     try:
@@ -113,12 +126,12 @@ def import_events(
             for record in read_jsonl(events_file):
                 batch.append(record)
                 if len(batch) >= batch_size:
-                    result = log.store(batch)
+                    result = store(batch)
                     stored, duplicates = stored + result.stored, duplicates + result.duplicates
                     progress.advance(task, len(batch))
                     batch = []
             if batch:
-                result = log.store(batch)
+                result = store(batch)
                 stored, duplicates = stored + result.stored, duplicates + result.duplicates
                 progress.advance(task, len(batch))
     except ReelsiftError as exc:

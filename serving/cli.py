@@ -59,6 +59,9 @@ def _lazy_subcommands() -> None:
         "model_dir": str(settings.data_dir / "models" / "ranker"),
         "cache_dir": str(settings.cache_dir),
         "recommender_settings_json": settings.recommender.model_dump_json(exclude_unset=True),
+        # import-events appends to the shared stream when there is one
+        "redis_url": settings.redis_url, "redis_namespace": settings.redis_namespace,
+        "stream_partitions": settings.stream_partitions,
     }}
     rec.text_embedder_factory = lambda: _text_embedder(settings)
     train_app.command("ranker", context_settings=configured)(rec.train_ranker)

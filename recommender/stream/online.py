@@ -33,12 +33,15 @@ class RedisOnline:
         layout = StreamLayout(namespace, partitions)
         return cls(client, layout, ItemChangeBus(client, layout), dedup_seconds)
 
-    def event_log(self, sessions: sessionmaker[Session], state: OnlineState) -> RedisEventLog:
+    def event_log(self, sessions: sessionmaker[Session],
+                  state: OnlineState | None) -> RedisEventLog:
         """The log a replica ingests into; it folds everyone's events into ``state``'s
-        item counters on a thread, so feed requests read Redis only for the profile."""
+        item counters on a thread, so feed requests read Redis only for the profile.
+        ``state`` None: append only (``reelsift import-events``)."""
         self.log = RedisEventLog(self.client, self.layout, sessions, state,
                                  dedup_seconds=self.dedup_seconds)
-        self.log.follow()
+        if state is not None:
+            self.log.follow()
         return self.log
 
     def profiles(self, settings: ProfileSettings) -> RedisProfiles:

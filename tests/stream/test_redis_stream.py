@@ -6,6 +6,7 @@ unless ``REELSIFT_REQUIRE_REDIS=1``. Each test works in its own key namespace.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -258,3 +259,30 @@ def test_cohorts_fitted_by_a_worker_over_every_profile_reach_a_replica(
     profile = RedisProfiles(client, layout, replica.settings.profile).get("u3")
     cohort = replica.cohorts.cohort_of(profile)
     assert cohort is not None and replica.cohorts.top(cohort, 5)
+
+
+def test_import_events_appends_to_the_stream_once(tmp_path, client, redis_url,
+                                                   redis_namespace, sqlite_engine):
+    from typer.testing import CliRunner
+
+    from recommender.cli import app
+
+    events = make_events(120)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(e.model_dump_json() + "\n" for e in events))
+    url = str(sqlite_engine.url)
+    args = ["import-events", str(path), "--db-url", url, "--batch-size", "50",
+            "--redis-url", redis_url,
+            "--redis-namespace", redis_namespace, "--stream-partitions", "4"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output.strip().splitlines()[-1]) == {
+        "read": 120, "stored": 120, "duplicates": 0}
+    again = CliRunner().invoke(app, args)
+    assert json.loads(again.output.strip().splitlines()[-1])["duplicates"] == 120
+    layout = StreamLayout(redis_namespace, partitions=4)
+    worker = EventWorker(client, layout, make_state(tmp_path), name="w1",
+                         sessions=make_session_factory(sqlite_engine))
+    drain([worker], until=120)
+    with make_session_factory(sqlite_engine)() as session:  # archived by the worker
+        assert session.scalar(select(func.count()).select_from(EventRow)) == 120
