@@ -83,7 +83,7 @@ def worker_events(
     SIGTERM or Ctrl-C; run as many as there are machines to spare, up to the partitions."""
     import threading
 
-    from serving.wiring import build_event_worker
+    from serving.stream_wiring import build_event_worker
 
     worker = build_event_worker(get_settings(), name)
     stop = threading.Event()

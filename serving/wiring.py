@@ -36,14 +36,13 @@ from moderation.review.service import ReviewService
 from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR
 from moderation.risk.model import TextRiskModel
 from recommender.service import Recommender
-from recommender.stream.online import RedisOnline
 from serving.auth import ApiKeyStore
 from serving.settings import Settings
+from serving.stream_wiring import redis_online
 from taxonomy.classifier import ClassifierSettings, TaxonomyClassifier
 
 if TYPE_CHECKING:
     from analyzers.media import MediaAnalyzer, MediaLimits, VisualEmbedder
-    from recommender.stream.worker import EventWorker
 
 log = logging.getLogger(__name__)
 
@@ -213,32 +212,6 @@ def build_taxonomy(settings: Settings, embedder: TextEmbedder | None) -> Taxonom
     )
     classifier.warm()
     return classifier
-
-
-def redis_online(settings: Settings) -> RedisOnline | None:
-    """Profiles, events and item changes on Redis when ``redis_url`` is set."""
-    if not settings.redis_url:
-        return None
-    return RedisOnline.connect(settings.redis_url, namespace=settings.redis_namespace,
-                               partitions=settings.stream_partitions,
-                               dedup_seconds=settings.stream_dedup_seconds)
-
-
-def build_event_worker(settings: Settings, name: str | None = None) -> EventWorker:
-    """``reelsift worker events``: no models, the database's catalog, Redis."""
-    from recommender.stream.worker import open_worker
-
-    online = redis_online(settings)
-    if online is None:
-        raise InvalidConfig("reelsift worker events needs REELSIFT_REDIS_URL")
-    engine = make_engine(settings.db_url)
-    upgrade(engine)
-    return open_worker(
-        make_session_factory(engine),
-        settings.recommender.model_copy(update={"index_dir": settings.index_dir}),
-        online.client, online.layout, name=name,
-        applied_ttl_s=settings.stream_dedup_seconds,
-    )
 
 
 def policy_gate(review: ReviewService) -> ModerationGate:

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +40,8 @@ from tests.conftest import (
     required_redis_url,
 )
 
-pytestmark = pytest.mark.slow
+# Two servers and two workers start in the first test's setup: minutes on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 PARTITIONS = 8
 
 
@@ -92,18 +94,21 @@ def cluster(tmp_path_factory) -> Iterator[tuple[LiveServer, LiveServer, Workers,
                "REELSIFT_STREAM_PARTITIONS": str(PARTITIONS),
                # one API worker each: two servers of two would need ~10 GB here
                "REELSIFT_API_WORKERS": "1"}
-        first = stack.enter_context(live_server_at(root / "a" / "var", extra_env=env))
-        # The second server uses the first one's demo keys (they live in the shared
-        # database); its own --demo would revoke them.
-        second_env = {**env, "REELSIFT_DATA_DIR": str(root / "b" / "var")}
-        launched = launch(root / "b" / "var", demo=False, extra_env=second_env)
-        stack.callback(launched.stop)
-        second = LiveServer(url=launched.url, data_dir=root / "b" / "var", keys=first.keys,
-                            log=launched.log)
         workers = Workers(env, root)
         stack.callback(workers.stop)
         for name in ("w1", "w2"):
             workers.start(name)
+        # Both servers start at once. The second uses the first one's demo keys (they
+        # live in the shared database); its own --demo would revoke them.
+        with ThreadPoolExecutor(1) as pool:
+            second_start = pool.submit(launch, root / "b" / "var", demo=False, extra_env=env)
+            try:
+                first = stack.enter_context(live_server_at(root / "a" / "var", extra_env=env))
+            finally:  # stopped with the rest, whichever start failed
+                launched = second_start.result()
+                stack.callback(launched.stop)
+        second = LiveServer(url=launched.url, data_dir=root / "b" / "var", keys=first.keys,
+                            log=launched.log)
         layout = StreamLayout(namespace, PARTITIONS)
         deadline = time.monotonic() + 120
         while client.zcard(layout.workers) < 2:  # both workers registered
