@@ -31,6 +31,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+# Before spaCy: its thinc would load torch (~500 MB resident) for nothing here.
+from analyzers import spacy_without_torch  # noqa: F401
+
+# isort: split
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
