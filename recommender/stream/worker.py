@@ -164,6 +164,7 @@ class EventWorker:
         self.max_cached_profiles = max_cached_profiles
         self.max_stream_length = max_stream_length
         self.owned: set[int] = set()
+        self._taken: set[int] = set()  # acquired since the last claim_stale
         self.stats = WorkerStats()
         self._cache: dict[str, UserProfile] = {}
         self._commit = client.register_script(COMMIT)
@@ -214,6 +215,7 @@ class EventWorker:
                 if won:
                     self._drop(p)  # whatever we held of it before is stale
                     self.owned.add(p)
+                    self._taken.add(p)
 
     def _drop(self, partition: int) -> None:
         self.owned.discard(partition)
@@ -236,10 +238,15 @@ class EventWorker:
         ``min_idle_ms`` (it died, or its commit failed): now ours to apply."""
         entries: list[Entry] = []
         for p in sorted(self.owned):
+            # A partition just taken over: everything its last owner left pending, at
+            # once, so it is applied before newer entries (the user's order). Safe even
+            # if that owner still runs: its commit checks the lease and is refused.
+            min_idle = 0 if p in self._taken else self.min_idle_ms
+            self._taken.discard(p)
             start = "0-0"
             while True:
                 reply = self.client.xautoclaim(
-                    self.layout.stream(p), GROUP, self.name, self.min_idle_ms,
+                    self.layout.stream(p), GROUP, self.name, min_idle,
                     start_id=start, count=self.batch)
                 start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
                 entries.extend(self._entries(p, reply[1]))
