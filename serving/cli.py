@@ -128,7 +128,7 @@ def _offline_pipeline(settings: Settings):  # type: ignore[no-untyped-def]
     return stack.media_pipeline(), intake_limits(settings)
 
 
-# `reelsift import --ray` without an address: a Ray instance on this machine.
+# `reelsift import --ray local`: a Ray instance on this machine.
 LOCAL_RAY = "local"
 
 
@@ -288,9 +288,10 @@ def import_items(
     chunk: Annotated[int, typer.Option(min=1, max=1024, help="text items embedded together")] = 32,
     ray_address: Annotated[
         str | None,
-        typer.Option("--ray", flag_value=LOCAL_RAY, show_default=False,
-                     help="analyze on Ray (the `ray` extra): `--ray` alone starts a local "
-                          "instance, `--ray auto` or `--ray ray://HEAD:10001` joins a cluster"),
+        typer.Option("--ray", metavar="local|ADDRESS", show_default=False,
+                     help="analyze on Ray (the `ray` extra): `--ray local` starts a Ray "
+                          "instance here, `--ray auto` or `--ray ray://HEAD:10001` joins a "
+                          "cluster"),
     ] = None,
     ray_workers: Annotated[
         int, typer.Option(min=1, help="with --ray: analysis actors (each loads the models once)")

@@ -170,3 +170,32 @@ def test_a_stopped_ray_import_resumes_and_analyzes_each_item_once(local_ray, on_
     assert analyses == {f"res-{i}": 1 for i in range(len(TEXTS))}
     assert all(on_ray.ingest.get_item(f"res-{i}").state != ItemState.RECEIVED
                for i in range(len(TEXTS)))
+
+
+def test_cli_import_ray_takes_local_or_a_cluster_address(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from ingest import bulk, ray_bulk
+
+    class _Closing:
+        def close(self) -> None:
+            pass
+
+    seen: list[RayOptions] = []
+
+    def fake_import(components, source, factory, options, advance=None, chunk=32):
+        seen.append(options)
+        assert factory.func is cli.worker_analysis_stack
+        return bulk.ImportSummary(lines=1, imported=1)
+
+    monkeypatch.setattr(ray_bulk, "import_items_ray", fake_import)
+    monkeypatch.setattr(cli, "_in_process_components", lambda settings: _Closing())
+    source = write_items(tmp_path / "one.jsonl", [{"id": "a", "creator_id": "c", "text": "x"}])
+    runner = CliRunner()
+    local = runner.invoke(cli.app, ["import", "--ray", "local", str(source)])
+    assert local.exit_code == 0, local.output
+    remote = runner.invoke(cli.app, ["import", str(source), "--ray", "ray://head:10001",
+                                     "--ray-workers", "4", "--ray-cpus", "2"])
+    assert remote.exit_code == 0, remote.output
+    assert [(o.address, o.workers, o.cpus_per_worker) for o in seen] == [
+        (None, 2, 1.0), ("ray://head:10001", 4, 2.0)]
