@@ -42,7 +42,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -184,9 +184,9 @@ def throughput(args: argparse.Namespace, redis_url: str, root: Path) -> None:
                 raise RuntimeError("workers did not start; see " + str(root))
             time.sleep(0.2)
         time.sleep(2 * 5.0 / 3)  # two lease rounds: the partitions settle between workers
-        owners = Counter(client.get(layout.owner(p)) for p in range(args.partitions))
-        print(f"{args.workers} workers own {dict((k.decode(), v) for k, v in owners.items())} "
-              f"of {args.partitions} partitions")
+        owners = Counter(cast(bytes, client.get(layout.owner(p))).decode()
+                         for p in range(args.partitions))
+        print(f"{args.workers} workers own {dict(owners)} of {args.partitions} partitions")
 
         events = events_for(world, args.users, per_user, "s-")
         batches = [events[start:start + args.batch]
