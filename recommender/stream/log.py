@@ -26,6 +26,7 @@ from recommender.events import IngestResult, parse_events
 from recommender.state import OnlineState
 from recommender.stream.codec import decode_event, encode_event
 from recommender.stream.cohorts import CohortFollower
+from recommender.stream.faults import redis_faults
 from recommender.stream.layout import GROUP, StreamLayout
 
 READ_CHUNK = 5000
@@ -100,7 +101,8 @@ class RedisEventLog:
             args: list[Any] = [self.dedup_seconds, self.max_stream_length] + [
                 encode_event(e) for e in batch]
             self._append(keys=keys, args=args, client=pipe)
-        stored = sum(int(n) for n in pipe.execute()) if by_partition else 0
+        with redis_faults("appending events"):
+            stored = sum(int(n) for n in pipe.execute()) if by_partition else 0
         return IngestResult(received=len(parsed), stored=stored,
                             duplicates=len(parsed) - stored)
 

@@ -15,6 +15,7 @@ import redis
 from recommender.profiles import ProfileStore, UserProfile
 from recommender.settings import ProfileSettings
 from recommender.stream.codec import decode_profile
+from recommender.stream.faults import redis_faults
 from recommender.stream.layout import StreamLayout
 
 
@@ -32,7 +33,8 @@ class RedisProfiles(ProfileStore):
 
     def get(self, user_id: str) -> UserProfile | None:
         # bytes: the clients here never set decode_responses
-        raw = cast("bytes | None", self.client.get(self.layout.profile(user_id)))
+        with redis_faults("reading a profile"):
+            raw = cast("bytes | None", self.client.get(self.layout.profile(user_id)))
         return self.decode(user_id, raw)
 
     def get_or_create(self, user_id: str) -> UserProfile:

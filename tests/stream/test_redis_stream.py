@@ -286,3 +286,19 @@ def test_import_events_appends_to_the_stream_once(tmp_path, client, redis_url,
     drain([worker], until=120)
     with make_session_factory(sqlite_engine)() as session:  # archived by the worker
         assert session.scalar(select(func.count()).select_from(EventRow)) == 120
+
+
+def test_redis_out_of_reach_is_a_503_not_a_500(tmp_path, client, redis_namespace):
+    from core.errors import ServiceUnavailable
+    from serving.launcher import free_port
+
+    layout = StreamLayout(redis_namespace, partitions=2)
+    log = RedisEventLog(client, layout, None, None)  # type: ignore[arg-type]
+    gone = redis.Redis(port=free_port(), socket_connect_timeout=0.5)  # nothing listens
+    log.client = gone
+    with pytest.raises(ServiceUnavailable, match="Redis is briefly unavailable") as raised:
+        log.ingest(make_events(3))
+    assert raised.value.status == 503 and raised.value.retry_after_s > 0
+    profiles = RedisProfiles(gone, layout, make_state(tmp_path).settings.profile)
+    with pytest.raises(ServiceUnavailable):
+        profiles.get("u1")
