@@ -29,7 +29,10 @@ events straight into its database, then:
    spent per request, and the ratio of the HTTP rate to the in-process baseline.
 
 ``--server-env KEY=VALUE`` passes settings to the server, e.g. one API worker instead
-of the default two: ``--server-env REELSIFT_API_WORKERS=1``. The load generator
+of the default two: ``--server-env REELSIFT_API_WORKERS=1``; every request matching
+(no candidate cache, here and in the baseline):
+``--server-env REELSIFT_RECOMMENDER__CANDIDATE_CACHE_SECONDS=0``. In process, the
+latency is measured without the candidate cache, then with it. The load generator
 (``http.client``, lighter than httpx) shares this machine's cores with the server.
 
     uv run python benchmarks/feed.py                   # 100k items
@@ -173,7 +176,8 @@ def in_process(args: argparse.Namespace) -> None:
                     categories=world.labels(j))
         for j in range(n)
     ]
-    settings = RecommenderSettings(exploration_epsilon=0.1)
+    # every request matches (no candidate cache): the latency target is for this case
+    settings = RecommenderSettings(exploration_epsilon=0.1, candidate_cache_seconds=0)
     rss0 = rss_bytes()
     t0 = time.perf_counter()
     catalog = Catalog(settings, world.dim, "bench@1")
@@ -235,6 +239,18 @@ def in_process(args: argparse.Namespace) -> None:
           f"p99 {p99:.2f} ms, mean {feed_ms.mean():.2f} ms")
     print(f"baseline: one exact search over the catalog p50 {e50:.2f} ms; feed p50 / exact "
           f"p50 = {p50 / e50:.2f}x, feed p99 / exact p50 = {p99 / e50:.2f}x")
+    # The same requests with the candidate cache (the serving default): a user's repeat
+    # request within candidate_cache_seconds skips matching.
+    cached = FeedService(state, HeuristicRanker(settings.weights), settings=settings.model_copy(
+        update={"candidate_cache_seconds": 30.0}))
+    it = iter(users)
+    cached_ms = timed(lambda: cached.feed(next(it), 10), len(users))
+    c50, c99 = percentiles(cached_ms)
+    cache = cached.candidate_cache
+    assert cache is not None
+    print(f"with the candidate cache ({cache.hits} hits, {cache.misses} misses: "
+          f"{len(set(users))} users in {len(users)} requests): p50 {c50:.2f} ms, p99 "
+          f"{c99:.2f} ms; p50 / uncached p50 = {c50 / p50:.2f}x")
 
 
 # -- over HTTP ---------------------------------------------------------------------------
@@ -304,8 +320,8 @@ def write_catalog(db_url: str, world: World, model_id: str, users: int, per_user
     engine.dispose()
 
 
-def in_process_baseline(db_url: str, data_dir: Path, model_id: str, users: list[str]
-                        ) -> np.ndarray:
+def in_process_baseline(db_url: str, data_dir: Path, model_id: str, users: list[str],
+                        candidate_cache_seconds: float | None = None) -> np.ndarray:
     """The same requests through ``Recommender.feed`` here, one at a time."""
     from core.storage.db import make_engine, make_session_factory
     from recommender.service import Recommender
@@ -315,6 +331,9 @@ def in_process_baseline(db_url: str, data_dir: Path, model_id: str, users: list[
     settings = RecommenderSettings(
         index_dir=data_dir / "bench-index", model_dir=data_dir / "models" / "ranker",
         fused_model_id=model_id)
+    if candidate_cache_seconds is not None:
+        settings = settings.model_copy(
+            update={"candidate_cache_seconds": candidate_cache_seconds})
     rec = Recommender.open(make_session_factory(engine), settings)
     print(f"in process: catalog {len(rec.catalog)} items ({rec.catalog.index.kind}), "
           f"{len(rec.state.profiles)} users")
@@ -434,14 +453,17 @@ def over_http(args: argparse.Namespace) -> None:
               f"events in {time.monotonic() - t0:.0f}s")
     users = world.request_users(max(args.requests, 2000), args.users)
 
-    base_ms = in_process_baseline(db_url, data_dir, model_id, users[: args.requests])
+    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
+    # the baseline caches candidates as the server is told to (default: as it does)
+    cache_s = extra_env.get("REELSIFT_RECOMMENDER__CANDIDATE_CACHE_SECONDS")
+    base_ms = in_process_baseline(db_url, data_dir, model_id, users[: args.requests],
+                                  None if cache_s is None else float(cache_s))
     gc.collect()  # the baseline's catalog goes before the server loads its own
     b50, b99 = percentiles(base_ms)
     base_rate = 1000.0 / float(base_ms.mean())
     print(f"in process, one at a time: p50 {b50:.2f} ms, p99 {b99:.2f} ms, "
           f"{base_rate:.0f} requests/s")
 
-    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
     t0 = time.monotonic()
     url, process, log = start_server(data_dir, demo=False, extra_env=extra_env)
     auth = {"Authorization": f"Bearer {keys['demo-feed']}"}
