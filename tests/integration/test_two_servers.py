@@ -207,6 +207,8 @@ def test_kill_9_of_an_event_worker_loses_and_duplicates_no_event(cluster):
         time.sleep(0.5)
     # nothing lost (every event counted), nothing twice (no profile counted more)
     assert got == dict(expected)
+    # the survivor took over every partition of the dead worker
+    assert {client.get(layout.owner(p)) for p in range(PARTITIONS)} == {b"w2"}
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
