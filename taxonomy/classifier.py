@@ -557,7 +557,7 @@ class TaxonomyClassifier:
         held_out_vectors: np.ndarray,
         held_out_topical: Sequence[bool],
         *,
-        recall: float = 0.97,
+        recall: float = 0.98,
         regularisation: float = 1.0,
         node_text_weight: float = 0.3,
     ) -> TopicGate:

@@ -88,7 +88,7 @@ def train(
         float,
         typer.Option(help="with --dev-sets: the topic gate keeps this share of held-out rows "
                      "that have a category (its threshold); rows under it get no label"),
-    ] = 0.97,
+    ] = 0.98,
 ) -> None:
     """Train per-node heads over text embeddings and save them as a versioned artifact."""
     from taxonomy.classifier import TaxonomyClassifier

@@ -47,6 +47,7 @@ CONFIG_FILE = "config.json"
 ARRAYS_FILE = "heads.npz"
 NONE_CLASS = ""  # the root head's class for rows without a category
 LOGIT_LIMIT = 12.0  # probabilities 0 and 1 as finite logits
+GATED_SCALE = 1e-3  # root probabilities of rows the topic gate stops
 ZERO_SHOT_SCALE = 0.1  # zero-shot logits span about ±10; vector entries about ±0.2
 
 
@@ -231,10 +232,12 @@ class SupervisedHeads:
         zero_shot = zero_shot_logits[:, [index_of[r] for r in head.zero_shot_roots]]
         features = head.features(vectors, zero_shot)
         probs = head.probabilities(features)
+        if self.topic_gate is not None:
+            # About nothing: every root far under any threshold, their order kept (so the
+            # best guess can still be inspected and ranked) rather than flattened.
+            probs[~self.topic_gate.passes(features)] *= GATED_SCALE
         odds = np.log(np.clip(probs, 1e-9, 1.0)) - np.log(np.clip(1.0 - probs, 1e-9, 1.0))
         odds = np.clip(odds, -LOGIT_LIMIT, LOGIT_LIMIT)
-        if self.topic_gate is not None:
-            odds[~self.topic_gate.passes(features)] = -LOGIT_LIMIT  # about nothing: no root
         out[:, list(root_columns.values())] = -LOGIT_LIMIT
         for k, root in enumerate(self.root_head.classes):
             if root != NONE_CLASS and root in root_columns:

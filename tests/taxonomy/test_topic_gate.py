@@ -12,7 +12,7 @@ import pytest
 from core.errors import InvalidConfig, InvalidInput
 from taxonomy.classifier import TaxonomyClassifier
 from taxonomy.devsets import load_dev_sets
-from taxonomy.heads import SupervisedHeads, TopicGate
+from taxonomy.heads import GATED_SCALE, SupervisedHeads, TopicGate
 from taxonomy.training import dev_rows, topical_rows
 from taxonomy.tree import TaxonomyTree
 
@@ -83,6 +83,9 @@ def test_rows_the_gate_stops_get_no_label_and_the_gate_survives_saving(
     after = classifier.classify(embedder.encode(probes))
     assert before[0] and after[0] and after[0][0].id == "sports"
     assert after[1] == []  # stopped by the gate: no root, so nothing below one
+    roots = [small_tree.index_of(r) for r in ("sports", "tech", "food")]
+    stopped = classifier.scores(embedder.encode(probes)).confidence[1, roots]
+    assert 0.0 < stopped.max() <= GATED_SCALE  # under any threshold, its ranking kept
 
     saved = heads.save(tmp_path / "heads")
     assert SupervisedHeads.load(saved).topic_gate is not None
