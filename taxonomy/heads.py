@@ -22,7 +22,8 @@ regression, on the same features, of "has a category" against "about nothing" (s
 seeded nonsense), trained with many more topical rows than the root head sees (news and
 clickbait headlines with no mapped class) and both classes weighed equally. Its threshold
 is chosen on held-out rows: the gate probability that keeps ``recall`` of the held-out
-topical rows. Below it a row gets no tier-1 node at all, so nothing under it either.
+topical rows. Below it (unless the root head is sure of a root, ``overruled_by_root``)
+a row gets no tier-1 node at all, so nothing under it either.
 
 Saved as a directory: ``config.json`` (format, tree version, embedding model, node ids,
 positives per node, hyper-parameters) and ``heads.npz`` (arrays).
@@ -130,6 +131,12 @@ class TopicGate:
     bias: float
     threshold: float
     held_out: dict[str, float] = field(default_factory=dict)  # what the threshold kept
+    # The gate only stops rows whose best root the root head gives less than this: the
+    # linear gate reads "Derby day: Arsenal beat Chelsea ... tickets cost $90
+    # #PremierLeague" as spam (0.24) while the root head gives it Sports 0.82. On held-out
+    # rows, 0.8 keeps 98.4% of topical rows instead of 97.1% and lets 3.6% of rows about
+    # nothing through instead of 2.1%.
+    overruled_by_root: float = 0.8
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         if features.shape[1] != self.weights.shape[0]:
@@ -235,7 +242,9 @@ class SupervisedHeads:
         if self.topic_gate is not None:
             # About nothing: every root far under any threshold, their order kept (so the
             # best guess can still be inspected and ranked) rather than flattened.
-            probs[~self.topic_gate.passes(features)] *= GATED_SCALE
+            gate = self.topic_gate
+            best_root = np.max(np.where(np.array(head.classes) == NONE_CLASS, 0.0, probs), axis=1)
+            probs[~gate.passes(features) & (best_root < gate.overruled_by_root)] *= GATED_SCALE
         odds = np.log(np.clip(probs, 1e-9, 1.0)) - np.log(np.clip(1.0 - probs, 1e-9, 1.0))
         odds = np.clip(odds, -LOGIT_LIMIT, LOGIT_LIMIT)
         out[:, list(root_columns.values())] = -LOGIT_LIMIT
@@ -325,6 +334,7 @@ class SupervisedHeads:
         if self.topic_gate is not None:
             config["topic_gate"] = {"bias": self.topic_gate.bias,
                                     "threshold": self.topic_gate.threshold,
+                                    "overruled_by_root": self.topic_gate.overruled_by_root,
                                     "held_out": self.topic_gate.held_out}
             arrays["gate_weights"] = self.topic_gate.weights
         with atomic_path(directory / ARRAYS_FILE) as tmp, tmp.open("wb") as handle:
@@ -365,7 +375,8 @@ class SupervisedHeads:
                     gate = config["topic_gate"]
                     topic_gate = TopicGate(arrays["gate_weights"].astype(np.float32),
                                            float(gate["bias"]), float(gate["threshold"]),
-                                           dict(gate.get("held_out") or {}))
+                                           dict(gate.get("held_out") or {}),
+                                           float(gate.get("overruled_by_root", 1.0)))
                     if topic_gate.weights.shape != (width,):
                         raise InvalidConfig(f"{directory}: topic gate and root head disagree")
         if not (len(config["node_ids"]) == weights.shape[0] == gamma.shape[0] == bias.shape[0]):

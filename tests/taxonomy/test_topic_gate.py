@@ -142,3 +142,23 @@ def test_topical_sets_feed_only_the_gate_and_limit_caps_their_rows(
     assert len(texts) == 40  # the first 40 "news" rows, in file order
     assert texts == {f"headline {i}" for i in range(1, 80, 2)}
     assert all(ids == () for ids in gate_train.node_id_sets)
+
+
+def test_the_gate_does_not_stop_a_row_the_root_head_is_sure_of(
+    small_tree: TaxonomyTree, embedder: HashingTextEmbedder
+) -> None:
+    classifier = _classifier(small_tree, embedder)
+    classifier.train_topic_gate(
+        embedder.encode(HEADLINES + SPAM[:2]), [True] * len(HEADLINES) + [False] * 2,
+        embedder.encode(["the winger scored", SPAM[2]]), [True, False], recall=1.0)
+    heads = classifier.heads
+    assert heads is not None and heads.root_head is not None and heads.topic_gate is not None
+    heads.topic_gate.threshold = 1.1  # the gate alone would stop every row
+    probes = ["the striker scored a goal in the premier league", "a goal", SPAM[3]]
+    vectors = embedder.encode(probes)
+    probabilities = heads.root_head.probabilities(classifier.root_features(vectors))
+    topics = np.array(heads.root_head.classes) != ""
+    sure = probabilities[:, topics].max(axis=1) >= heads.topic_gate.overruled_by_root
+    labelled = [bool(labels) for labels in classifier.classify(vectors)]
+    assert sure.any() and not sure.all()  # the probes cover both cases
+    assert labelled == sure.tolist()
