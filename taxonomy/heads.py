@@ -132,11 +132,11 @@ class TopicGate:
     threshold: float
     held_out: dict[str, float] = field(default_factory=dict)  # what the threshold kept
     # The gate only stops rows whose best root the root head gives less than this: the
-    # linear gate reads "Derby day: Arsenal beat Chelsea ... tickets cost $90
-    # #PremierLeague" as spam (0.24) while the root head gives it Sports 0.82. On held-out
-    # rows, 0.8 keeps 98.4% of topical rows instead of 97.1% and lets 3.6% of rows about
-    # nothing through instead of 2.1%.
-    overruled_by_root: float = 0.8
+    # linear gate reads "Derby day\nArsenal beat Chelsea 2-1 ...; tickets cost $90.
+    # #PremierLeague" as spam (0.28) while the root head gives it Sports 0.66 (the served
+    # one-pass vector). On held-out rows, 0.6 keeps 98.5% of topical rows instead of 97.1%
+    # and lets 4.2% of rows about nothing through instead of 2.1%.
+    overruled_by_root: float = 0.6
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         if features.shape[1] != self.weights.shape[0]:
