@@ -210,6 +210,12 @@ def test_two_workers_split_the_partitions_and_apply_every_event_once(
     for thread in threads:
         thread.start()
     try:
+        # the split is under test, not start-up order: on a loaded machine the first
+        # worker can take every partition and drain 3,000 events before the second runs
+        deadline = time.monotonic() + 60
+        while {client.get(layout.owner(p)) for p in range(layout.partitions)} != {b"w1", b"w2"}:
+            assert time.monotonic() < deadline, "the two workers never shared the partitions"
+            time.sleep(0.05)
         events = make_events(3000, users=97)
         for start in range(0, len(events), 250):
             api.ingest(events[start:start + 250])
