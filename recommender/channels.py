@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,6 +29,8 @@ from recommender.covisitation import CoVisitation
 from recommender.popularity import ItemStats
 from recommender.profiles import UserProfile
 from recommender.settings import RecommenderSettings
+
+Proposals = dict[str, list[tuple[str, float]]]  # channel -> (item id, score), best first
 
 
 @dataclass
@@ -297,8 +299,23 @@ class Matcher:
         return [Candidate(item_id, found.channels_of(r))
                 for r, item_id in enumerate(found.item_ids)]
 
+    def propose(self, request: MatchRequest, only: Collection[str] | None = None,
+                ) -> dict[str, list[tuple[str, float]]]:
+        """Each channel's proposals within its quota (of the ``only`` channels if given)."""
+        proposals: dict[str, list[tuple[str, float]]] = {}
+        for channel in self.channels:
+            quota = self.settings.quotas.for_channel(channel.name)
+            if quota > 0 and (only is None or channel.name in only):
+                proposals[channel.name] = channel.match(request, quota)
+        return proposals
+
     def candidates(self, request: MatchRequest) -> CandidateSet:
-        """Every channel within its quota, merged and cut to ``candidate_limit``.
+        """Every channel within its quota, merged and cut to ``candidate_limit``."""
+        return self.merge(request, self.propose(request))
+
+    def merge(self, request: MatchRequest, proposals: Mapping[str, list[tuple[str, float]]],
+              ) -> CandidateSet:
+        """Channels' proposals merged and cut to ``candidate_limit``.
 
         Channels' scores are on different scales (a cosine, a co-engagement sum, a
         decayed count), and dividing each by its own best would put a channel's weakest
@@ -316,10 +333,9 @@ class Matcher:
         fresh: list[str] = []
         exclude, items = request.exclude, self.catalog.items
         for column, channel in enumerate(self.channels):
-            quota = self.settings.quotas.for_channel(channel.name)
-            if quota <= 0:
+            hits = proposals.get(channel.name)
+            if hits is None:
                 continue
-            hits = channel.match(request, quota)
             top = max((s for _, s in hits), default=0.0)
             usable = [(i, s) for i, s in hits if i in items and i not in exclude]
             if channel.name == "fresh":
@@ -346,25 +362,32 @@ class Matcher:
                             rank_scores[order], fresh)
 
 
+VOLATILE_CHANNELS = frozenset({"fresh", "trending", "followed"})
+"""Channels whose proposals follow the catalog and the clock more than the user: read on
+every request, never cached (new uploads, a creator's new item, what is rising now)."""
+
+
 class CandidateCache:
-    """A user's merged candidates, reused while nothing the merge read for that user
-    changed. Matching is most of a feed request's CPU (ten channels, several ANN
-    searches); a user paging or refreshing within seconds gets the same candidates, so
-    recomputing them is waste. An entry is valid while the user's profile stamp (events
-    applied, last event time, blocks and follows) and the collaborative fit version are
-    the ones it was made with, the exclusions are the same and the feed clock has not
-    moved on by ``ttl_s`` (or back): the user's own events and a refit take effect on the
-    next request. Items taken down since are dropped at ranking like any other."""
+    """A user's proposals from the personal channels, reused while nothing they were
+    made from changed. Matching is most of a feed request's CPU (ten channels, several
+    ANN searches); a user paging or refreshing within seconds gets the same proposals,
+    so recomputing them is waste. An entry is valid while the user's profile stamp
+    (events applied, last event time, blocks and follows) and the collaborative fit
+    version are the ones it was made with, the exclusions are the same and the feed
+    clock has not moved on by ``ttl_s`` (or back): the user's own events and a refit take
+    effect on the next request. ``VOLATILE_CHANNELS`` are not cached, and the merge runs
+    every request, so new items reach the feed through them at once and items taken
+    down since are dropped."""
 
     def __init__(self, ttl_s: float, max_users: int) -> None:
         self.ttl_s = ttl_s
         self.max_users = max_users
-        self._entries: OrderedDict[str, tuple[Hashable, float, CandidateSet]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Hashable, float, Proposals]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, user_id: str, stamp: Hashable, now: float) -> CandidateSet | None:
+    def get(self, user_id: str, stamp: Hashable, now: float) -> Proposals | None:
         with self._lock:
             entry = self._entries.get(user_id)
             if entry is not None and entry[0] == stamp and 0 <= now - entry[1] < self.ttl_s:
@@ -374,9 +397,9 @@ class CandidateCache:
             self.misses += 1
             return None
 
-    def put(self, user_id: str, stamp: Hashable, now: float, found: CandidateSet) -> None:
+    def put(self, user_id: str, stamp: Hashable, now: float, proposals: Proposals) -> None:
         with self._lock:
-            self._entries[user_id] = (stamp, now, found)
+            self._entries[user_id] = (stamp, now, proposals)
             self._entries.move_to_end(user_id)
             while len(self._entries) > self.max_users:
                 self._entries.popitem(last=False)

@@ -31,6 +31,7 @@ from core.errors import Conflict, InvalidInput
 from core.storage.items import ItemStore
 from recommender.catalog import Catalog
 from recommender.channels import (
+    VOLATILE_CHANNELS,
     CandidateCache,
     CandidateSet,
     Matcher,
@@ -290,18 +291,23 @@ class FeedService:
         return inputs.candidates.item_ids, feature_rows(inputs.batch)
 
     def _candidates(self, request: MatchRequest, client_excluded: set[str]) -> CandidateSet:
-        """The matcher's merged candidates, from ``candidate_cache`` while still valid."""
-        cache = self.candidate_cache
+        """The matcher's merged candidates; personal channels' proposals from
+        ``candidate_cache`` while still valid, the volatile ones read now."""
+        cache, matcher = self.candidate_cache, self.matcher
         if cache is None:
-            return self.matcher.candidates(request)
+            return matcher.candidates(request)
         fit = self.state.collaborative.fit
         stamp = (profile_stamp(request.profile), fit.version if fit is not None else 0,
                  frozenset(client_excluded))
-        found = cache.get(request.user_id, stamp, request.now)
-        if found is None:
-            found = self.matcher.candidates(request)
-            cache.put(request.user_id, stamp, request.now, found)
-        return found
+        cached = cache.get(request.user_id, stamp, request.now)
+        if cached is None:
+            proposals = matcher.propose(request)
+            cache.put(request.user_id, stamp, request.now, {
+                name: hits for name, hits in proposals.items()
+                if name not in VOLATILE_CHANNELS})
+        else:
+            proposals = {**cached, **matcher.propose(request, only=VOLATILE_CHANNELS)}
+        return matcher.merge(request, proposals)
 
     def handle(self, request: FeedRequest) -> FeedResponse:
         return self.feed(request.user_id, request.k, request.context, request.exclude)

@@ -201,10 +201,11 @@ class RecommenderSettings(BaseModel):
     quotas: ChannelQuotas = Field(default_factory=ChannelQuotas)
     candidate_limit: int = Field(default=400, ge=10, description="after merging channels")
     candidate_cache_seconds: float = Field(
-        default=30.0, ge=0, description="a user's merged candidates are reused for this long "
-        "(feed clock) while the user's profile and the collaborative fit are unchanged: "
-        "the user's own events and a refit take effect at once, new items and other "
-        "users' trends within this long; taken-down items are dropped at ranking. 0: off")
+        default=30.0, ge=0, description="a user's proposals from the personal channels are "
+        "reused for this long (feed clock) while the user's profile and the collaborative "
+        "fit are unchanged: the user's own events and a refit take effect at once; the "
+        "fresh, trending and followed channels are read every request, so new items show "
+        "at once; taken-down items are dropped at the merge. 0: off")
     candidate_cache_users: int = Field(default=100_000, ge=1,
                                        description="users whose candidates are kept (LRU)")
     profile: ProfileSettings = Field(default_factory=ProfileSettings)

@@ -365,11 +365,18 @@ def test_candidate_cache_reuses_a_users_candidates_until_anything_they_read_chan
     again = service.feed("u1", 10)
     assert cache.hits == 1 and [i.item_id for i in again.items] == [
         i.item_id for i in first.items]
-    # a taken-down item leaves the very next feed, cached candidates or not
+    # a taken-down item leaves the very next feed, cached proposals or not
     gone = first.items[0].item_id
     state.catalog.remove(gone)
     assert gone not in {i.item_id for i in service.feed("u1", 10).items}
     assert cache.hits == 2
+    # a new upload is proposed at once: the fresh channel is read on every request
+    state.catalog.add(CatalogItem("brand-new", "c-new", clock.now, tags=("t1",)),
+                      np.ones(8, np.float32))
+    merged = service._candidates(
+        MatchRequest("u1", state.profiles.get("u1"), clock.now,
+                     state.profiles.get("u1").excluded()), set())
+    assert "brand-new" in merged.proposed_by("fresh") and cache.hits == 3
     # other exclusions, the user's own event, a refit, the clock: each recomputes
     service.feed("u1", 10, exclude=[first.items[1].item_id])
     assert cache.misses == 2
@@ -383,7 +390,7 @@ def test_candidate_cache_reuses_a_users_candidates_until_anything_they_read_chan
     service.feed("u1", 10)
     assert cache.misses == 5
     service.feed("u1", 10)
-    assert (cache.hits, cache.misses) == (3, 5)
+    assert (cache.hits, cache.misses) == (4, 5)
 
 
 def test_candidate_cache_off_matches_every_request(h, clock, tmp_path):
