@@ -12,7 +12,7 @@ feeds it served led to. Here:
 3. **Incremental updates.** ``RankerTrainer.update`` (a background thread in serving,
    every ``update_seconds``) takes the rows labelled since its last update, keeps the
    most recent ``holdout_share`` of them aside, continues training a copy of the latest
-   candidate on the rest (scikit-learn ``SGDClassifier.partial_fit``, logistic loss, on
+   candidate on the rest (scikit-learn ``SGDClassifier.partial_fit``, logistic loss, averaged, on
    standardised features), and compares the candidate's ROC AUC with the serving
    ranker's on the held-out rows, the most recent events.
 4. **Promotion and versions.** Only a candidate whose AUC beats the serving ranker's by
@@ -287,8 +287,12 @@ class RankerTrainer:
             self._mean = x.mean(axis=0)
             self._scale = np.where(x.std(axis=0) > 1e-6, x.std(axis=0), 1.0)
             s = self.settings.online_ranker
+            # averaged SGD (Polyak-Ruppert): the served weights are the mean over the updates,
+            # not wherever the last noisy steps left them; without it the learned ranker
+            # won or lost against the heuristic by up to 8% NDCG depending on the split
             self._model = SGDClassifier(loss="log_loss", alpha=s.l2, learning_rate="constant",
-                                        eta0=s.learning_rate, random_state=self.settings.seed)
+                                        eta0=s.learning_rate, random_state=self.settings.seed,
+                                        average=True)
         assert self._mean is not None and self._scale is not None
         z = (x - self._mean) / self._scale
         for _ in range(self.settings.online_ranker.epochs_per_update):

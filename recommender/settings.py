@@ -15,8 +15,11 @@ from pydantic import BaseModel, Field, model_validator
 class ChannelQuotas(BaseModel):
     """How many candidates each matching channel may contribute before merging."""
 
-    embedding: int = Field(default=150, ge=0)
-    tag_category: int = Field(default=100, ge=0)
+    # 60 each and 250 merged: the heuristic feed's NDCG@10 unchanged on the ml-latest-small
+    # validation split (0.1324), the learned ranker's better (0.1478 vs 0.1447), a third
+    # fewer candidates to featurise and re-rank per request
+    embedding: int = Field(default=60, ge=0)
+    tag_category: int = Field(default=60, ge=0)
     covisitation: int = Field(default=60, ge=0)
     cohort: int = Field(default=60, ge=0)
     trending: int = Field(default=60, ge=0)
@@ -199,7 +202,7 @@ class RecommenderSettings(BaseModel):
         default=True, description="refit collaborative models on a thread (False: inline, "
         "for tests and offline replays)")
     quotas: ChannelQuotas = Field(default_factory=ChannelQuotas)
-    candidate_limit: int = Field(default=400, ge=10, description="after merging channels")
+    candidate_limit: int = Field(default=250, ge=10, description="after merging channels")
     candidate_cache_seconds: float = Field(
         default=30.0, ge=0, description="a user's proposals from the personal channels are "
         "reused for this long (feed clock) while the user's profile and the collaborative "
