@@ -302,20 +302,7 @@ def import_items(
     def flush() -> None:
         if not pending:
             return
-        known = known_states(components, [line.item.id for line in pending if line.item])
-        text_lines: list[Line] = []
-        for line in pending:
-            assert line.item is not None
-            state = known.get(line.item.id)
-            if state is not None and state not in RETRIED_STATES:
-                summary.skipped += 1
-                continue
-            if state is not None:
-                summary.retried += 1
-            if line.item.media:
-                import_media_line(components, line, base_dir, summary, count_state)
-            else:
-                text_lines.append(line)
+        text_lines = text_lines_to_import(components, pending, base_dir, summary, count_state)
         _import_texts(components, text_lines, summary, count_state)
         if advance is not None:
             advance(len(pending))
@@ -345,6 +332,29 @@ def record_outcome(
                                reason or "analysis failed"))
     else:
         summary.imported += 1
+
+
+def text_lines_to_import(
+    components: Components, lines: list[Line], base_dir: Path, summary: ImportSummary,
+    count_state: Callable[[str], None],
+) -> list[Line]:
+    """The text lines of a chunk still to import: ids already finished are skipped,
+    failed or unanalyzed ones counted as retried, media lines imported here and now."""
+    known = known_states(components, [line.item.id for line in lines if line.item])
+    text_lines: list[Line] = []
+    for line in lines:
+        assert line.item is not None
+        state = known.get(line.item.id)
+        if state is not None and state not in RETRIED_STATES:
+            summary.skipped += 1
+            continue
+        if state is not None:
+            summary.retried += 1
+        if line.item.media:
+            import_media_line(components, line, base_dir, summary, count_state)
+        else:
+            text_lines.append(line)
+    return text_lines
 
 
 def import_media_line(

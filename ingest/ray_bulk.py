@@ -43,15 +43,13 @@ from core.storage.db import transaction
 from core.storage.tables import ItemRow
 from ingest.analysis import Enrichment, analyze_documents
 from ingest.bulk import (
-    RETRIED_STATES,
     Advance,
     Components,
     ImportSummary,
     Line,
-    import_media_line,
-    known_states,
     read_items,
     record_outcome,
+    text_lines_to_import,
 )
 from ingest.models import TextItemIn
 from ingest.recovery import release_unanalyzed
@@ -241,19 +239,9 @@ def _import(
 
     def store(lines: list[Line]) -> None:
         """Skip done ids, import media lines here, store text lines for the window."""
-        known = known_states(components, [line.item.id for line in lines if line.item])
         texts: list[tuple[Line, TextItemIn]] = []
-        for line in lines:
+        for line in text_lines_to_import(components, lines, base_dir, summary, count_state):
             assert line.item is not None
-            state = known.get(line.item.id)
-            if state is not None and state not in RETRIED_STATES:
-                summary.skipped += 1
-                continue
-            if state is not None:
-                summary.retried += 1
-            if line.item.media:
-                import_media_line(components, line, base_dir, summary, count_state)
-                continue
             try:
                 texts.append((line, TextItemIn.model_validate(line.item.fields())))
             except ValidationError as exc:
