@@ -300,9 +300,9 @@ class Matcher:
                 for r, item_id in enumerate(found.item_ids)]
 
     def propose(self, request: MatchRequest, only: Collection[str] | None = None,
-                ) -> dict[str, list[tuple[str, float]]]:
+                ) -> Proposals:
         """Each channel's proposals within its quota (of the ``only`` channels if given)."""
-        proposals: dict[str, list[tuple[str, float]]] = {}
+        proposals: Proposals = {}
         for channel in self.channels:
             quota = self.settings.quotas.for_channel(channel.name)
             if quota > 0 and (only is None or channel.name in only):
@@ -314,7 +314,7 @@ class Matcher:
         return self.merge(request, self.propose(request))
 
     def merge(self, request: MatchRequest, proposals: Mapping[str, list[tuple[str, float]]],
-              ) -> CandidateSet:
+              ) -> CandidateSet:  # cached proposals are read-only here
         """Channels' proposals merged and cut to ``candidate_limit``.
 
         Channels' scores are on different scales (a cosine, a co-engagement sum, a
@@ -372,7 +372,7 @@ class CandidateCache:
     made from changed. Matching is most of a feed request's CPU (ten channels, several
     ANN searches); a user paging or refreshing within seconds gets the same proposals,
     so recomputing them is waste. An entry is valid while the user's profile stamp
-    (events applied, last event time, blocks and follows) and the collaborative fit
+    (events applied, last event time) and the collaborative fit
     version are the ones it was made with, the exclusions are the same and the feed
     clock has not moved on by ``ttl_s`` (or back): the user's own events and a refit take
     effect on the next request. ``VOLATILE_CHANNELS`` are not cached, and the merge runs
@@ -406,10 +406,11 @@ class CandidateCache:
 
 
 def profile_stamp(profile: UserProfile | None) -> Hashable:
-    """What changes whenever an event is applied to the profile (every event counts)."""
+    """What changes whenever an event is applied to the profile: every event, a hide or
+    a follow included, counts in ``n_events`` (``OnlineState.apply_to_profile``)."""
     if profile is None:
         return None
-    return (profile.n_events, profile.last_ts, len(profile.blocked), len(profile.followed))
+    return (profile.n_events, profile.last_ts)
 
 
 def default_channels(
