@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from analyzers.base import TextEmbedder, TokenTextEmbedder
-from analyzers.entities import EntityPipeline
 from analyzers.keywords import KeywordExtractor
 from analyzers.language import LanguageIdentifier
 from core.contracts import NotAssessed, TextAnalysis
+
+if TYPE_CHECKING:
+    # spaCy loads with the pipeline, not with this module: API workers import this module
+    # (``document_text``) and never run the analyzer (the text-analysis service does).
+    from analyzers.entities import EntityPipeline
 
 
 def document_text(title: str, text: str) -> str:

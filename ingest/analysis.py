@@ -8,12 +8,13 @@ video), keyframes as JPEGs, risk merged across modalities by ``moderation.risk.m
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from core.contracts import (
     NotAssessed,
     RiskCategory,
     RiskScore,
+    TextAnalysis,
 )
 from core.errors import (
     InvalidInput,
@@ -79,10 +81,14 @@ def unassessed_risk(reason: str) -> list[RiskScore]:
     return [RiskScore(category=c, score=None, not_assessed_reason=reason) for c in RiskCategory]
 
 
+# kind ("text", "fused", ...) -> (model id, vector) of one item.
+Vectors = dict[str, tuple[str, np.ndarray]]
+
+
 def analyze_documents(
     analyzer: TextAnalyzer, stages: Enrichment, titles: Sequence[str], documents: Sequence[str],
     bodies: Sequence[str] | None = None,
-) -> tuple[list[ItemAnalysis], list[dict[str, tuple[str, np.ndarray]]]]:
+) -> tuple[list[ItemAnalysis], list[Vectors]]:
     """Analyses and vectors (kind -> (model id, vector)) for a batch of documents (title
     and text together); ``bodies``, the texts without their titles, let the taxonomy
     weigh titles apart and read long bodies by chunks."""
@@ -101,14 +107,10 @@ def analyze_documents(
     analyses, vectors = [], []
     for i, result in enumerate(results):
         analysis = ItemAnalysis(text=result.analysis, risk=risks[i])
-        item_vectors: dict[str, tuple[str, np.ndarray]] = {}
+        item_vectors: Vectors = {}
         if result.vector is not None and result.analysis.embedding_model:
             analysis.models["text_embedding"] = result.analysis.embedding_model
             item_vectors["text"] = (result.analysis.embedding_model, result.vector)
-            if stages.fuser is not None:
-                fused = fuse(stages.fuser, text=result.vector)
-                analysis.models["fusion"] = fused.fusion_model
-                item_vectors["fused"] = (fused.fusion_model, fused.as_array())
         if labels is not None:
             analysis.labels = labels[i]
         else:
@@ -119,7 +121,113 @@ def analyze_documents(
             ))
         analyses.append(analysis)
         vectors.append(item_vectors)
+    if stages.fuser is not None:
+        fuse_text_vectors(stages.fuser, analyses, vectors)
     return analyses, vectors
+
+
+def fuse_text_vectors(
+    fuser: ItemFuser, analyses: Sequence[ItemAnalysis], vectors: Sequence[Vectors]
+) -> None:
+    """Adds the fused vector of each text-only item that has a text vector. Cheap NumPy:
+    it runs where the fuser is (its model id names the visual model too), after the text
+    models ran here or in the text-analysis service."""
+    for analysis, item_vectors in zip(analyses, vectors, strict=True):
+        if "text" in item_vectors:
+            fused = fuse(fuser, text=item_vectors["text"][1])
+            analysis.models["fusion"] = fused.fusion_model
+            item_vectors["fused"] = (fused.fusion_model, fused.as_array())
+
+
+@runtime_checkable
+class TextDocumentAnalyzer(Protocol):
+    """The text analysis of documents (language, entities, keywords, text vector, risk,
+    labels, the fused vector): in this process (``InProcessTextAnalysis``) or through the
+    text-analysis model service (``serving.model_clients.TextAnalysisClient``); both give
+    the same result for the same documents."""
+
+    def analyze_documents(
+        self, titles: Sequence[str], documents: Sequence[str], bodies: Sequence[str] | None = None
+    ) -> tuple[list[ItemAnalysis], list[Vectors]]: ...
+
+    def analyze_transcript(self, text: str) -> TextAnalysis:
+        """The text part only (an audio transcript's language, entities, keywords)."""
+        ...
+
+
+@dataclass
+class InProcessTextAnalysis:
+    """The text models loaded in this process (CLI, bulk import, tests, the service)."""
+
+    analyzer: TextAnalyzer
+    enrichment: Enrichment
+
+    def analyze_documents(
+        self, titles: Sequence[str], documents: Sequence[str], bodies: Sequence[str] | None = None
+    ) -> tuple[list[ItemAnalysis], list[Vectors]]:
+        return analyze_documents(self.analyzer, self.enrichment, titles, documents, bodies)
+
+    def analyze_transcript(self, text: str) -> TextAnalysis:
+        return self.analyzer.analyze([text])[0].analysis
+
+
+def text_document_analyzer(
+    analyzer: TextAnalyzer | TextDocumentAnalyzer, enrichment: Enrichment | None
+) -> TextDocumentAnalyzer:
+    """A ``TextAnalyzer`` and its enrichment in process; a ready ``TextDocumentAnalyzer``
+    (which brings its own stages) as it is."""
+    if isinstance(analyzer, TextDocumentAnalyzer):
+        return analyzer
+    return InProcessTextAnalysis(analyzer, enrichment or Enrichment())
+
+
+# -- the wire form of a text analysis (the text-analysis service and its clients) -------
+
+
+def encode_vectors(vectors: Vectors) -> dict[str, list[str]]:
+    """float32 bytes in base64: exact, and a third of the size of JSON numbers."""
+    return {
+        kind: [model_id, base64.b64encode(
+            np.ascontiguousarray(vector, dtype=np.float32).tobytes()).decode("ascii")]
+        for kind, (model_id, vector) in vectors.items()
+    }
+
+
+def decode_vectors(encoded: Mapping[str, Sequence[str]]) -> Vectors:
+    return {
+        kind: (model_id, np.frombuffer(base64.b64decode(data), dtype=np.float32).copy())
+        for kind, (model_id, data) in encoded.items()
+    }
+
+
+def wire_documents(
+    titles: Sequence[str], documents: Sequence[str], bodies: Sequence[str] | None = None
+) -> list[dict[str, str]]:
+    """What the text-analysis service takes per document: title, document (title and text
+    joined, which every offset points into) and body (the text alone)."""
+    return [{"title": t, "document": d, "body": d if bodies is None else bodies[i]}
+            for i, (t, d) in enumerate(zip(titles, documents, strict=True))]
+
+
+def analyze_wire_documents(
+    text: TextDocumentAnalyzer, documents: Sequence[Mapping[str, str]]
+) -> list[dict[str, Any]]:
+    """``wire_documents`` -> ``{"analysis", "vectors"}`` per document: the analysis as its
+    JSON contract (``ItemAnalysis``), the vectors by ``encode_vectors``. Calls merged by
+    adaptive batching arrive here as one batch (the encoder and spaCy run batched)."""
+    analyses, vectors = text.analyze_documents(
+        [d["title"] for d in documents], [d["document"] for d in documents],
+        bodies=[d["body"] for d in documents],
+    )
+    return [{"analysis": a.model_dump(mode="json"), "vectors": encode_vectors(v)}
+            for a, v in zip(analyses, vectors, strict=True)]
+
+
+def read_wire_documents(
+    answer: Sequence[Mapping[str, Any]],
+) -> tuple[list[ItemAnalysis], list[Vectors]]:
+    analyses = [ItemAnalysis.model_validate(entry["analysis"]) for entry in answer]
+    return analyses, [decode_vectors(entry["vectors"]) for entry in answer]
 
 
 # -- analysis (no storage) ----------------------------------------------------------------
@@ -233,15 +341,11 @@ class MediaItemPipeline:
     """
 
     def __init__(
-        self, text_analyzer: TextAnalyzer, enrichment: Enrichment, media: MediaAnalyzer,
+        self, text: TextDocumentAnalyzer, fuser: ItemFuser | None, media: MediaAnalyzer,
     ) -> None:
-        self.text_analyzer = text_analyzer
-        self.enrichment = enrichment
+        self.text = text
+        self.fuser = fuser
         self.media = media
-
-    @property
-    def fuser(self) -> ItemFuser | None:
-        return self.enrichment.fuser
 
     def analyze_file(self, file: CheckedFile, progress: ProgressFn | None = None) -> AnalyzedFile:
         """Analyze one file; bad media raises a coded error naming the file."""
@@ -278,9 +382,8 @@ class MediaItemPipeline:
         """Text-only items (title, text), their text analyzed in one batch (the encoder
         and spaCy run batched), each then built as ``build`` would."""
         documents = [document_text(title, text) for title, text in items]
-        parts = analyze_documents(
-            self.text_analyzer, self.enrichment, [t for t, _ in items], documents,
-            bodies=[text for _, text in items],
+        parts = self.text.analyze_documents(
+            [t for t, _ in items], documents, bodies=[text for _, text in items],
         )
         return [
             self.build(title, text, [], text_part=(analysis, text_vectors))
@@ -297,8 +400,8 @@ class MediaItemPipeline:
         document = document_text(title, text)
         if document.strip():
             if text_part is None:
-                [analysis], [text_vectors] = analyze_documents(
-                    self.text_analyzer, self.enrichment, [title], [document], bodies=[text]
+                [analysis], [text_vectors] = self.text.analyze_documents(
+                    [title], [document], bodies=[text]
                 )
             else:
                 analysis, text_vectors = text_part

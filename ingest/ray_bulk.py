@@ -24,7 +24,6 @@ the blob store here).
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from core.contracts import ItemAnalysis
 from core.errors import ReelsiftError, ServiceUnavailable
 from core.storage.db import transaction
 from core.storage.tables import ItemRow
+from ingest import analysis as analysis_wire
 from ingest.analysis import Enrichment, analyze_documents
 from ingest.bulk import (
     Advance,
@@ -89,18 +89,12 @@ class RayOptions:
 
 
 def encode_vectors(vectors: Vectors) -> str:
-    return json.dumps({
-        kind: [model_id, base64.b64encode(
-            np.ascontiguousarray(vector, dtype=np.float32).tobytes()).decode("ascii")]
-        for kind, (model_id, vector) in vectors.items()
-    })
+    # The text-analysis service's wire form of the vectors, as one string column.
+    return json.dumps(analysis_wire.encode_vectors(vectors))
 
 
 def decode_vectors(encoded: str) -> Vectors:
-    return {
-        kind: (model_id, np.frombuffer(base64.b64decode(data), dtype=np.float32).copy())
-        for kind, (model_id, data) in json.loads(encoded).items()
-    }
+    return analysis_wire.decode_vectors(json.loads(encoded))
 
 
 class AnalysisActor:

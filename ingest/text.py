@@ -37,7 +37,8 @@ from core.storage.tables import AnalysisRow, ItemRow, utcnow
 from ingest.analysis import (
     Enrichment,
     ModerationGate,
-    analyze_documents,
+    TextDocumentAnalyzer,
+    text_document_analyzer,
 )
 from ingest.intake import (
     TextLimits,
@@ -55,19 +56,20 @@ class TextIngestService:
     def __init__(
         self,
         store: ItemStore,
-        analyzer: TextAnalyzer,
+        analyzer: TextAnalyzer | TextDocumentAnalyzer,
         limits: TextLimits,
         gate: ModerationGate,
         enrichment: Enrichment | None = None,
         processes: ProcessRegistry | None = None,
     ) -> None:
-        """``processes``: this process's registration, so recovery leaves other live
+        """``analyzer``: a ``TextAnalyzer`` run here with ``enrichment``, or a ready
+        ``TextDocumentAnalyzer`` (the text-analysis service's client) with its own stages.
+        ``processes``: this process's registration, so recovery leaves other live
         processes' work alone; None for a single process that owns the database."""
         self.store = store
-        self.analyzer = analyzer
+        self.text = text_document_analyzer(analyzer, enrichment)
         self.limits = limits
         self.gate = gate
-        self.enrichment = enrichment or Enrichment()
         self.processes = processes
         self.views = ItemViews(store)
 
@@ -187,9 +189,7 @@ class TextIngestService:
             titles = [r.title for r in rows]
             bodies = [r.text for r in rows]
         try:
-            analyses, vectors = analyze_documents(
-                self.analyzer, self.enrichment, titles, documents, bodies=bodies
-            )
+            analyses, vectors = self.text.analyze_documents(titles, documents, bodies=bodies)
         except ServiceUnavailable:
             # A passing fault is not the content's: the items wait, retryable.
             release_unanalyzed(self.store, item_ids, "waiting for a model service")

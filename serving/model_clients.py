@@ -1,6 +1,6 @@
-"""Clients of the model services (text and visual embedding) as the analyzers see them.
+"""Clients of the model services (text analysis, visual embedding) as the pipeline sees them.
 
-The API workers call the embedding services over BentoML's internal HTTP client. Two
+The API workers call the model services over BentoML's internal HTTP client. Two
 things made those calls fail under ordinary concurrency (16 upload clients: 1 request in
 6 answered 500, every embedding request logged 200 on the model side):
 
@@ -24,9 +24,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from analyzers.base import TokenEncoding
-from core.contracts import ModelRef
+from analyzers.fusion import ItemFuser
+from core.contracts import ItemAnalysis, ModelRef, TextAnalysis
 from core.errors import ServiceUnavailable
+from ingest.analysis import Vectors, fuse_text_vectors, read_wire_documents, wire_documents
 
 log = logging.getLogger(__name__)
 
@@ -80,53 +81,44 @@ def call_model_service(
     raise AssertionError("unreachable")
 
 
-class BatchedTextEmbedder:
-    """A ``TextEmbedder`` backed by the TextEmbedding BentoML service.
+class TextAnalysisClient:
+    """A ``TextDocumentAnalyzer`` backed by the TextAnalysis BentoML service, which holds
+    every text model (encoder, spaCy, language id, keywords, risk and taxonomy heads).
 
-    Calls from concurrent requests are merged by BentoML's adaptive batching on the
-    other side, so the model sees full batches even when each request sends one text.
+    Documents of concurrent requests meet in one model batch there; chunks no larger
+    than a batch keep one bulk caller from starving the others. The fused vector is added
+    here (``fuse_text_vectors``, as the in-process path does): its model id names the
+    visual model, which the text service does not load.
     """
 
-    def __init__(self, client: Any, model: ModelRef, dim: int, chunk: int = 64) -> None:
+    def __init__(self, client: Any, fuser: ItemFuser | None, chunk: int = 64) -> None:
         self.client = client
-        self.model = model
-        self.dim = dim
+        self.fuser = fuser
         self.chunk = chunk
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        parts = self._call_in_chunks(self.client.encode, texts)
-        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
+    def analyze_documents(
+        self, titles: Sequence[str], documents: Sequence[str], bodies: Sequence[str] | None = None
+    ) -> tuple[list[ItemAnalysis], list[Vectors]]:
+        wire = wire_documents(titles, documents, bodies)
+        analyses: list[ItemAnalysis] = []
+        vectors: list[Vectors] = []
+        for i in range(0, len(wire), self.chunk):
+            chunk = wire[i : i + self.chunk]
+            answer = call_model_service(
+                lambda chunk=chunk: self.client.analyze(documents=chunk),  # type: ignore[misc]
+                "text-analysis",
+            )
+            chunk_analyses, chunk_vectors = read_wire_documents(answer)
+            analyses += chunk_analyses
+            vectors += chunk_vectors
+        if self.fuser is not None:
+            fuse_text_vectors(self.fuser, analyses, vectors)
+        return analyses, vectors
 
-    def _call_in_chunks(self, endpoint: Callable[..., Any], texts: Sequence[str]) -> list[Any]:
-        """``endpoint(texts=chunk)`` per chunk, each with retries. Chunks no larger than a
-        batch keep one bulk caller from starving the others."""
-        answers = []
-        for i in range(0, len(texts), self.chunk):
-            chunk = list(texts[i : i + self.chunk])
-            answers.append(call_model_service(
-                lambda chunk=chunk: endpoint(texts=chunk), "text-embedding"  # type: ignore[misc]
-            ))
-        return answers
-
-
-class BatchedTokenTextEmbedder(BatchedTextEmbedder):
-    """A ``TokenTextEmbedder`` over the service: the text vectors and the word-piece
-    vectors of the same encoder pass (keywords pool their candidates from them instead
-    of embedding each candidate phrase again)."""
-
-    def encode_with_tokens(self, texts: Sequence[str]) -> TokenEncoding:
-        vectors: list[np.ndarray] = []
-        token_vectors: list[np.ndarray] = []
-        offsets: list[np.ndarray] = []
-        for answer in self._call_in_chunks(self.client.encode_with_tokens, texts):
-            for entry in answer:
-                vectors.append(np.asarray(entry["vector"], dtype=np.float32))
-                token_vectors.append(np.asarray(entry["tokens"], dtype=np.float32))
-                offsets.append(np.asarray(entry["offsets"], dtype=np.int64))
-        matrix = np.stack(vectors) if vectors else np.zeros((0, self.dim), dtype=np.float32)
-        return TokenEncoding(matrix, token_vectors, offsets)
+    def analyze_transcript(self, text: str) -> TextAnalysis:
+        [analysis], _ = self.analyze_documents([""], [text], [text])
+        assert analysis.text is not None
+        return analysis.text
 
 
 class BatchedVisualEmbedder:

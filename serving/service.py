@@ -1,9 +1,10 @@
 """The reelsift HTTP service: read this file as the table of endpoints.
 
-Three BentoML services: ``TextEmbedding`` and ``VisualEmbedding`` hold the embedding
-models and batch requests adaptively; ``Reelsift`` serves the JSON API (a FastAPI app
-mounted at ``/v1``) and calls the embedders through BentoML. Each route is one line over
-the service layer.
+Three BentoML services: ``TextAnalysis`` holds every text model (encoder, spaCy,
+language id, keywords, text risk, taxonomy) and ``VisualEmbedding`` the visual embedder;
+both batch requests adaptively. ``Reelsift`` serves the JSON API (a FastAPI app mounted at
+``/v1``), holds no text model and calls the model services through BentoML. Each route is
+one line over the service layer.
 BentoML itself adds ``/healthz``, ``/livez``, ``/readyz`` and ``/metrics`` (Prometheus).
 
     bentoml serve serving.service:Reelsift      # or: reelsift serve
@@ -31,6 +32,7 @@ from swagger_ui_bundle import swagger_ui_path
 from analyzers.base import TokenTextEmbedder
 from core.contracts import ModelRef
 from core.errors import InvalidInput
+from ingest.analysis import InProcessTextAnalysis, analyze_wire_documents
 from ingest.jobs import JobOut, server_spawner
 from ingest.models import ID_PATTERN, BatchOut, ItemOut, MediaAccepted
 from moderation.policy import Policy
@@ -56,11 +58,7 @@ from serving.errors import (
     install_error_handlers,
 )
 from serving.http import BoundedJsonRoute, JsonOutsideTheApi
-from serving.model_clients import (
-    BatchedTextEmbedder,
-    BatchedTokenTextEmbedder,
-    BatchedVisualEmbedder,
-)
+from serving.model_clients import BatchedVisualEmbedder
 from serving.schemas import AppealIn, BatchIn, DecisionIn, EventsIn, ReportIn
 from serving.settings import get_settings
 from serving.uploads import (
@@ -74,7 +72,9 @@ from serving.uploads import (
 from serving.wiring import (
     Components,
     build_components,
+    build_remote_analysis_stack,
     build_text_embedder,
+    build_text_models,
     build_visual_embedder,
     intake_limits,
 )
@@ -169,17 +169,25 @@ MODEL_SERVICE_LOGGING = {"access": {"enabled": settings.model_access_log}}
 
 
 @bentoml.service(
-    name="reelsift-text-embedding", traffic={"timeout": settings.model_call_timeout_s},
+    name="reelsift-text-analysis", traffic={"timeout": settings.model_call_timeout_s},
     runner_connection=MODEL_SERVICE_CONNECTION, logging=MODEL_SERVICE_LOGGING,
 )
-class TextEmbedding:
-    """all-MiniLM-L6-v2 through onnxruntime; concurrent calls are merged into batches."""
+class TextAnalysis:
+    """Every text model: MiniLM through onnxruntime, spaCy, language id, keywords, the
+    text-risk and taxonomy heads. Concurrent calls' documents are merged into one batch,
+    so the encoder and spaCy run batched; the answer is each document's ``ItemAnalysis``
+    and vectors (``ingest.analysis.analyze_wire_documents``), as the in-process path
+    computes them."""
 
     def __init__(self) -> None:
         self.embedder, self.unavailable_reason = build_text_embedder(settings)
+        models = build_text_models(settings, self.embedder, self.unavailable_reason)
+        # No fusion here: the caller fuses (its fuser's id names the visual model too).
+        self.text = InProcessTextAnalysis(models.analyzer, models.stages(fuser=None))
 
     @bentoml.api
     def describe(self) -> dict[str, Any]:
+        """The text encoder this service runs (the API names it in every analysis)."""
         return describe_model(self.embedder, self.unavailable_reason)
 
     @bentoml.api(
@@ -187,26 +195,9 @@ class TextEmbedding:
         max_batch_size=settings.embed_max_batch_size,
         max_latency_ms=settings.embed_max_latency_ms,
     )
-    def encode(self, texts: list[str]) -> np.ndarray:
-        if self.embedder is None:
-            raise RuntimeError(self.unavailable_reason)
-        return self.embedder.encode(texts)
-
-    @bentoml.api(
-        batchable=True,
-        max_batch_size=settings.embed_max_batch_size,
-        max_latency_ms=settings.embed_max_latency_ms,
-    )
-    def encode_with_tokens(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Per text: its vector, its word pieces' vectors and their character offsets."""
-        if not isinstance(self.embedder, TokenTextEmbedder):
-            raise RuntimeError("this text embedder returns no token embeddings")
-        encoding = self.embedder.encode_with_tokens(texts)
-        return [
-            {"vector": encoding.vectors[i], "tokens": encoding.token_vectors[i],
-             "offsets": encoding.offsets[i]}
-            for i in range(len(texts))
-        ]
+    def analyze(self, documents: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """Per document (``ingest.analysis.wire_documents``): its analysis and vectors."""
+        return analyze_wire_documents(self.text, documents)
 
 
 @bentoml.service(
@@ -252,7 +243,7 @@ def _describe_with_retry(client: Any, attempts: int = 30) -> dict[str, Any]:
 @bentoml.asgi_app(api, path="/v1")
 @bentoml.asgi_app(console_app, path="/console")
 class Reelsift:
-    text_embedding = bentoml.depends(TextEmbedding)
+    text_analysis = bentoml.depends(TextAnalysis)
     visual_embedding = bentoml.depends(VisualEmbedding)
 
     def __init__(self) -> None:
@@ -269,14 +260,7 @@ class Reelsift:
             return self._components
 
     def _build(self) -> Components:
-        info = _describe_with_retry(self.text_embedding)
-        # The token-aware client when the service's model returns word-piece vectors.
-        text_client = BatchedTokenTextEmbedder if info.get("tokens") else BatchedTextEmbedder
-        embedder = (
-            text_client(self.text_embedding, ModelRef(**info["model"]), int(info["dim"]))
-            if info.get("available")
-            else None
-        )
+        info = _describe_with_retry(self.text_analysis)
         visual_info = _describe_with_retry(self.visual_embedding)
         visual = (
             BatchedVisualEmbedder(
@@ -285,9 +269,14 @@ class Reelsift:
             if visual_info.get("available")
             else None
         )
+        # The text models stay in the TextAnalysis service; this worker loads none.
+        analysis = build_remote_analysis_stack(
+            settings, self.text_analysis,
+            ModelRef(**info["model"]).id if info.get("available") else None,
+            visual=visual, visual_unavailable_reason=visual_info.get("reason"),
+        )
         components = build_components(
-            settings, embedder=embedder, embedder_unavailable_reason=info.get("reason"),
-            visual_embedder=visual, visual_unavailable_reason=visual_info.get("reason"),
+            settings, analysis=analysis,
             job_spawner=server_spawner(settings.media_job_workers), process_role="api",
         )
         resumed = components.recover_orphans()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,12 +12,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from analyzers.base import TextEmbedder
-from analyzers.entities import EntityPipeline
 from analyzers.fusion import ItemFuser
-from analyzers.language import LanguageIdentifier
 from analyzers.model_registry import ModelRegistry
-from analyzers.text import TextAnalyzer
-from core.contracts import RiskScore
+from core.contracts import RiskScore, TextAnalysis
 from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
 from core.registry import resolve, text_embedders, visual_embedders
 from core.storage.blobs import BlobStore
@@ -24,7 +22,13 @@ from core.storage.db import make_engine, make_session_factory, upgrade
 from core.storage.items import ItemStore
 from core.storage.processes import ProcessRegistry
 from ingest import retry
-from ingest.analysis import Enrichment, MediaItemPipeline, ModerationGate
+from ingest.analysis import (
+    Enrichment,
+    InProcessTextAnalysis,
+    MediaItemPipeline,
+    ModerationGate,
+    TextDocumentAnalyzer,
+)
 from ingest.intake import IntakeLimits, TextLimits
 from ingest.jobs import JobRunner, JobStore, Spawner, inline_spawner
 from ingest.media import MediaIngestService
@@ -33,16 +37,18 @@ from ingest.near_duplicates import PerceptualHashIndex
 from ingest.text import TextIngestService
 from moderation.policy import Policy
 from moderation.review.service import ReviewService
-from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR
-from moderation.risk.model import TextRiskModel
 from recommender.service import Recommender
 from serving.auth import ApiKeyStore
 from serving.settings import Settings
 from serving.stream_wiring import redis_online
-from taxonomy.classifier import ClassifierSettings, TaxonomyClassifier
 
 if TYPE_CHECKING:
+    # The text models (spaCy, the risk and taxonomy heads) are imported where they are
+    # built: API workers reach them through the text-analysis service and never load them.
     from analyzers.media import MediaAnalyzer, MediaLimits, VisualEmbedder
+    from analyzers.text import TextAnalyzer
+    from moderation.risk.model import TextRiskModel
+    from taxonomy.classifier import TaxonomyClassifier
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +115,10 @@ def intake_limits(settings: Settings) -> IntakeLimits:
 
 def build_media_analyzer(
     settings: Settings, visual: VisualEmbedder | None, visual_unavailable_reason: str | None,
-    text_analyzer: TextAnalyzer | None = None,
+    transcripts: Callable[[str], TextAnalysis] | None = None,
 ) -> MediaAnalyzer:
-    """Image, audio and video analyzers sharing one set of limits and loaded models."""
+    """Image, audio and video analyzers sharing one set of limits and loaded models;
+    ``transcripts`` analyzes what speech recognition heard."""
     from analyzers.media import (
         DEFAULT_ASR_SPEC,
         AudioAnalyzer,
@@ -126,26 +133,20 @@ def build_media_analyzer(
     if visual is None and visual_unavailable_reason:
         image.unavailable["visual_embedding"] = visual_unavailable_reason
     registry = model_registry(settings)
-
-    def transcript_analysis(text: str) -> Any:
-        assert text_analyzer is not None
-        return text_analyzer.analyze([text])[0].analysis
-
     audio = AudioAnalyzer.with_optional_recognizer(
         lambda: SpeechRecognizer.from_registry(registry, DEFAULT_ASR_SPEC, threads=threads),
-        text_analyzer=transcript_analysis if text_analyzer is not None else None,
-        limits=limits,
+        text_analyzer=transcripts, limits=limits,
     )
     return MediaAnalyzer(image=image, audio=audio, limits=limits)
 
 
-def build_fuser(text: TextEmbedder | None, visual_model_id: str | None) -> ItemFuser:
+def build_fuser(text_model_id: str | None, visual_model_id: str | None) -> ItemFuser:
     """The one fuser for every item: the recommender indexes by its model id, which names
     all three component models, so text-only and media items share one index."""
     from analyzers.media import AUDIO_EMBEDDER_NAME
 
     return ItemFuser(
-        text_model=text.model.id if text is not None else None,
+        text_model=text_model_id,
         visual_model=visual_model_id,
         audio_model=f"{AUDIO_EMBEDDER_NAME}@1",
     )
@@ -159,7 +160,7 @@ class Components:
     items: ItemStore
     blobs: BlobStore
     keys: ApiKeyStore
-    text_analyzer: TextAnalyzer
+    text: TextDocumentAnalyzer
     policy: Policy
     review: ReviewService
     ingest: TextIngestService
@@ -190,6 +191,9 @@ class Components:
 
 
 def build_text_risk(settings: Settings, embedder: TextEmbedder | None) -> TextRiskModel | None:
+    from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR
+    from moderation.risk.model import TextRiskModel
+
     try:
         return TextRiskModel.load(settings.text_risk_dir or DEFAULT_ARTIFACT_DIR, embedder=embedder)
     except (ModelNotAvailable, ModelLoadFailed, InvalidConfig) as exc:
@@ -200,6 +204,8 @@ def build_text_risk(settings: Settings, embedder: TextEmbedder | None) -> TextRi
 def build_taxonomy(settings: Settings, embedder: TextEmbedder | None) -> TaxonomyClassifier | None:
     if embedder is None:
         return None
+    from taxonomy.classifier import ClassifierSettings, TaxonomyClassifier
+
     classifier = TaxonomyClassifier.load(
         embedder,
         tree=settings.taxonomy_tree,
@@ -223,17 +229,22 @@ def policy_gate(review: ReviewService) -> ModerationGate:
 
 @dataclass
 class AnalysisStack:
-    """Everything that turns text into an analysis; no database needed."""
+    """Everything that turns an item into an analysis; no database needed. The text
+    models run in this process (``build_analysis_stack``: the CLI, bulk import, tests,
+    the text-analysis service) or in the text-analysis service (``build_remote_analysis_
+    stack``: the API workers); ``analyzer``, ``enrichment``, ``text_risk`` and
+    ``taxonomy`` are the text models where they are in this process."""
 
-    analyzer: TextAnalyzer
-    enrichment: Enrichment
-    text_risk: TextRiskModel | None
-    taxonomy: TaxonomyClassifier | None
+    text: TextDocumentAnalyzer
     fuser: ItemFuser | None
     media: MediaAnalyzer
+    analyzer: TextAnalyzer | None = None
+    enrichment: Enrichment | None = None
+    text_risk: TextRiskModel | None = None
+    taxonomy: TaxonomyClassifier | None = None
 
     def media_pipeline(self) -> MediaItemPipeline:
-        return MediaItemPipeline(self.analyzer, self.enrichment, self.media)
+        return MediaItemPipeline(self.text, self.fuser, self.media)
 
 
 def text_limits(settings: Settings) -> TextLimits:
@@ -244,30 +255,79 @@ def text_limits(settings: Settings) -> TextLimits:
     )
 
 
-def build_analysis_stack(
+@dataclass
+class TextModels:
+    """The text models of one process: what the text-analysis service holds."""
+
+    analyzer: TextAnalyzer
+    text_risk: TextRiskModel | None
+    taxonomy: TaxonomyClassifier | None
+
+    def stages(self, fuser: ItemFuser | None) -> Enrichment:
+        return Enrichment(
+            risk=self.text_risk.score_items if self.text_risk is not None else None,
+            labels=self.taxonomy.classify_documents if self.taxonomy is not None else None,
+            fuser=fuser,
+        )
+
+
+def build_text_models(
     settings: Settings, embedder: TextEmbedder | None, embedder_unavailable_reason: str | None,
-    *, visual: VisualEmbedder | None = None, visual_unavailable_reason: str | None = None,
-) -> AnalysisStack:
-    """``visual``/``visual_unavailable_reason`` both None: the visual embedder is built here."""
+) -> TextModels:
+    """spaCy, language id, keywords over the encoder, the text-risk and taxonomy heads."""
+    from analyzers.entities import EntityPipeline
+    from analyzers.language import LanguageIdentifier
+    from analyzers.text import TextAnalyzer
+
     analyzer = TextAnalyzer(
         embedder,
         EntityPipeline(settings.spacy_pipeline),
         LanguageIdentifier(),
         embedder_unavailable_reason=embedder_unavailable_reason,
     )
+    return TextModels(
+        analyzer, build_text_risk(settings, embedder), build_taxonomy(settings, embedder)
+    )
+
+
+def build_analysis_stack(
+    settings: Settings, embedder: TextEmbedder | None, embedder_unavailable_reason: str | None,
+    *, visual: VisualEmbedder | None = None, visual_unavailable_reason: str | None = None,
+) -> AnalysisStack:
+    """Every model in this process. ``visual``/``visual_unavailable_reason`` both None:
+    the visual embedder is built here."""
     if visual is None and visual_unavailable_reason is None:
         visual, visual_unavailable_reason = build_visual_embedder(settings)
-    fuser = build_fuser(embedder, visual.model.id if visual is not None else None)
-    media = build_media_analyzer(settings, visual, visual_unavailable_reason, analyzer)
-    text_risk = build_text_risk(settings, embedder)
-    taxonomy = build_taxonomy(settings, embedder)
-
-    enrichment = Enrichment(
-        risk=text_risk.score_items if text_risk is not None else None,
-        labels=taxonomy.classify_documents if taxonomy is not None else None,
-        fuser=fuser,
+    models = build_text_models(settings, embedder, embedder_unavailable_reason)
+    fuser = build_fuser(
+        embedder.model.id if embedder is not None else None,
+        visual.model.id if visual is not None else None,
     )
-    return AnalysisStack(analyzer, enrichment, text_risk, taxonomy, fuser, media)
+    enrichment = models.stages(fuser)
+    text = InProcessTextAnalysis(models.analyzer, enrichment)
+    media = build_media_analyzer(
+        settings, visual, visual_unavailable_reason, text.analyze_transcript
+    )
+    return AnalysisStack(
+        text, fuser, media, analyzer=models.analyzer, enrichment=enrichment,
+        text_risk=models.text_risk, taxonomy=models.taxonomy,
+    )
+
+
+def build_remote_analysis_stack(
+    settings: Settings, text_client: Any, text_model_id: str | None,
+    *, visual: VisualEmbedder | None, visual_unavailable_reason: str | None,
+) -> AnalysisStack:
+    """The text models behind the text-analysis service (``text_client``, whose encoder
+    is ``text_model_id``); fusion and the media analyzers in this process."""
+    from serving.model_clients import TextAnalysisClient
+
+    fuser = build_fuser(text_model_id, visual.model.id if visual is not None else None)
+    text = TextAnalysisClient(text_client, fuser)
+    media = build_media_analyzer(
+        settings, visual, visual_unavailable_reason, text.analyze_transcript
+    )
+    return AnalysisStack(text, fuser, media)
 
 
 def build_components(
@@ -277,12 +337,14 @@ def build_components(
     embedder_unavailable_reason: str | None = None,
     visual_embedder: VisualEmbedder | None = None,
     visual_unavailable_reason: str | None = None,
+    analysis: AnalysisStack | None = None,
     job_spawner: Spawner = inline_spawner,
     migrate: bool = True,
     process_role: str = "cli",
 ) -> Components:
     """Jobs run with ``job_spawner`` (inline by default, as the CLI wants); the server
-    passes one that runs them on its event loop's worker threads."""
+    passes one that runs them on its event loop's worker threads. ``analysis``: the
+    server's (``build_remote_analysis_stack``); None builds every model here."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     if migrate:
@@ -294,7 +356,7 @@ def build_components(
     )
     processes.register()
     items = ItemStore(sessions)
-    stack = build_analysis_stack(
+    stack = analysis or build_analysis_stack(
         settings, embedder, embedder_unavailable_reason,
         visual=visual_embedder, visual_unavailable_reason=visual_unavailable_reason,
     )
@@ -315,8 +377,7 @@ def build_components(
         online=redis_online(settings),
     )
     ingest = TextIngestService(
-        items, stack.analyzer, text_limits(settings), policy_gate(review), stack.enrichment,
-        processes=processes,
+        items, stack.text, text_limits(settings), policy_gate(review), processes=processes,
     )
     blobs = BlobStore(settings.media_dir)
     jobs = JobRunner(
@@ -330,7 +391,7 @@ def build_components(
     return Components(
         settings=settings, engine=engine, sessions=sessions, items=items,
         blobs=blobs, keys=ApiKeyStore(sessions, cache_seconds=settings.auth_cache_seconds),
-        text_analyzer=stack.analyzer, policy=policy, review=review, ingest=ingest,
+        text=stack.text, policy=policy, review=review, ingest=ingest,
         recommender=recommender, taxonomy=stack.taxonomy, text_risk=stack.text_risk,
         fuser=stack.fuser, media=media, jobs=jobs, processes=processes,
     )

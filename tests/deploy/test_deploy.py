@@ -62,13 +62,13 @@ def test_the_schemas_catch_a_broken_manifest():
 
 def test_the_layout_has_every_part_and_their_references_resolve():
     deployments = by_kind("Deployment")
-    assert set(deployments) == {"reelsift-api", "reelsift-text-embedding",
+    assert set(deployments) == {"reelsift-api", "reelsift-text-analysis",
                                 "reelsift-visual-embedding", "reelsift-event-worker"}
     assert set(by_kind("StatefulSet")) == {"reelsift-postgres", "reelsift-redis"}
     services = by_kind("Service")
     autoscaled = {h["spec"]["scaleTargetRef"]["name"]
                   for h in by_kind("HorizontalPodAutoscaler").values()}
-    assert autoscaled == {"reelsift-api", "reelsift-text-embedding", "reelsift-visual-embedding"}
+    assert autoscaled == {"reelsift-api", "reelsift-text-analysis", "reelsift-visual-embedding"}
     assert autoscaled <= set(deployments)
     config = by_kind("ConfigMap")["reelsift-config"]["data"]
     secrets = by_kind("Secret")["reelsift-secrets"]["stringData"]
@@ -88,11 +88,16 @@ def test_the_layout_has_every_part_and_their_references_resolve():
             # CPU-utilization autoscaling needs a CPU request.
             assert "cpu" in container["resources"]["requests"], name
 
-    # The API reaches each model service by its Service name, and names the BentoML
-    # service of the Bento that the model pod serves.
+    # The API reaches each model service it depends on by its Service name, and names the
+    # BentoML service of the Bento that the model pod serves.
+    from serving.service import Reelsift
+
     api = deployments["reelsift-api"]["spec"]["template"]["spec"]["containers"][0]
     depends = [api["args"][i + 1] for i, a in enumerate(api["args"]) if a == "--depends"]
-    for model in ("reelsift-text-embedding", "reelsift-visual-embedding"):
+    models = {d.on.name for d in Reelsift.dependencies.values()}
+    assert models == {"reelsift-text-analysis", "reelsift-visual-embedding"}
+    assert len(depends) == len(models)
+    for model in models:
         assert f"{model}=http://{model}:3000" in depends
         args = deployments[model]["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[args.index("--service-name") + 1] == model

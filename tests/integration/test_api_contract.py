@@ -132,10 +132,10 @@ def _model_service_pid(server: LiveServer, service: str) -> int:
                 if ppid == arbiter and f"--service-name {service} " in cmd)
 
 
-def test_a_hung_embedding_service_is_a_503_and_the_retry_finishes_the_item(server):
+def test_a_hung_text_analysis_service_is_a_503_and_the_retry_finishes_the_item(server):
     item = {"id": "fault-1", "creator_id": "c1", "title": "Harbour news",
             "text": "The ferry to the island runs again from Monday after repairs."}
-    worker = _model_service_pid(server, "reelsift-text-embedding")
+    worker = _model_service_pid(server, "reelsift-text-analysis")
     os.kill(worker, signal.SIGSTOP)  # the service accepts connections and never answers
     try:
         with server.client("demo-uploader") as http:

@@ -143,32 +143,6 @@ def test_a_single_valued_query_parameter_given_twice_is_refused():
         assert twice.status_code == 422 and "query.device" in twice.json()["message"]
 
 
-class TokenService:
-    """Answers like the TextEmbedding service's encode_with_tokens endpoint."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-
-    def encode_with_tokens(self, texts: list[str]) -> list[dict[str, object]]:
-        self.calls.append(texts)
-        return [{"vector": [float(len(t)), 0.0], "tokens": [[1.0, 2.0]] * len(t.split()),
-                 "offsets": [[0, 1]] * len(t.split())} for t in texts]
-
-
-def test_the_token_client_rebuilds_one_encoding_across_chunks():
-    from core.contracts import ModelRef
-    from serving.model_clients import BatchedTokenTextEmbedder
-
-    service = TokenService()
-    embedder = BatchedTokenTextEmbedder(service, ModelRef(name="m", version="1", source="t"),
-                                        dim=2, chunk=2)
-    encoding = embedder.encode_with_tokens(["a b", "c", "d e f"])
-    assert service.calls == [["a b", "c"], ["d e f"]]
-    assert encoding.vectors.shape == (3, 2) and encoding.vectors[2, 0] == 5.0
-    assert [t.shape for t in encoding.token_vectors] == [(2, 2), (1, 2), (3, 2)]
-    assert encoding.offsets[2].dtype.kind == "i"
-
-
 def test_what_bentoml_answers_itself_becomes_json_and_the_rest_passes_through():
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse, Response
