@@ -209,12 +209,30 @@ def wire_documents(
             for i, (t, d) in enumerate(zip(titles, documents, strict=True))]
 
 
+class RemoteAnalysisFailed(RuntimeError):
+    """The text-analysis service failed on a document (its content, as in process)."""
+
+
 def analyze_wire_documents(
     text: TextDocumentAnalyzer, documents: Sequence[Mapping[str, str]]
 ) -> list[dict[str, Any]]:
     """``wire_documents`` -> ``{"analysis", "vectors"}`` per document: the analysis as its
     JSON contract (``ItemAnalysis``), the vectors by ``encode_vectors``. Calls merged by
-    adaptive batching arrive here as one batch (the encoder and spaCy run batched)."""
+    adaptive batching arrive here as one batch (the encoder and spaCy run batched). When
+    the batch fails, each document is analyzed alone, so a document the analyzers fail
+    on answers ``{"error"}`` and fails no other caller's documents merged with it."""
+    try:
+        return _analyze_wire(text, documents)
+    except Exception:
+        if len(documents) == 1:
+            return [_wire_error(text, documents[0])]
+        log.warning("a batch of %d documents failed; analyzing each alone", len(documents))
+        return [_wire_error(text, document) for document in documents]
+
+
+def _analyze_wire(
+    text: TextDocumentAnalyzer, documents: Sequence[Mapping[str, str]]
+) -> list[dict[str, Any]]:
     analyses, vectors = text.analyze_documents(
         [d["title"] for d in documents], [d["document"] for d in documents],
         bodies=[d["body"] for d in documents],
@@ -223,9 +241,23 @@ def analyze_wire_documents(
             for a, v in zip(analyses, vectors, strict=True)]
 
 
+def _wire_error(text: TextDocumentAnalyzer, document: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        [answer] = _analyze_wire(text, [document])
+    except Exception as exc:
+        log.exception("analysis of a document failed")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return answer
+
+
 def read_wire_documents(
     answer: Sequence[Mapping[str, Any]],
 ) -> tuple[list[ItemAnalysis], list[Vectors]]:
+    """The analyses and vectors ``analyze_wire_documents`` answered; raises
+    ``RemoteAnalysisFailed`` when it failed on a document."""
+    for entry in answer:
+        if "error" in entry:
+            raise RemoteAnalysisFailed(entry["error"])
     analyses = [ItemAnalysis.model_validate(entry["analysis"]) for entry in answer]
     return analyses, [decode_vectors(entry["vectors"]) for entry in answer]
 

@@ -14,7 +14,12 @@ import pytest
 
 from analyzers.text import document_text
 from core.errors import ServiceUnavailable
-from ingest.analysis import InProcessTextAnalysis, analyze_wire_documents
+from ingest.analysis import (
+    InProcessTextAnalysis,
+    RemoteAnalysisFailed,
+    analyze_wire_documents,
+    wire_documents,
+)
 from serving.model_clients import TextAnalysisClient
 from tests.conftest import REPO
 
@@ -104,6 +109,42 @@ def test_chunks_and_transcripts_through_the_service(paths):
             assert a.score == pytest.approx(b.score, abs=1e-4)
     spoken = "The mayor of Lisbon opened the new bridge on Monday."
     assert client.analyze_transcript(spoken) == in_process.analyze_transcript(spoken)
+
+
+class FailsOnBoom:
+    """The service's models, failing as an analyzer may on one document's content."""
+
+    def __init__(self, inner: InProcessTextAnalysis) -> None:
+        self.inner = inner
+
+    def analyze_documents(self, titles: Any, documents: Any, bodies: Any = None) -> Any:
+        if any("BOOM" in d for d in documents):
+            raise ValueError("the analyzer failed on this document")
+        return self.inner.analyze_documents(titles, documents, bodies)
+
+    def analyze_transcript(self, text: str) -> Any:
+        return self.inner.analyze_transcript(text)
+
+
+def test_a_document_the_service_fails_on_fails_no_other_document_of_its_batch(paths):
+    _, service, fuser = paths
+    merged = wire_documents(["a", "b", "c"], ["a\nfine one", "b\nBOOM here", "c\nfine two"],
+                            ["fine one", "BOOM here", "fine two"])
+    answer = analyze_wire_documents(FailsOnBoom(service.text), merged)
+
+    assert [set(entry) for entry in answer] == [
+        {"analysis", "vectors"}, {"error"}, {"analysis", "vectors"}]
+    assert answer[1]["error"] == "ValueError: the analyzer failed on this document"
+    alone = analyze_wire_documents(service.text, [merged[0]])
+    assert answer[0]["analysis"] == alone[0]["analysis"]
+
+    class Merged:  # the BentoML client, answering as the service does
+        def analyze(self, documents: list[dict[str, str]]) -> Any:
+            return analyze_wire_documents(FailsOnBoom(service.text), documents)
+
+    with pytest.raises(RemoteAnalysisFailed, match="failed on this document"):
+        TextAnalysisClient(Merged(), fuser).analyze_documents(
+            ["b"], ["b\nBOOM here"], ["BOOM here"])
 
 
 def test_a_service_that_stays_away_is_service_unavailable(paths):
