@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.contracts import ItemState
@@ -44,6 +44,10 @@ NO_MODEL = "none"
 # How far back ``follow`` looks past the newest change it has seen: a transaction may
 # commit this long after it stamped ``updated_at``, or replicas' clocks differ this much.
 FOLLOW_OVERLAP = timedelta(seconds=30)
+# The per-request page check, built once: a statement built per call spends more CPU in
+# SQLAlchemy than in the database (170 us against 70 on SQLite at 100k items).
+_STATE_OF_IDS = select(ItemRow.id, ItemRow.state).where(
+    ItemRow.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(slots=True, frozen=True)
@@ -309,8 +313,8 @@ class Catalog:
         with engine_of(self._sessions).connect() as conn:
             # By primary key only: with the state in the WHERE clause SQLite's planner
             # walks the state index (every approved item: 11 ms at 100k, not 0.1).
-            state_of: dict[str, str] = dict(conn.execute(
-                select(ItemRow.id, ItemRow.state).where(ItemRow.id.in_(list(item_ids)))).all())
+            state_of: dict[str, str] = dict(
+                conn.execute(_STATE_OF_IDS, {"ids": list(item_ids)}).all())
         approved = ItemState.APPROVED.value
         gone = [item_id for item_id in item_ids if state_of.get(item_id) != approved]
         for item_id in gone:
