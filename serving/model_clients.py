@@ -25,6 +25,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from analyzers.fusion import ItemFuser
+from analyzers.media.asr import join_transcript, speech_chunks
+from analyzers.media.faces import face_boxes, face_input
+from analyzers.media.nudity import nudity_detections, nudity_input
+from analyzers.media.schemas import Box, Detection
 from core.contracts import ItemAnalysis, ModelRef, TextAnalysis
 from core.errors import ServiceUnavailable
 from ingest.analysis import Vectors, fuse_text_vectors, read_wire_documents, wire_documents
@@ -141,3 +145,61 @@ class BatchedVisualEmbedder:
             lambda: self.client.encode_images(images=arrays), "visual-embedding"
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+class NudityClient:
+    """A ``NudityDetector`` whose network runs in the MediaModels service: the square
+    input is made here and the detections read from the raw output here, by the
+    functions ``NudeNetDetector.detect`` uses, so both give the same detections."""
+
+    def __init__(self, client: Any, model: ModelRef) -> None:
+        self.client = client
+        self.model = model
+
+    def detect(self, rgb: np.ndarray, scale: float = 1.0) -> list[Detection]:
+        height, width = rgb.shape[:2]
+        square = nudity_input(rgb)
+        output = call_model_service(
+            lambda: self.client.detect_nudity(images=[square]), "media-models"
+        )
+        return nudity_detections(np.asarray(output)[0], width, height, scale)
+
+
+class FaceClient:
+    """A ``FaceDetector`` whose cascade runs in the MediaModels service (on the small
+    copy it reads, made here)."""
+
+    def __init__(self, client: Any, model: ModelRef) -> None:
+        self.client = client
+        self.model = model
+
+    def detect(self, rgb: np.ndarray, scale: float = 1.0) -> list[Box]:
+        small = face_input(rgb)
+        [found] = call_model_service(
+            lambda: self.client.detect_faces(images=[small]), "media-models"
+        )
+        boxes = np.asarray(found, dtype=np.int64).reshape(-1, 4)
+        return face_boxes(boxes, rgb.shape[1], small.shape[1], scale)
+
+
+class SpeechClient:
+    """A ``Transcriber`` whose model runs in the MediaModels service: audio is resampled
+    to the model's rate and cut into its 30 s windows here, and sent a few windows at a
+    time (windows of concurrent uploads meet in one batch there)."""
+
+    def __init__(self, client: Any, model: ModelRef, sample_rate: int, chunk: int = 4) -> None:
+        self.client = client
+        self.model = model
+        self.sample_rate = sample_rate
+        self.chunk = chunk
+
+    def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
+        windows = speech_chunks(samples, sample_rate, self.sample_rate)
+        texts: list[str] = []
+        for i in range(0, len(windows), self.chunk):
+            part = windows[i : i + self.chunk]
+            texts += call_model_service(
+                lambda part=part: self.client.transcribe(chunks=part),  # type: ignore[misc]
+                "media-models",
+            )
+        return join_transcript(texts)

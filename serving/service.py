@@ -1,10 +1,11 @@
 """The reelsift HTTP service: read this file as the table of endpoints.
 
-Three BentoML services: ``TextAnalysis`` holds every text model (encoder, spaCy,
-language id, keywords, text risk, taxonomy) and ``VisualEmbedding`` the visual embedder;
-both batch requests adaptively. ``Reelsift`` serves the JSON API (a FastAPI app mounted at
-``/v1``), holds no text model and calls the model services through BentoML. Each route is
-one line over the service layer.
+Four BentoML services: ``TextAnalysis`` holds every text model (encoder, spaCy,
+language id, keywords, text risk, taxonomy), ``VisualEmbedding`` the visual embedder and
+``MediaModels`` the nudity detector, the face cascade and speech recognition; each batches
+requests adaptively. ``Reelsift`` serves the JSON API (a FastAPI app mounted at ``/v1``),
+holds no model and calls the model services through BentoML. Each route is one line over
+the service layer.
 BentoML itself adds ``/healthz``, ``/livez``, ``/readyz`` and ``/metrics`` (Prometheus).
 
     bentoml serve serving.service:Reelsift      # or: reelsift serve
@@ -72,11 +73,14 @@ from serving.uploads import (
 from serving.wiring import (
     Components,
     build_components,
+    build_media_models,
     build_remote_analysis_stack,
     build_text_embedder,
     build_text_models,
     build_visual_embedder,
+    describe_media_models,
     intake_limits,
+    media_model_clients,
 )
 
 log = logging.getLogger(__name__)
@@ -225,6 +229,57 @@ class VisualEmbedding:
         return self.embedder.encode_images(images)
 
 
+@bentoml.service(
+    name="reelsift-media-models", traffic={"timeout": settings.model_call_timeout_s},
+    runner_connection=MODEL_SERVICE_CONNECTION, logging=MODEL_SERVICE_LOGGING,
+)
+class MediaModels:
+    """NudeNet (onnxruntime), OpenCV's Haar face cascade and the speech recognizer
+    (transformers); decoding, quality, pHash and audio features stay with the caller,
+    which sends each model only the input it reads."""
+
+    def __init__(self) -> None:
+        self.models = build_media_models(settings)
+
+    @bentoml.api
+    def describe(self) -> dict[str, Any]:
+        return describe_media_models(self.models)
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=settings.visual_max_batch_size,
+        max_latency_ms=settings.visual_max_latency_ms,
+    )
+    def detect_nudity(self, images: list[np.ndarray]) -> np.ndarray:
+        """``nudity_input`` images -> NudeNet's raw output, one batch for all of them."""
+        if self.models.nudity is None:
+            raise RuntimeError(self.models.unavailable["nudity"])
+        return self.models.nudity.run(images)  # type: ignore[attr-defined, no-any-return]
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=settings.visual_max_batch_size,
+        max_latency_ms=settings.visual_max_latency_ms,
+    )
+    def detect_faces(self, images: list[np.ndarray]) -> list[list[list[int]]]:
+        """``face_input`` images -> the cascade's boxes on each."""
+        if self.models.faces is None:
+            raise RuntimeError(self.models.unavailable["faces"])
+        return [self.models.faces.find(image).tolist()  # type: ignore[attr-defined]
+                for image in images]
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=settings.visual_max_batch_size,
+        max_latency_ms=settings.visual_max_latency_ms,
+    )
+    def transcribe(self, chunks: list[np.ndarray]) -> list[str]:
+        """``speech_chunks`` windows -> their texts."""
+        if self.models.speech is None:
+            raise RuntimeError(self.models.unavailable["transcript"])
+        return self.models.speech.transcribe_chunks(chunks)  # type: ignore[attr-defined, no-any-return]
+
+
 def _describe_with_retry(client: Any, attempts: int = 30) -> dict[str, Any]:
     for attempt in range(attempts):
         try:
@@ -245,6 +300,7 @@ def _describe_with_retry(client: Any, attempts: int = 30) -> dict[str, Any]:
 class Reelsift:
     text_analysis = bentoml.depends(TextAnalysis)
     visual_embedding = bentoml.depends(VisualEmbedding)
+    media_models = bentoml.depends(MediaModels)
 
     def __init__(self) -> None:
         self._components: Components | None = None
@@ -269,11 +325,14 @@ class Reelsift:
             if visual_info.get("available")
             else None
         )
-        # The text models stay in the TextAnalysis service; this worker loads none.
+        # The models stay in the model services; this worker loads none.
         analysis = build_remote_analysis_stack(
             settings, self.text_analysis,
             ModelRef(**info["model"]).id if info.get("available") else None,
             visual=visual, visual_unavailable_reason=visual_info.get("reason"),
+            media_models=media_model_clients(
+                self.media_models, _describe_with_retry(self.media_models)
+            ),
         )
         components = build_components(
             settings, analysis=analysis,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from analyzers.base import TextEmbedder
 from analyzers.fusion import ItemFuser
 from analyzers.model_registry import ModelRegistry
-from core.contracts import RiskScore, TextAnalysis
+from core.contracts import ModelRef, RiskScore, TextAnalysis
 from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
 from core.registry import resolve, text_embedders, visual_embedders
 from core.storage.blobs import BlobStore
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     # The text models (spaCy, the risk and taxonomy heads) are imported where they are
     # built: API workers reach them through the text-analysis service and never load them.
     from analyzers.media import MediaAnalyzer, MediaLimits, VisualEmbedder
+    from analyzers.media.asr import Transcriber
+    from analyzers.media.image import FaceDetector, NudityDetector
     from analyzers.text import TextAnalyzer
     from moderation.risk.model import TextRiskModel
     from taxonomy.classifier import TaxonomyClassifier
@@ -113,29 +115,101 @@ def intake_limits(settings: Settings) -> IntakeLimits:
     )
 
 
+@dataclass
+class MediaModelSet:
+    """The models of media analysis besides the visual embedder: loaded here
+    (``build_media_models``) or their clients (the media model service); None and a reason
+    in ``unavailable`` (by output: nudity, faces, transcript) for one that is missing."""
+
+    nudity: NudityDetector | None
+    faces: FaceDetector | None
+    speech: Transcriber | None
+    unavailable: dict[str, str]
+
+
+def build_media_models(settings: Settings) -> MediaModelSet:
+    """NudeNet (onnxruntime), OpenCV's Haar cascade and the speech recognizer; a model
+    that cannot load is a reason, not an error."""
+    from analyzers.media import DEFAULT_ASR_SPEC, NudeNetDetector, SpeechRecognizer
+    from analyzers.media.faces import HaarFaceDetector
+
+    threads = settings.inference_threads or 0
+    unavailable: dict[str, str] = {}
+    nudity = faces = speech = None
+    try:
+        nudity = NudeNetDetector(threads=threads)
+    except (ModelNotAvailable, ModelLoadFailed) as exc:
+        unavailable["nudity"] = exc.message
+    try:
+        faces = HaarFaceDetector()
+    except ModelNotAvailable as exc:
+        unavailable["faces"] = exc.message
+    try:
+        speech = SpeechRecognizer.from_registry(
+            model_registry(settings), DEFAULT_ASR_SPEC, threads=threads
+        )
+    except (ModelNotAvailable, ModelLoadFailed) as exc:
+        unavailable["transcript"] = exc.message
+    return MediaModelSet(nudity, faces, speech, unavailable)
+
+
+def describe_media_models(models: MediaModelSet) -> dict[str, Any]:
+    """What the media model service serves, so the API's clients name each model."""
+
+    def entry(model: Any, output: str) -> dict[str, Any]:
+        if model is None:
+            return {"available": False, "reason": models.unavailable.get(output)}
+        return {"available": True, "model": model.model.model_dump()}
+
+    speech = entry(models.speech, "transcript")
+    if models.speech is not None:
+        speech["sample_rate"] = int(getattr(models.speech, "sample_rate", 16_000))
+    return {"nudity": entry(models.nudity, "nudity"), "faces": entry(models.faces, "faces"),
+            "transcript": speech}
+
+
+def media_model_clients(client: Any, info: dict[str, Any]) -> MediaModelSet:
+    """Clients of the media model service, from what its ``describe`` answered."""
+    from serving.model_clients import FaceClient, NudityClient, SpeechClient
+
+    def ref(output: str) -> ModelRef:
+        return ModelRef(**info[output]["model"])
+
+    unavailable = {output: str(entry.get("reason")) for output, entry in info.items()
+                   if not entry.get("available")}
+    return MediaModelSet(
+        nudity=NudityClient(client, ref("nudity")) if "nudity" not in unavailable else None,
+        faces=FaceClient(client, ref("faces")) if "faces" not in unavailable else None,
+        speech=(SpeechClient(client, ref("transcript"), int(info["transcript"]["sample_rate"]))
+                if "transcript" not in unavailable else None),
+        unavailable=unavailable,
+    )
+
+
 def build_media_analyzer(
     settings: Settings, visual: VisualEmbedder | None, visual_unavailable_reason: str | None,
     transcripts: Callable[[str], TextAnalysis] | None = None,
+    models: MediaModelSet | None = None,
 ) -> MediaAnalyzer:
     """Image, audio and video analyzers sharing one set of limits and loaded models;
-    ``transcripts`` analyzes what speech recognition heard."""
-    from analyzers.media import (
-        DEFAULT_ASR_SPEC,
-        AudioAnalyzer,
-        ImageAnalyzer,
-        MediaAnalyzer,
-        SpeechRecognizer,
-    )
+    ``transcripts`` analyzes what speech recognition heard. ``models``: None loads them
+    here (``build_media_models``)."""
+    from analyzers.media import AudioAnalyzer, ImageAnalyzer, MediaAnalyzer
 
+    models = models or build_media_models(settings)
     limits = media_limits(settings)
-    threads = settings.inference_threads or 0
-    image = ImageAnalyzer(embedder=visual, limits=limits, threads=threads)
+    image = ImageAnalyzer(
+        embedder=visual, nudity=models.nudity, faces=models.faces, limits=limits,
+        threads=settings.inference_threads or 0,
+    )
+    for output in ("nudity", "faces"):
+        if output in models.unavailable:
+            image.unavailable[output] = models.unavailable[output]
     if visual is None and visual_unavailable_reason:
         image.unavailable["visual_embedding"] = visual_unavailable_reason
-    registry = model_registry(settings)
-    audio = AudioAnalyzer.with_optional_recognizer(
-        lambda: SpeechRecognizer.from_registry(registry, DEFAULT_ASR_SPEC, threads=threads),
-        text_analyzer=transcripts, limits=limits,
+    audio = AudioAnalyzer(
+        speech_recognizer=models.speech, text_analyzer=transcripts, limits=limits,
+        asr_unavailable_reason=models.unavailable.get("transcript"),
     )
     return MediaAnalyzer(image=image, audio=audio, limits=limits)
 
@@ -317,15 +391,17 @@ def build_analysis_stack(
 def build_remote_analysis_stack(
     settings: Settings, text_client: Any, text_model_id: str | None,
     *, visual: VisualEmbedder | None, visual_unavailable_reason: str | None,
+    media_models: MediaModelSet,
 ) -> AnalysisStack:
     """The text models behind the text-analysis service (``text_client``, whose encoder
-    is ``text_model_id``); fusion and the media analyzers in this process."""
+    is ``text_model_id``), the media models behind theirs (``media_models``, their
+    clients); in this process only fusion and media decoding, hashing and features."""
     from serving.model_clients import TextAnalysisClient
 
     fuser = build_fuser(text_model_id, visual.model.id if visual is not None else None)
     text = TextAnalysisClient(text_client, fuser)
     media = build_media_analyzer(
-        settings, visual, visual_unavailable_reason, text.analyze_transcript
+        settings, visual, visual_unavailable_reason, text.analyze_transcript, media_models
     )
     return AnalysisStack(text, fuser, media)
 

@@ -9,8 +9,9 @@ directory is resolved offline through ``analyzers.model_registry``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,6 +24,14 @@ DEFAULT_ASR_SPEC = ModelSpec(
     role="speech_recognition", name="openai/whisper-tiny", hf_repo="openai/whisper-tiny"
 )
 CHUNK_SECONDS = 30.0
+
+
+class Transcriber(Protocol):
+    """``SpeechRecognizer`` here, or its client where the model runs in a model service."""
+
+    model: ModelRef
+
+    def transcribe(self, samples: np.ndarray, sample_rate: int) -> str: ...
 
 
 class SpeechRecognizer:
@@ -60,10 +69,13 @@ class SpeechRecognizer:
         return cls(resolved.path, resolved.ref, threads=threads)
 
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
-        audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, self.sample_rate)
-        step = int(CHUNK_SECONDS * self.sample_rate)
-        texts = [self._transcribe_chunk(audio[i : i + step]) for i in range(0, len(audio), step)]
-        return " ".join(t.strip() for t in texts if t.strip())
+        chunks = speech_chunks(samples, sample_rate, self.sample_rate)
+        return join_transcript(self.transcribe_chunks(chunks))
+
+    def transcribe_chunks(self, chunks: Sequence[np.ndarray]) -> list[str]:
+        """``speech_chunks`` -> their texts: the only step that needs the model (the media
+        model service runs it)."""
+        return [self._transcribe_chunk(np.asarray(chunk, dtype=np.float32)) for chunk in chunks]
 
     def _transcribe_chunk(self, chunk: np.ndarray) -> str:
         import torch
@@ -85,3 +97,14 @@ class SpeechRecognizer:
         finally:
             if self.threads:
                 torch.set_num_threads(previous_threads)
+
+
+def speech_chunks(samples: np.ndarray, sample_rate: int, model_rate: int) -> list[np.ndarray]:
+    """Audio resampled to the model's rate and cut into ``CHUNK_SECONDS`` windows."""
+    audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, model_rate)
+    step = int(CHUNK_SECONDS * model_rate)
+    return [audio[i : i + step] for i in range(0, len(audio), step)]
+
+
+def join_transcript(texts: Sequence[str]) -> str:
+    return " ".join(t.strip() for t in texts if t.strip())

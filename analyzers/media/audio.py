@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzers.media.asr import SpeechRecognizer
+from analyzers.media.asr import SpeechRecognizer, Transcriber
 from analyzers.media.audio_decode import ANALYSIS_SAMPLE_RATE, DecodedAudio, decode_audio
 from analyzers.media.limits import MediaLimits
 from analyzers.media.schemas import AudioAnalysis, ModalityVector, SpeechMusicEstimate, Transcript
@@ -252,7 +252,7 @@ class AudioAnalyzer:
 
     def __init__(
         self,
-        speech_recognizer: SpeechRecognizer | None = None,
+        speech_recognizer: Transcriber | None = None,
         text_analyzer: TextAnalyzerFn | None = None,
         limits: MediaLimits | None = None,
         asr_min_speech_probability: float = 0.3,

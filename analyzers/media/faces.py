@@ -57,10 +57,14 @@ class HaarFaceDetector:
 
     def detect(self, rgb: np.ndarray, scale: float = 1.0) -> list[Box]:
         """Face boxes on ``rgb``, multiplied by ``scale`` into original coordinates."""
+        small = face_input(rgb)
+        return face_boxes(self.find(small), rgb.shape[1], small.shape[1], scale)
+
+    def find(self, small: np.ndarray) -> np.ndarray:
+        """(faces, 4) x, y, w, h on a ``face_input`` image: the only step that needs the
+        cascade (the media model service runs it)."""
         import cv2
 
-        small = resize_max_side(rgb, DETECTION_SIDE)
-        factor = scale * rgb.shape[1] / small.shape[1]
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         with self._lock:
             found = self.classifier.detectMultiScale(
@@ -69,10 +73,22 @@ class HaarFaceDetector:
                 minNeighbors=self.min_neighbors,
                 minSize=(self.min_size, self.min_size),
             )
-        return [
-            Box(x=float(x) * factor, y=float(y) * factor, w=float(w) * factor, h=float(h) * factor)
-            for (x, y, w, h) in np.asarray(found).reshape(-1, 4)
-        ]
+        return np.asarray(found, dtype=np.int64).reshape(-1, 4)
+
+
+def face_input(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` at the side the cascade reads."""
+    return resize_max_side(rgb, DETECTION_SIDE)
+
+
+def face_boxes(found: np.ndarray, width: int, small_width: int, scale: float = 1.0) -> list[Box]:
+    """``find``'s boxes on the ``small_width`` image -> boxes on the ``width`` image
+    multiplied by ``scale``."""
+    factor = scale * width / small_width
+    return [
+        Box(x=float(x) * factor, y=float(y) * factor, w=float(w) * factor, h=float(h) * factor)
+        for (x, y, w, h) in np.asarray(found).reshape(-1, 4)
+    ]
 
 
 def iou(a: Box, b: Box) -> float:

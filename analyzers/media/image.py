@@ -8,7 +8,7 @@ assessed (``RiskScore(score=None, not_assessed_reason=...)``) and the rest still
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import numpy as np
 
@@ -23,14 +23,30 @@ from analyzers.media.quality import (
     assess_quality,
     quality_risk,
 )
-from analyzers.media.schemas import Detection, ImageAnalysis, ModalityVector
+from analyzers.media.schemas import Box, Detection, ImageAnalysis, ModalityVector
 from analyzers.media.visual import OpenCVDescriptorEmbedder, VisualEmbedder
-from core.contracts import NotAssessed, RiskScore
+from core.contracts import ModelRef, NotAssessed, RiskScore
 from core.errors import ModelLoadFailed, ModelNotAvailable
 
 DEFAULT_ANALYSIS_SIDE = 640
 DEFAULT: Final = "default"
 Default = Literal["default"]
+
+
+class NudityDetector(Protocol):
+    """``NudeNetDetector`` here, or its client where the model runs in a model service."""
+
+    model: ModelRef
+
+    def detect(self, rgb: np.ndarray, scale: float = 1.0) -> list[Detection]: ...
+
+
+class FaceDetector(Protocol):
+    """``HaarFaceDetector`` here, or its client where the cascade runs in a model service."""
+
+    model: ModelRef
+
+    def detect(self, rgb: np.ndarray, scale: float = 1.0) -> list[Box]: ...
 
 
 class ImageAnalyzer:
@@ -45,8 +61,8 @@ class ImageAnalyzer:
     def __init__(
         self,
         embedder: VisualEmbedder | Default | None = DEFAULT,
-        nudity: NudeNetDetector | Default | None = DEFAULT,
-        faces: HaarFaceDetector | Default | None = DEFAULT,
+        nudity: NudityDetector | Default | None = DEFAULT,
+        faces: FaceDetector | Default | None = DEFAULT,
         limits: MediaLimits | None = None,
         analysis_side: int = DEFAULT_ANALYSIS_SIDE,
         quality_thresholds: QualityThresholds | None = None,
@@ -63,22 +79,22 @@ class ImageAnalyzer:
         if self.embedder is None:
             self.unavailable["visual_embedding"] = "no visual embedder configured"
 
-        self.nudity: NudeNetDetector | None = None
-        if isinstance(nudity, NudeNetDetector):
-            self.nudity = nudity
-        elif nudity is None:
+        self.nudity: NudityDetector | None = None
+        if nudity is None:
             self.unavailable["nudity"] = "no nudity detector configured"
+        elif not isinstance(nudity, str):
+            self.nudity = nudity
         else:
             try:
                 self.nudity = NudeNetDetector(threads=threads)
             except (ModelNotAvailable, ModelLoadFailed) as exc:
                 self.unavailable["nudity"] = exc.message
 
-        self.faces: HaarFaceDetector | None = None
-        if isinstance(faces, HaarFaceDetector):
-            self.faces = faces
-        elif faces is None:
+        self.faces: FaceDetector | None = None
+        if faces is None:
             self.unavailable["faces"] = "no face detector configured"
+        elif not isinstance(faces, str):
+            self.faces = faces
         else:
             try:
                 self.faces = HaarFaceDetector()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,46 +109,69 @@ class NudeNetDetector:
 
     def detect(self, rgb: np.ndarray, scale: float = 1.0) -> list[Detection]:
         """Detections on ``rgb``; boxes multiplied by ``scale`` into original coordinates."""
-        import cv2
-
         height, width = rgb.shape[:2]
-        side = max(height, width)
-        padded = cv2.copyMakeBorder(
-            rgb, 0, side - height, 0, side - width, cv2.BORDER_CONSTANT, value=(0, 0, 0)
-        )
-        resized = cv2.resize(padded, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
-        blob = (resized.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        output = self.session.run(None, {self.input_name: blob})[0]
-        rows = np.asarray(output)[0].T  # (anchors, 4 + classes)
-        class_scores = rows[:, 4:]
-        best = class_scores.argmax(axis=1)
-        best_score = class_scores[np.arange(len(rows)), best]
-        keep = best_score >= SCORE_THRESHOLD
-        if not keep.any():
-            return []
-        cx, cy, bw, bh = (rows[keep, i] for i in range(4))
-        factor = side / INPUT_SIZE
-        x = np.clip((cx - bw / 2) * factor, 0, width)
-        y = np.clip((cy - bh / 2) * factor, 0, height)
-        w = np.minimum(bw * factor, width - x)
-        h = np.minimum(bh * factor, height - y)
-        boxes = np.stack([x, y, w, h], axis=1)
-        scores = best_score[keep]
-        classes = best[keep]
-        indices = cv2.dnn.NMSBoxes(
-            boxes.tolist(), scores.tolist(), NMS_SCORE_THRESHOLD, NMS_THRESHOLD
-        )
-        detections = []
-        for index in np.asarray(indices).reshape(-1):
-            bx, by, bwid, bhei = (float(v) * scale for v in boxes[index])
-            detections.append(
-                Detection(
-                    label=NUDENET_LABELS[int(classes[index])],
-                    score=round(float(np.clip(scores[index], 0.0, 1.0)), 4),
-                    box=Box(x=round(bx, 1), y=round(by, 1), w=round(bwid, 1), h=round(bhei, 1)),
-                )
+        [output] = self.run([nudity_input(rgb)])
+        return nudity_detections(output, width, height, scale)
+
+    def run(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """The network's raw output, (images, 4 + classes, anchors), for ``nudity_input``
+        images: the only step that needs the model (the nudity model service runs it)."""
+        blob = np.stack([(i.astype(np.float32) / 255.0).transpose(2, 0, 1) for i in inputs])
+        return np.asarray(self.session.run(None, {self.input_name: blob})[0])
+
+
+def nudity_input(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` padded to a square and resized to the detector's input (uint8)."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    side = max(height, width)
+    padded = cv2.copyMakeBorder(
+        rgb, 0, side - height, 0, side - width, cv2.BORDER_CONSTANT, value=(0, 0, 0)
+    )
+    return np.asarray(
+        cv2.resize(padded, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+    )
+
+
+def nudity_detections(
+    output: np.ndarray, width: int, height: int, scale: float = 1.0
+) -> list[Detection]:
+    """One image's raw output -> detections (score threshold, NMS), boxes in the
+    ``width`` x ``height`` image's pixels multiplied by ``scale``."""
+    import cv2
+
+    side = max(height, width)
+    rows = np.asarray(output).T  # (anchors, 4 + classes)
+    class_scores = rows[:, 4:]
+    best = class_scores.argmax(axis=1)
+    best_score = class_scores[np.arange(len(rows)), best]
+    keep = best_score >= SCORE_THRESHOLD
+    if not keep.any():
+        return []
+    cx, cy, bw, bh = (rows[keep, i] for i in range(4))
+    factor = side / INPUT_SIZE
+    x = np.clip((cx - bw / 2) * factor, 0, width)
+    y = np.clip((cy - bh / 2) * factor, 0, height)
+    w = np.minimum(bw * factor, width - x)
+    h = np.minimum(bh * factor, height - y)
+    boxes = np.stack([x, y, w, h], axis=1)
+    scores = best_score[keep]
+    classes = best[keep]
+    indices = cv2.dnn.NMSBoxes(
+        boxes.tolist(), scores.tolist(), NMS_SCORE_THRESHOLD, NMS_THRESHOLD
+    )
+    detections = []
+    for index in np.asarray(indices).reshape(-1):
+        bx, by, bwid, bhei = (float(v) * scale for v in boxes[index])
+        detections.append(
+            Detection(
+                label=NUDENET_LABELS[int(classes[index])],
+                score=round(float(np.clip(scores[index], 0.0, 1.0)), 4),
+                box=Box(x=round(bx, 1), y=round(by, 1), w=round(bwid, 1), h=round(bhei, 1)),
             )
-        return detections
+        )
+    return detections
 
 
 def sexual_risk(detections: list[Detection], model_id: str) -> RiskScore:

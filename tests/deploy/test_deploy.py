@@ -63,12 +63,14 @@ def test_the_schemas_catch_a_broken_manifest():
 def test_the_layout_has_every_part_and_their_references_resolve():
     deployments = by_kind("Deployment")
     assert set(deployments) == {"reelsift-api", "reelsift-text-analysis",
-                                "reelsift-visual-embedding", "reelsift-event-worker"}
+                                "reelsift-visual-embedding", "reelsift-media-models",
+                                "reelsift-event-worker"}
     assert set(by_kind("StatefulSet")) == {"reelsift-postgres", "reelsift-redis"}
     services = by_kind("Service")
     autoscaled = {h["spec"]["scaleTargetRef"]["name"]
                   for h in by_kind("HorizontalPodAutoscaler").values()}
-    assert autoscaled == {"reelsift-api", "reelsift-text-analysis", "reelsift-visual-embedding"}
+    assert autoscaled == {"reelsift-api", "reelsift-text-analysis", "reelsift-visual-embedding",
+                          "reelsift-media-models"}
     assert autoscaled <= set(deployments)
     config = by_kind("ConfigMap")["reelsift-config"]["data"]
     secrets = by_kind("Secret")["reelsift-secrets"]["stringData"]
@@ -95,7 +97,8 @@ def test_the_layout_has_every_part_and_their_references_resolve():
     api = deployments["reelsift-api"]["spec"]["template"]["spec"]["containers"][0]
     depends = [api["args"][i + 1] for i, a in enumerate(api["args"]) if a == "--depends"]
     models = {d.on.name for d in Reelsift.dependencies.values()}
-    assert models == {"reelsift-text-analysis", "reelsift-visual-embedding"}
+    assert models == {"reelsift-text-analysis", "reelsift-visual-embedding",
+                      "reelsift-media-models"}
     assert len(depends) == len(models)
     for model in models:
         assert f"{model}=http://{model}:3000" in depends

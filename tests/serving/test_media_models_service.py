@@ -1,0 +1,114 @@
+"""The media models served apart from the API: the image and audio analyses an API worker
+makes through the MediaModels service's clients are the ones made with the models in
+process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from analyzers.model_registry import ModelRegistry
+from serving.service import MediaModels
+from serving.settings import Settings
+from serving.wiring import (
+    MediaModelSet,
+    build_media_analyzer,
+    build_media_models,
+    media_model_clients,
+)
+from tests.analyzers.media import synth
+from tests.analyzers.media.test_audio import tiny_ctc_dir  # noqa: F401  (a fixture)
+from tests.conftest import REPO
+
+
+class OverTheWire:
+    """The MediaModels service's own methods over models loaded here, called as a BentoML
+    client calls them: arrays copied in and out, JSON answers through JSON."""
+
+    def __init__(self, models: MediaModelSet) -> None:
+        self.service = MediaModels.inner.__new__(MediaModels.inner)  # type: ignore[attr-defined]
+        self.service.models = models
+        self.calls: list[str] = []
+
+    def describe(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self.service.describe()))  # type: ignore[no-any-return]
+
+    def detect_nudity(self, images: list[np.ndarray]) -> np.ndarray:
+        self.calls.append("nudity")
+        return np.array(self.service.detect_nudity([np.array(i) for i in images]))
+
+    def detect_faces(self, images: list[np.ndarray]) -> list[list[list[int]]]:
+        self.calls.append("faces")
+        return json.loads(json.dumps(self.service.detect_faces([np.array(i) for i in images])))  # type: ignore[no-any-return]
+
+    def transcribe(self, chunks: list[np.ndarray]) -> list[str]:
+        self.calls.append("transcribe")
+        return list(self.service.transcribe([np.array(c) for c in chunks]))
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(data_dir=tmp_path_factory.mktemp("media-service") / "var",
+                    model_cache_dir=REPO / "var" / "test-cache", inference_threads=1)
+
+
+def test_image_analysis_through_the_service_is_the_in_process_one(settings):
+    local = build_media_models(settings)
+    assert local.nudity is not None and local.faces is not None
+    wire = OverTheWire(local)
+    remote = media_model_clients(wire, wire.describe())
+    assert remote.nudity is not None and remote.nudity.model == local.nudity.model
+    assert remote.faces is not None and remote.faces.model == local.faces.model
+
+    in_process = build_media_analyzer(settings, None, "not needed here", models=local)
+    served = build_media_analyzer(settings, None, "not needed here", models=remote)
+    faces = cv2.resize(synth.cartoon_faces(), (1280, 960), interpolation=cv2.INTER_CUBIC)
+    found = []
+    for image in (synth.encode(faces, ".png"), synth.encode(synth.scene(3), ".jpg")):
+        expected = in_process.image.analyze(image)
+        got = served.image.analyze(image)
+        assert got.model_dump(mode="json") == expected.model_dump(mode="json")
+        assert expected.models.keys() >= {"nudity", "faces"}
+        found.append(expected)
+    assert wire.calls == ["nudity", "faces"] * 2
+    # Boxes scaled back to the 1280x960 upload, as in process.
+    assert found[0].faces is not None and found[0].faces.haar_count == 2
+
+
+def test_a_model_the_service_lacks_is_not_assessed_with_its_reason(settings):
+    missing = MediaModelSet(None, None, None, {
+        "nudity": "no NudeNet here", "faces": "no cascade here", "transcript": "no ASR here"})
+    wire = OverTheWire(missing)
+    remote = media_model_clients(wire, wire.describe())
+    served = build_media_analyzer(settings, None, "not needed here", models=remote)
+    result = served.image.analyze(synth.encode(synth.scene(5), ".png"))
+    reasons = {n.output: n.reason for n in result.not_assessed}
+    assert reasons["nudity"] == "no NudeNet here" and reasons["faces"] == "no cascade here"
+    assert served.audio.speech_recognizer is None
+    assert served.audio.asr_unavailable_reason == "no ASR here"
+    assert wire.calls == []
+
+
+def test_a_transcript_through_the_service_is_the_in_process_one(
+    settings, tiny_ctc_dir: Path  # noqa: F811
+):
+    from analyzers.media import SpeechRecognizer
+
+    recognizer = SpeechRecognizer.from_registry(
+        ModelRegistry(explicit_paths={"speech_recognition": tiny_ctc_dir}), threads=1)
+    local = MediaModelSet(None, None, recognizer, {})
+    wire = OverTheWire(local)
+    remote = media_model_clients(wire, {**wire.describe(), "nudity": {"available": False},
+                                        "faces": {"available": False}})
+    assert remote.speech is not None and remote.speech.model == recognizer.model
+    # 70 s at 44.1 kHz: resampled to the model's 16 kHz and cut into three 30 s windows.
+    speech = synth.speech_like(seconds=70.0, sr=44_100)
+    expected = recognizer.transcribe(speech, 44_100)
+    assert expected.strip()
+    assert remote.speech.transcribe(speech, 44_100) == expected
+    assert wire.calls == ["transcribe"]
