@@ -104,6 +104,7 @@ class Catalog:
         self.by_creator: dict[str, dict[str, None]] = {}
         self.category_names: dict[str, str] = {}
         self.newest_created_at = 0.0  # of any item added (the feed's clock reads it)
+        self.removals = 0  # items taken out so far (cached candidates check it)
         self.vocab = Vocabulary()
         self.columns = ItemColumns(self.vocab)  # replaced whole when rebuilt
         self._sessions: sessionmaker[Session] | None = None
@@ -196,6 +197,7 @@ class Catalog:
             self.index.remove(item_id)
             if item is None:
                 return False
+            self.removals += 1
             self._unindex(item)
             self.columns.discard(item_id)
             self._maybe_rebuild_columns()

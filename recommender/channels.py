@@ -314,7 +314,7 @@ class Matcher:
         return self.merge(request, self.propose(request))
 
     def merge(self, request: MatchRequest, proposals: Mapping[str, list[tuple[str, float]]],
-              ) -> CandidateSet:  # cached proposals are read-only here
+              ) -> CandidateSet:
         """Channels' proposals merged and cut to ``candidate_limit``.
 
         Channels' scores are on different scales (a cosine, a co-engagement sum, a
@@ -323,8 +323,14 @@ class Matcher:
         earns ``weight / (1 + rank / rank_constant)`` (``settings.weights``; at least
         ``MERGE_WEIGHT_FLOOR`` so no channel is silenced here), summed over channels
         (ties: first proposed first)."""
+        return self.cut(self.lay_out(request, proposals))
+
+    def lay_out(self, request: MatchRequest, proposals: Mapping[str, list[tuple[str, float]]],
+                ) -> MergeRows:
+        """The proposals the request may see, one row per item (in channel order, first
+        proposed first), each channel's rescaled and rank score in its column."""
         names = tuple(c.name for c in self.channels)
-        weights = self.settings.weights
+        rank_constant = self.settings.weights.rank_constant
         row_of: dict[str, int] = {}
         rows: list[int] = []
         columns: list[int] = []
@@ -347,19 +353,52 @@ class Matcher:
             rescaled = (np.asarray(kept, dtype=np.float64) / top if top > 0
                         else np.zeros(len(kept)))
             values.append(np.maximum(rescaled, 1e-6))
-            ranks.append(1.0 / (1.0 + np.arange(len(kept)) / weights.rank_constant))
+            ranks.append(1.0 / (1.0 + np.arange(len(kept)) / rank_constant))
         scores = np.zeros((len(row_of), len(names)), dtype=np.float64)
         rank_scores = np.zeros_like(scores)
         if rows:
             scores[rows, columns] = np.concatenate(values)
             rank_scores[rows, columns] = np.concatenate(ranks)
+        return MergeRows(row_of, scores, rank_scores, fresh)
+
+    def cut(self, laid_out: MergeRows) -> CandidateSet:
+        """Rank the rows by their weighted rank scores; keep ``candidate_limit``."""
+        names = tuple(c.name for c in self.channels)
+        weights = self.settings.weights
         merge_weights = np.asarray(
             [max(weights.channels.get(n, 0.0), MERGE_WEIGHT_FLOOR) for n in names])
-        rank = rank_scores @ merge_weights
+        rank = laid_out.rank_scores @ merge_weights
         order = np.argsort(-rank, kind="stable")[: self.settings.candidate_limit]
-        ids = list(row_of)
-        return CandidateSet([ids[r] for r in order.tolist()], scores[order], names,
-                            rank_scores[order], fresh)
+        ids = list(laid_out.row_of)
+        return CandidateSet([ids[r] for r in order.tolist()], laid_out.scores[order], names,
+                            laid_out.rank_scores[order], laid_out.fresh)
+
+
+@dataclass(frozen=True, slots=True)
+class MergeRows:
+    """Some channels' proposals laid out for the merge (``Matcher.lay_out``): item id ->
+    row, and per row each channel's rescaled score and rank score (0: not proposed).
+    Read-only once made: the candidate cache hands the same one to many requests."""
+
+    row_of: dict[str, int]
+    scores: np.ndarray  # (rows, channels) float64
+    rank_scores: np.ndarray
+    fresh: list[str]
+
+    def joined(self, later: MergeRows) -> MergeRows:
+        """These rows, then ``later``'s items not among them: what laying out both
+        channel sets at once gives, when ``later``'s channels come after these in the
+        matcher's order (their columns are disjoint, so scores add)."""
+        row_of = dict(self.row_of)
+        rows = [row_of.setdefault(i, len(row_of)) for i in later.row_of]
+        scores = np.zeros((len(row_of), self.scores.shape[1]), dtype=np.float64)
+        rank_scores = np.zeros_like(scores)
+        scores[: len(self.row_of)] = self.scores
+        rank_scores[: len(self.row_of)] = self.rank_scores
+        if rows:
+            scores[rows] += later.scores
+            rank_scores[rows] += later.rank_scores
+        return MergeRows(row_of, scores, rank_scores, [*self.fresh, *later.fresh])
 
 
 VOLATILE_CHANNELS = frozenset({"fresh", "trending", "followed"})
@@ -368,26 +407,26 @@ every request, never cached (new uploads, a creator's new item, what is rising n
 
 
 class CandidateCache:
-    """A user's proposals from the personal channels, reused while nothing they were
-    made from changed. Matching is most of a feed request's CPU (ten channels, several
-    ANN searches); a user paging or refreshing within seconds gets the same proposals,
-    so recomputing them is waste. An entry is valid while the user's profile stamp
-    (events applied, last event time) and the collaborative fit
-    version are the ones it was made with, the exclusions are the same and the feed
-    clock has not moved on by ``ttl_s`` (or back): the user's own events and a refit take
-    effect on the next request. ``VOLATILE_CHANNELS`` are not cached, and the merge runs
-    every request, so new items reach the feed through them at once and items taken
-    down since are dropped."""
+    """A user's proposals from the personal channels, laid out for the merge
+    (``MergeRows``), reused while nothing they were made from changed. Matching is most
+    of a feed request's CPU (ten channels, several ANN searches); a user paging or
+    refreshing within seconds gets the same proposals, so recomputing them is waste. An
+    entry is valid while the user's profile stamp (events applied, last event time), the
+    collaborative fit version and the catalog's takedown count are the ones it was made
+    with, the exclusions are the same and the feed clock has not moved on by ``ttl_s``
+    (or back): the user's own events, a refit and a takedown take effect on the next
+    request. ``VOLATILE_CHANNELS`` are not cached: they are read and joined to the
+    cached rows on every request, so new items reach the feed through them at once."""
 
     def __init__(self, ttl_s: float, max_users: int) -> None:
         self.ttl_s = ttl_s
         self.max_users = max_users
-        self._entries: OrderedDict[str, tuple[Hashable, float, Proposals]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Hashable, float, MergeRows]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, user_id: str, stamp: Hashable, now: float) -> Proposals | None:
+    def get(self, user_id: str, stamp: Hashable, now: float) -> MergeRows | None:
         with self._lock:
             entry = self._entries.get(user_id)
             if entry is not None and entry[0] == stamp and 0 <= now - entry[1] < self.ttl_s:
@@ -397,9 +436,9 @@ class CandidateCache:
             self.misses += 1
             return None
 
-    def put(self, user_id: str, stamp: Hashable, now: float, proposals: Proposals) -> None:
+    def put(self, user_id: str, stamp: Hashable, now: float, rows: MergeRows) -> None:
         with self._lock:
-            self._entries[user_id] = (stamp, now, proposals)
+            self._entries[user_id] = (stamp, now, rows)
             self._entries.move_to_end(user_id)
             while len(self._entries) > self.max_users:
                 self._entries.popitem(last=False)

@@ -291,23 +291,26 @@ class FeedService:
         return inputs.candidates.item_ids, feature_rows(inputs.batch)
 
     def _candidates(self, request: MatchRequest, client_excluded: set[str]) -> CandidateSet:
-        """The matcher's merged candidates; personal channels' proposals from
-        ``candidate_cache`` while still valid, the volatile ones read now."""
+        """The matcher's merged candidates; the personal channels' rows from
+        ``candidate_cache`` while still valid, the volatile channels read now."""
         cache, matcher = self.candidate_cache, self.matcher
         if cache is None:
             return matcher.candidates(request)
         fit = self.state.collaborative.fit
         stamp = (profile_stamp(request.profile), fit.version if fit is not None else 0,
-                 frozenset(client_excluded))
-        cached = cache.get(request.user_id, stamp, request.now)
-        if cached is None:
+                 self.state.catalog.removals, frozenset(client_excluded))
+        personal = cache.get(request.user_id, stamp, request.now)
+        if personal is None:
             proposals = matcher.propose(request)
-            cache.put(request.user_id, stamp, request.now, {
+            personal = matcher.lay_out(request, {
                 name: hits for name, hits in proposals.items()
                 if name not in VOLATILE_CHANNELS})
+            cache.put(request.user_id, stamp, request.now, personal)
+            volatile = {name: hits for name, hits in proposals.items()
+                        if name in VOLATILE_CHANNELS}
         else:
-            proposals = {**cached, **matcher.propose(request, only=VOLATILE_CHANNELS)}
-        return matcher.merge(request, proposals)
+            volatile = matcher.propose(request, only=VOLATILE_CHANNELS)
+        return matcher.cut(personal.joined(matcher.lay_out(request, volatile)))
 
     def handle(self, request: FeedRequest) -> FeedResponse:
         return self.feed(request.user_id, request.k, request.context, request.exclude)

@@ -365,10 +365,12 @@ def test_candidate_cache_reuses_a_users_candidates_until_anything_they_read_chan
     again = service.feed("u1", 10)
     assert cache.hits == 1 and [i.item_id for i in again.items] == [
         i.item_id for i in first.items]
-    # a taken-down item leaves the very next feed, cached proposals or not
+    # a taken-down item leaves the very next feed: a takedown invalidates cached rows
     gone = first.items[0].item_id
     state.catalog.remove(gone)
     assert gone not in {i.item_id for i in service.feed("u1", 10).items}
+    assert (cache.hits, cache.misses) == (1, 2)
+    service.feed("u1", 10)
     assert cache.hits == 2
     # a new upload is proposed at once: the fresh channel is read on every request
     state.catalog.add(CatalogItem("brand-new", "c-new", clock.now, tags=("t1",)),
@@ -379,18 +381,44 @@ def test_candidate_cache_reuses_a_users_candidates_until_anything_they_read_chan
     assert "brand-new" in merged.proposed_by("fresh") and cache.hits == 3
     # other exclusions, the user's own event, a refit, the clock: each recomputes
     service.feed("u1", 10, exclude=[first.items[1].item_id])
-    assert cache.misses == 2
+    assert cache.misses == 3
     state.apply(h.ev("u1", first.items[1].item_id, "like", clock.dt))
     liked = service.feed("u1", 10)
-    assert cache.misses == 3 and first.items[1].item_id not in {i.item_id for i in liked.items}
+    assert cache.misses == 4 and first.items[1].item_id not in {i.item_id for i in liked.items}
     state.collaborative.refresh()
     service.feed("u1", 10)
-    assert cache.misses == 4
+    assert cache.misses == 5
     clock.advance(31)
     service.feed("u1", 10)
-    assert cache.misses == 5
+    assert cache.misses == 6
     service.feed("u1", 10)
-    assert (cache.hits, cache.misses) == (4, 5)
+    assert (cache.hits, cache.misses) == (4, 6)
+
+
+def test_cached_candidates_are_the_candidates_matching_now_would_give(h, clock, tmp_path):
+    """The cache keeps the personal channels' merge rows and joins the volatile
+    channels' rows on each request: the result must be the one merge of everything."""
+    from recommender.ranking import HeuristicRanker
+    from recommender.service import FeedService
+
+    state = _world(h, clock, tmp_path, n=600, candidate_cache_seconds=30)
+    service = FeedService(state, HeuristicRanker(state.settings.weights))
+    checked = 0
+    for user in ("u1", "u2", "u3"):
+        profile = state.profiles.get(user)
+        request = MatchRequest(user, profile, clock.now,
+                               profile.excluded() if profile is not None else set())
+        service._candidates(request, set())  # fills the cache
+        cached = service._candidates(request, set())
+        direct = service.matcher.candidates(request)
+        assert cached.item_ids == direct.item_ids
+        assert cached.proposed_by("trending") or cached.proposed_by("fresh")
+        np.testing.assert_array_equal(cached.scores, direct.scores)
+        np.testing.assert_array_equal(cached.rank_scores, direct.rank_scores)
+        assert cached.fresh == direct.fresh
+        checked += len(direct)
+    assert service.candidate_cache is not None and service.candidate_cache.hits == 3
+    assert checked > 0
 
 
 def test_candidate_cache_off_matches_every_request(h, clock, tmp_path):
