@@ -34,17 +34,21 @@ ITEMS = [
 
 
 class WireService:
-    """Answers as the TextAnalysis service does, through the same JSON a BentoML client
-    reads: the service's own code path over models loaded here."""
+    """The TextAnalysis service's own ``analyze`` over models loaded here, called as a
+    BentoML client calls it: JSON in, JSON out."""
 
     def __init__(self, text: InProcessTextAnalysis) -> None:
+        from serving.service import TextAnalysis
+
+        self.service = TextAnalysis.inner.__new__(TextAnalysis.inner)  # type: ignore[attr-defined]
+        self.service.text = text
         self.text = text
         self.calls: list[int] = []
 
     def analyze(self, documents: list[dict[str, str]]) -> list[dict[str, Any]]:
         self.calls.append(len(documents))
-        return json.loads(json.dumps(analyze_wire_documents(self.text, json.loads(
-            json.dumps(documents)))))
+        answer = self.service.analyze(json.loads(json.dumps(documents)))
+        return json.loads(json.dumps(answer))  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
