@@ -21,6 +21,7 @@ import math
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -123,8 +124,8 @@ class ItemStats:
 
     def table(self, item_ids: Sequence[str]) -> np.ndarray:
         """``COUNTER_COLUMNS`` of each item, zeros for an item without events."""
-        get = self._row_of.get
-        rows = np.fromiter((get(i, 0) for i in item_ids), dtype=np.int64, count=len(item_ids))
+        rows = np.fromiter(map(self._row_of.get, item_ids, repeat(0)), dtype=np.int64,
+                           count=len(item_ids))
         return self._table[rows]
 
     def _lead(self, item_id: str, c: ItemCounters) -> None:

@@ -38,6 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Collection
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -316,8 +317,7 @@ class VectorIndex:
     def vectors(self, item_ids: list[str]) -> tuple[list[str], np.ndarray]:
         """Vectors of those ids that are live here, in the order given."""
         with self._lock:
-            row_of = self._row_of.get
-            rows = np.fromiter((row_of(i, -1) for i in item_ids), dtype=np.int64,
+            rows = np.fromiter(map(self._row_of.get, item_ids, repeat(-1)), dtype=np.int64,
                                count=len(item_ids))
             live = self._alive_mask(rows)
             if not live.any():
