@@ -80,12 +80,15 @@ class TrainConfig:
     # balance above: the clean text a head is most likely to meet in the product and that
     # the balance shrinks most. Spam meets long prose (forum posts, abstracts: news-like
     # event notices with "free" and "join" scored 0.45-0.52 without it); clickbait meets
-    # forum subject lines phrased as questions. Chosen on a split of the *fit* rows, never
-    # on *test* (see DATA_SOURCES.md).
+    # forum subject lines phrased as questions; harassment meets blunt forum replies
+    # ("if you want to stick your car up the ass of a semi ..."), which the tweets'
+    # second-person insults resemble. Chosen on *calib* and a split of the *fit* rows,
+    # never on *test* (see DATA_SOURCES.md).
     clean_weight: dict[str, dict[str, float]] = field(
         default_factory=lambda: {
             "spam": {"newsgroups": 3.0, "wikipedia": 3.0},
             "clickbait": {"newsgroups": 6.0},
+            "harassment": {"newsgroups": 3.0},
         }
     )
     # Stratified sample of each file: for quick runs and tests, never for shipped models.
