@@ -90,12 +90,16 @@ class TextAnalysisClient:
     every text model (encoder, spaCy, language id, keywords, risk and taxonomy heads).
 
     Documents of concurrent requests meet in one model batch there; chunks no larger
-    than a batch keep one bulk caller from starving the others. The fused vector is added
+    than a batch keep one bulk caller from starving the others. 32: spaCy and the
+    taxonomy's chunked reading run in the call, not only the encoder, and 32 documents of
+    the longest allowed text (20,000 characters) took 51 s in one call on a loaded 2-core
+    machine with one inference thread, inside the 120 s ``REELSIFT_MODEL_CALL_TIMEOUT_S``
+    (64 would come near it). The fused vector is added
     here (``fuse_text_vectors``, as the in-process path does): its model id names the
     visual model, which the text service does not load.
     """
 
-    def __init__(self, client: Any, fuser: ItemFuser | None, chunk: int = 64) -> None:
+    def __init__(self, client: Any, fuser: ItemFuser | None, chunk: int = 32) -> None:
         self.client = client
         self.fuser = fuser
         self.chunk = chunk
