@@ -13,7 +13,11 @@ and each shared library or model file, grouped by the package it comes from; the
 fresh interpreter imports what the API worker imports (``serving.service``) and prints
 which heavy packages that import brings in and the RSS it reaches before any request.
 
-    uv run python benchmarks/api_memory.py [--keep DIR]
+    uv run python benchmarks/api_memory.py [--keep DIR] [--media]
+
+``--media`` also posts a photo and a two-second WAV through each worker while warming, so
+the API workers have loaded what media decoding needs (OpenCV, librosa) and called the
+media model service.
 """
 
 from __future__ import annotations
@@ -101,8 +105,37 @@ def library_breakdown(pid: int) -> dict[str, int]:
     return dict(totals)
 
 
-def warm(url: str, keys: dict[str, str], workers: int) -> None:
+def media_files() -> list[tuple[str, bytes, str]]:
+    """A 640x480 PNG with shapes and a two-second 16 kHz WAV (a chirp), made here."""
+    import io
+    import wave
+
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    image = np.full((480, 640, 3), 200, np.uint8)
+    for _ in range(12):
+        x, y = (int(v) for v in rng.integers(0, 600, 2))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        cv2.rectangle(image, (x, y % 440), (x + 40, y % 440 + 40), colour, -1)
+    ok, png = cv2.imencode(".png", image)
+    assert ok
+    t = np.linspace(0, 2, 32_000, endpoint=False)
+    samples = (0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) * 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes(samples.tobytes())
+    return [("photo.png", png.tobytes(), "image/png"),
+            ("chirp.wav", buffer.getvalue(), "audio/wav")]
+
+
+def warm(url: str, keys: dict[str, str], workers: int, media: bool = False) -> None:
     admin = {"Authorization": f"Bearer {keys['demo-admin']}"}
+    files = media_files() if media else []
     with httpx.Client(base_url=url, timeout=300) as client:
         # Requests land on the workers in turn; enough of each kind reaches every worker.
         for i in range(4 * workers):
@@ -111,6 +144,11 @@ def warm(url: str, keys: dict[str, str], workers: int) -> None:
                 "text": f"Arsenal beat Chelsea {i}-1 in London #PremierLeague"}).raise_for_status()
             client.get("/v1/feed", headers=admin, params={"user_id": f"u{i}", "k": 10})
             client.get(f"/v1/items/mem-{i}", headers=admin).raise_for_status()
+            for name, data, media_type in files:
+                meta = {"id": f"mem-{i}-{name}", "creator_id": "bench", "title": name}
+                client.post("/v1/items", headers=admin, files={
+                    "metadata": (None, json.dumps(meta), "application/json"),
+                    "file": (name, data, media_type)}).raise_for_status()
 
 
 IMPORT_PROBE = """
@@ -126,6 +164,8 @@ print(json.dumps({"rss_kb": rss, "loaded": loaded}))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", type=Path, help="data dir to keep (default: a temp dir)")
+    parser.add_argument("--media", action="store_true",
+                        help="also warm each worker with a photo and an audio upload")
     args = parser.parse_args()
     from serving.launcher import launch
 
@@ -138,7 +178,7 @@ def main() -> None:
             keys = json.loads((data_dir / "demo-keys.json").read_text())
             pids = children(server.process.pid)
             api_workers = [p for p in pids if role(p) == "API worker"]
-            warm(server.url, keys, max(1, len(api_workers)))
+            warm(server.url, keys, max(1, len(api_workers)), media=args.media)
             time.sleep(2)
             pids = [server.process.pid, *children(server.process.pid)]
             rows = [(role(p), p, status_kb(p, "VmRSS"), pss_kb(p)) for p in pids]

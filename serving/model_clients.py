@@ -26,6 +26,7 @@ import numpy as np
 
 from analyzers.fusion import ItemFuser
 from analyzers.media.asr import join_transcript, speech_chunks
+from analyzers.media.audio import AudioSignal
 from analyzers.media.faces import face_boxes, face_input
 from analyzers.media.nudity import nudity_detections, nudity_input
 from analyzers.media.schemas import Box, Detection
@@ -207,3 +208,20 @@ class SpeechClient:
                 "media-models",
             )
         return join_transcript(texts)
+
+
+class AudioSignalClient:
+    """A ``SignalAnalyzer`` computed by the MediaModels service from the decoded samples
+    (librosa, with numba and LLVM, is 210 MB that the API workers need not hold)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def __call__(self, samples: np.ndarray, sample_rate: int) -> AudioSignal:
+        answer = call_model_service(
+            lambda: self.client.audio_signal(
+                samples=np.ascontiguousarray(samples, dtype=np.float32), sample_rate=sample_rate
+            ),
+            "media-models",
+        )
+        return AudioSignal.model_validate(answer)

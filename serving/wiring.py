@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     # built: API workers reach them through the text-analysis service and never load them.
     from analyzers.media import MediaAnalyzer, MediaLimits, VisualEmbedder
     from analyzers.media.asr import Transcriber
+    from analyzers.media.audio import SignalAnalyzer
     from analyzers.media.image import FaceDetector, NudityDetector
     from analyzers.text import TextAnalyzer
     from moderation.risk.model import TextRiskModel
@@ -125,6 +126,8 @@ class MediaModelSet:
     faces: FaceDetector | None
     speech: Transcriber | None
     unavailable: dict[str, str]
+    # The audio features: None computes them here (librosa).
+    audio_signal: SignalAnalyzer | None = None
 
 
 def build_media_models(settings: Settings) -> MediaModelSet:
@@ -170,7 +173,7 @@ def describe_media_models(models: MediaModelSet) -> dict[str, Any]:
 
 def media_model_clients(client: Any, info: dict[str, Any]) -> MediaModelSet:
     """Clients of the media model service, from what its ``describe`` answered."""
-    from serving.model_clients import FaceClient, NudityClient, SpeechClient
+    from serving.model_clients import AudioSignalClient, FaceClient, NudityClient, SpeechClient
 
     def ref(output: str) -> ModelRef:
         return ModelRef(**info[output]["model"])
@@ -183,6 +186,7 @@ def media_model_clients(client: Any, info: dict[str, Any]) -> MediaModelSet:
         speech=(SpeechClient(client, ref("transcript"), int(info["transcript"]["sample_rate"]))
                 if "transcript" not in unavailable else None),
         unavailable=unavailable,
+        audio_signal=AudioSignalClient(client),
     )
 
 
@@ -195,6 +199,7 @@ def build_media_analyzer(
     ``transcripts`` analyzes what speech recognition heard. ``models``: None loads them
     here (``build_media_models``)."""
     from analyzers.media import AudioAnalyzer, ImageAnalyzer, MediaAnalyzer
+    from analyzers.media.audio import audio_signal
 
     models = models or build_media_models(settings)
     limits = media_limits(settings)
@@ -210,6 +215,7 @@ def build_media_analyzer(
     audio = AudioAnalyzer(
         speech_recognizer=models.speech, text_analyzer=transcripts, limits=limits,
         asr_unavailable_reason=models.unavailable.get("transcript"),
+        signal=models.audio_signal or audio_signal,
     )
     return MediaAnalyzer(image=image, audio=audio, limits=limits)
 

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from analyzers.media.asr import SpeechRecognizer, Transcriber
 from analyzers.media.audio_decode import ANALYSIS_SAMPLE_RATE, DecodedAudio, decode_audio
@@ -242,6 +243,31 @@ def make_librosa_embedder() -> LibrosaAudioEmbedder:
     return LibrosaAudioEmbedder()
 
 
+class AudioSignal(BaseModel):
+    """What the features say about one signal: the part of an audio analysis that needs
+    librosa (computed here, or by the media model service for the API workers)."""
+
+    loudness_dbfs: float
+    peak_dbfs: float
+    silence_ratio: float
+    tempo_bpm: float | None
+    speech_music: SpeechMusicEstimate
+    embedding: list[float]
+
+
+def audio_signal(samples: np.ndarray, sample_rate: int) -> AudioSignal:
+    features = AudioFeatures(samples, sample_rate)
+    return AudioSignal(
+        loudness_dbfs=features.loudness_dbfs, peak_dbfs=features.peak_dbfs,
+        silence_ratio=features.silence_ratio, tempo_bpm=features.tempo_bpm,
+        speech_music=features.speech_music, embedding=features.embedding().tolist(),
+    )
+
+
+# (samples, sample_rate) -> AudioSignal: ``audio_signal`` or a model service's client.
+SignalAnalyzer = Callable[[np.ndarray, int], AudioSignal]
+
+
 class AudioAnalyzer:
     """``AudioAnalyzer().analyze(data) -> AudioAnalysis``.
 
@@ -257,8 +283,10 @@ class AudioAnalyzer:
         limits: MediaLimits | None = None,
         asr_min_speech_probability: float = 0.3,
         asr_unavailable_reason: str | None = None,
+        signal: SignalAnalyzer = audio_signal,
     ) -> None:
         self.embedder = LibrosaAudioEmbedder()
+        self.signal = signal
         self.speech_recognizer = speech_recognizer
         self.text_analyzer = text_analyzer
         self.limits = limits or MediaLimits()
@@ -281,7 +309,7 @@ class AudioAnalyzer:
 
     def analyze_decoded(self, decoded: DecodedAudio) -> AudioAnalysis:
         self.limits.check_audio_seconds(decoded.duration_s)
-        features = AudioFeatures(decoded.samples, decoded.sample_rate)
+        features = self.signal(decoded.samples, decoded.sample_rate)
         not_assessed: list[NotAssessed] = []
         models = {"audio_embedding": self.embedder.model.id}
         transcript = None
@@ -317,7 +345,7 @@ class AudioAnalyzer:
             tempo_bpm=features.tempo_bpm,
             speech_music=features.speech_music,
             embedding=ModalityVector.from_array(
-                "audio", self.embedder.model.id, features.embedding()
+                "audio", self.embedder.model.id, np.asarray(features.embedding, np.float32)
             ),
             transcript=transcript,
             not_assessed=not_assessed,

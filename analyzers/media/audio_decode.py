@@ -105,14 +105,18 @@ def finite_mono(samples: np.ndarray, media_type: MediaType | str) -> np.ndarray:
 
 
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """What ``librosa.resample(res_type="soxr_hq")`` computes (soxr's high quality, then
+    fixed to ``ceil(n * ratio)`` samples), without importing librosa: librosa brings numba
+    and LLVM (210 MB resident), and API workers resample every audio upload."""
     if source_rate == target_rate:
         return samples
-    import librosa
+    import soxr
 
-    return np.asarray(
-        librosa.resample(samples, orig_sr=source_rate, target_sr=target_rate, res_type="soxr_hq"),
-        dtype=np.float32,
-    )
+    resampled = soxr.resample(samples, source_rate, target_rate, quality="soxr_hq")
+    size = int(np.ceil(samples.shape[-1] * (float(target_rate) / source_rate)))
+    if len(resampled) < size:
+        resampled = np.pad(resampled, (0, size - len(resampled)))
+    return np.asarray(resampled[:size], dtype=np.float32)
 
 
 def decode_audio_av(

@@ -50,6 +50,10 @@ class OverTheWire:
         self.calls.append("transcribe")
         return list(self.service.transcribe([np.array(c) for c in chunks]))
 
+    def audio_signal(self, samples: np.ndarray, sample_rate: int) -> dict[str, Any]:
+        self.calls.append("audio_signal")
+        return json.loads(json.dumps(self.service.audio_signal(np.array(samples), sample_rate)))  # type: ignore[no-any-return]
+
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Settings:  # type: ignore[no-untyped-def]
@@ -92,6 +96,37 @@ def test_a_model_the_service_lacks_is_not_assessed_with_its_reason(settings):
     assert served.audio.speech_recognizer is None
     assert served.audio.asr_unavailable_reason == "no ASR here"
     assert wire.calls == []
+
+
+def test_audio_analysis_through_the_service_is_the_in_process_one(
+    settings, tiny_ctc_dir: Path  # noqa: F811
+):
+    from analyzers.media import SpeechRecognizer
+
+    recognizer = SpeechRecognizer.from_registry(
+        ModelRegistry(explicit_paths={"speech_recognition": tiny_ctc_dir}), threads=1)
+    local = MediaModelSet(None, None, recognizer, {"nudity": "-", "faces": "-"})
+    wire = OverTheWire(local)
+    remote = media_model_clients(wire, wire.describe())
+    heard: list[str] = []
+
+    def transcripts(text: str) -> Any:
+        heard.append(text)
+        return {"characters": len(text)}
+
+    in_process = build_media_analyzer(settings, None, "-", transcripts, models=local)
+    served = build_media_analyzer(settings, None, "-", transcripts, models=remote)
+    in_process.audio.asr_min_speech_probability = 0.0
+    served.audio.asr_min_speech_probability = 0.0
+    speech = synth.wav_bytes(synth.speech_like(seconds=3.0, sr=44_100), sr=44_100)
+    for audio in (speech, synth.wav_bytes(synth.music_like(2.0))):
+        expected = in_process.audio.analyze(audio)
+        got = served.audio.analyze(audio)
+        assert got.model_dump(mode="json") == expected.model_dump(mode="json")
+        assert got.transcript is not None  # every clip transcribed at threshold 0
+    # Each transcript's text analysis ran in the caller, once a path, on the same text.
+    assert heard and heard[0::2] == heard[1::2]
+    assert wire.calls.count("audio_signal") == 2 and "transcribe" in wire.calls
 
 
 def test_a_transcript_through_the_service_is_the_in_process_one(
