@@ -254,3 +254,19 @@ def test_whisper_style_seq2seq_model_loads_and_generates(tmp_path: Path) -> None
     # 35 s of audio: two 30 s windows, each through generate().
     text = recognizer.transcribe(synth.speech_like(seconds=35.0), synth.SR)
     assert isinstance(text, str) and set(text) <= set("abcdefghijklmnopqrstuvwxyz ")
+
+
+@pytest.mark.parametrize(("n", "source", "target"), [
+    (32_000, 16_000, 22_050), (88_207, 44_100, 22_050), (48_000, 48_000, 16_000),
+    (1_000, 8_000, 22_050), (22_050, 44_100, 22_050),
+])
+def test_resampling_without_librosa_gives_librosa_s_samples(n: int, source: int, target: int):
+    # API workers resample every audio upload; librosa would load numba and LLVM there.
+    import librosa
+
+    from analyzers.media.audio_decode import resample
+
+    samples = np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.3
+    expected = librosa.resample(samples, orig_sr=source, target_sr=target, res_type="soxr_hq")
+    got = resample(samples, source, target)
+    assert got.dtype == np.float32 and np.array_equal(got, expected.astype(np.float32))
