@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -72,11 +72,41 @@ class CandidateSet:
         names = self.channels
         return {names[c]: v for c, v in enumerate(self.scores[row].tolist()) if v}
 
+    def row_channels(self, row: int) -> RowChannels:
+        """``channels_of(row)``, computed when first read."""
+        return RowChannels(self, row)
+
     def proposed_by(self, channel: str) -> list[str]:
         if channel not in self.channels:
             return []
         column = self.scores[:, self.channels.index(channel)]
         return [self.item_ids[r] for r in np.flatnonzero(column)]
+
+
+class RowChannels(Mapping[str, float]):
+    """One candidate's channels and scores, read from its candidate set on first use: a
+    feed re-ranks a hundred candidates but names the channels of the ten it serves."""
+
+    __slots__ = ("_candidates", "_found", "_row")
+
+    def __init__(self, candidates: CandidateSet, row: int) -> None:
+        self._candidates = candidates
+        self._row = row
+        self._found: dict[str, float] | None = None
+
+    def _channels(self) -> dict[str, float]:
+        if self._found is None:
+            self._found = self._candidates.channels_of(self._row)
+        return self._found
+
+    def __getitem__(self, name: str) -> float:
+        return self._channels()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._channels())
+
+    def __len__(self) -> int:
+        return len(self._channels())
 
 
 MERGE_WEIGHT_FLOOR = 0.05

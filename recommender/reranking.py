@@ -28,7 +28,7 @@ VectorLookup = Callable[[list[str]], tuple[list[str], np.ndarray]]
 class ScoredCandidate:
     item_id: str
     score: float
-    channels: dict[str, float] = field(default_factory=dict)
+    channels: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -215,7 +215,7 @@ class FeedService:
             item_id = candidate_ids[r]
             if item_id in live and item_id not in blocked:
                 scored.append(
-                    ScoredCandidate(item_id, float(scores[r]), candidates.channels_of(r)))
+                    ScoredCandidate(item_id, float(scores[r]), candidates.row_channels(r)))
                 if len(scored) >= pool_size(k):
                     break
         fresh = candidates.fresh
