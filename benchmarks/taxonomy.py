@@ -2,8 +2,9 @@
 
 Embeds the project's eval posts with the default text model (ONNX all-MiniLM-L6-v2),
 then times, in the same process, (a) embedding alone and (b) classification alone
-(scoring all 704 IAB nodes, skip connections, calibration, gating, label selection),
-one item at a time and in batches. Prints ms per item and the ratio.
+(scoring all 704 IAB nodes, skip connections, calibration, the shipped heads with their
+word head reading the texts, gating, label selection), one item at a time and in batches.
+Prints ms per item and the ratio.
 
     uv run python benchmarks/taxonomy.py [--threads 1] [--cache-dir var/cache]
 """
@@ -48,7 +49,7 @@ def main() -> None:
     tree = TaxonomyTree.default()
     texts = [e.text for e in read_labeled_jsonl(DATA_DIR / "eval" / "posts.jsonl", tree)]
     embedder = make_onnx_text_embedder(ModelRegistry(), args.cache_dir, threads=args.threads)
-    classifier = TaxonomyClassifier(tree, embedder, cache_dir=args.cache_dir)
+    classifier = TaxonomyClassifier.load(embedder, tree=tree, cache_dir=args.cache_dir)
     classifier.warm()
     vectors = embedder.encode(texts)
     n = len(texts)
@@ -58,14 +59,16 @@ def main() -> None:
     embed_single = _ms_per_item(
         lambda: [embedder.encode([t]) for t in single], len(single), args.repeats
     )
-    classify_batch = _ms_per_item(lambda: classifier.classify(vectors), n, args.repeats)
+    classify_batch = _ms_per_item(lambda: classifier.classify(vectors, texts), n, args.repeats)
     classify_single = _ms_per_item(
-        lambda: [classifier.classify(vectors[i : i + 1]) for i in range(len(single))],
+        lambda: [classifier.classify(vectors[i : i + 1], texts[i : i + 1])
+                 for i in range(len(single))],
         len(single),
         args.repeats,
     )
     print(
         f"taxonomy benchmark: {len(tree)} nodes, {n} items, model {embedder.model.id}, "
+        f"heads {'shipped' if classifier.heads else 'none'}, "
         f"{args.threads} thread(s), numpy {np.__version__}"
     )
     print(f"{'mode':<8} {'embed ms/item':>14} {'classify ms/item':>17} {'classify/embed':>15}")

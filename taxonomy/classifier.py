@@ -34,7 +34,7 @@ from core.contracts import Label
 from core.errors import InvalidConfig, InvalidInput
 from taxonomy.calibration import Calibration, calibration_for, fit_calibration, logits
 from taxonomy.documents import ChunkSettings, DocumentEmbedder, VectorCache
-from taxonomy.heads import NONE_CLASS, RootHead, SupervisedHeads, TopicGate
+from taxonomy.heads import NONE_CLASS, RootHead, SupervisedHeads, TopicGate, WordHead
 from taxonomy.hierarchy import gate_top_down, lift, sigmoid
 from taxonomy.node_index import NodeIndex, build_node_index
 from taxonomy.tree import DATA_DIR, TaxonomyTree
@@ -211,7 +211,10 @@ class TaxonomyClassifier:
         sims = index.similarities(vectors, self.settings.prototype_weight)
         return lift(sims, self._arrays, self.settings.child_weight)
 
-    def text_logits(self, vectors: np.ndarray, *, use_heads: bool = True) -> np.ndarray:
+    def text_logits(self, vectors: np.ndarray, *, use_heads: bool = True,
+                    texts: Sequence[str] | None = None) -> np.ndarray:
+        """Per-node logits; ``texts`` (the documents the vectors were made from) let the
+        heads' word head join the root head."""
         vectors = _as_matrix(vectors, "text vectors")
         assert self.text_calibration is not None
         zero_shot = logits(self._lifted(vectors, self.text_index), self._arrays,
@@ -220,7 +223,7 @@ class TaxonomyClassifier:
         if use_heads and self.heads is not None and self._heads_columns is not None:
             out = self.heads.apply(vectors, out, self._heads_columns)
             out = self.heads.apply_root_head(vectors, zero_shot, out, self._index_of,
-                                             self._root_columns)
+                                             self._root_columns, texts)
         return out
 
     def image_logits(self, vectors: np.ndarray) -> np.ndarray:
@@ -234,6 +237,7 @@ class TaxonomyClassifier:
         image_vectors: Sequence[np.ndarray | None] | None = None,
         *,
         use_heads: bool = True,
+        texts: Sequence[str] | None = None,
     ) -> Scores:
         """Fused, gated per-node confidences for a batch.
 
@@ -241,13 +245,14 @@ class TaxonomyClassifier:
         Modalities, and an item's several images, are fused by a weighted maximum of
         probabilities: a category shown by any one of them counts for the item (a cooking
         caption over football footage is about both), and correlated modalities that
-        agree are not double-counted the way a noisy-OR would.
+        agree are not double-counted the way a noisy-OR would. ``texts``: the documents
+        behind ``text_vectors`` (title on the first line), read by the word head if any.
         """
         n = _batch_size(text_vectors, image_vectors)
         fused = np.zeros((n, len(self.tree.ids)), dtype=np.float32)
         covered = np.zeros(n, dtype=bool)
         if text_vectors is not None and self.settings.text_weight > 0:
-            text_logits = self.text_logits(text_vectors, use_heads=use_heads)
+            text_logits = self.text_logits(text_vectors, use_heads=use_heads, texts=texts)
             fused = np.maximum(fused, self.settings.text_weight * sigmoid(text_logits))
             covered[:] = True
         if image_vectors is not None and self.settings.image_weight > 0:
@@ -269,16 +274,19 @@ class TaxonomyClassifier:
 
     # ---- labels ---------------------------------------------------------------------------
 
-    def classify(self, text_vectors: np.ndarray) -> list[list[Label]]:
-        """Labels for a batch of text vectors made by this classifier's text embedder."""
-        return self.labels_from_confidence(self.scores(text_vectors).confidence)
+    def classify(self, text_vectors: np.ndarray,
+                 texts: Sequence[str] | None = None) -> list[list[Label]]:
+        """Labels for a batch of text vectors made by this classifier's text embedder;
+        with the documents' ``texts`` (title on the first line) the word head reads them
+        too."""
+        return self.labels_from_confidence(self.scores(text_vectors, texts=texts).confidence)
 
     def classify_texts(self, texts: Sequence[str]) -> list[list[Label]]:
         """Labels for whole documents (title, if any, on the first line), long ones read
         by chunks (``documents``)."""
         if len(texts) == 0:
             return []
-        return self.classify(self.documents.embed_texts(list(texts)))
+        return self.classify(self.documents.embed_texts(list(texts)), list(texts))
 
     def classify_documents(
         self,
@@ -294,8 +302,12 @@ class TaxonomyClassifier:
         """
         if len(texts) == 0:
             return []
+        if len(titles) != len(texts):
+            raise InvalidInput(f"{len(titles)} titles for {len(texts)} texts")
+        documents = [f"{title}\n{text}" if title.strip() else text
+                     for title, text in zip(titles, texts, strict=True)]
         if document_vectors is None:
-            return self.classify(self.documents.embed(list(titles), list(texts)))
+            return self.classify(self.documents.embed(list(titles), list(texts)), documents)
         vectors = _as_matrix(document_vectors, "document vectors").copy()
         if vectors.shape[0] != len(texts):
             raise InvalidInput(f"{vectors.shape[0]} document vectors for {len(texts)} texts")
@@ -304,7 +316,7 @@ class TaxonomyClassifier:
         if long_rows:
             vectors[long_rows] = self.documents.embed([titles[i] for i in long_rows],
                                                       [texts[i] for i in long_rows])
-        return self.classify(vectors)
+        return self.classify(vectors, documents)
 
     @property
     def chunk_settings(self) -> ChunkSettings:
@@ -487,6 +499,10 @@ class TaxonomyClassifier:
         held_out_vectors: np.ndarray | None = None,
         held_out_node_id_sets: Sequence[Collection[str]] | None = None,
         chunking: ChunkSettings | None = None,
+        texts: Sequence[str] | None = None,
+        held_out_texts: Sequence[str] | None = None,
+        word_regularisation: float = 10.0,
+        word_features: int = 2**16,
     ) -> SupervisedHeads:
         """Trains per-node heads (and, with enough data, the calibration) and starts using them.
 
@@ -498,6 +514,10 @@ class TaxonomyClassifier:
         "none" to ordinary posts that mention a price or a hashtag. Its temperature is
         fitted on ``held_out_*`` rows, never the training ones.
         ``chunking``: recorded with the heads, the document recipe the vectors were made by.
+        ``texts`` and ``held_out_texts`` (with ``root_head``): the rows' documents; a word
+        head (``WordHead``: hashed word 1-2 gram TF-IDF, ``word_features`` columns) is
+        trained on the same rows and classes, and its blend with the root head chosen on
+        the held-out rows.
         """
         if self.text_embedder is None:
             raise InvalidConfig("training heads needs a text embedder")
@@ -532,8 +552,38 @@ class TaxonomyClassifier:
             heads.hyper["none_weight"] = none_weight
             heads.hyper["root_regularisation"] = root_regularisation
             heads.hyper["node_text_weight"] = node_text_weight
+            if texts is not None:
+                heads.word_head = self._train_word_head(
+                    heads.root_head, texts, node_id_sets, held_out_vectors, held_out_texts,
+                    held_out_node_id_sets, word_regularisation, word_features)
+                heads.hyper["word_head"] = {"regularisation": word_regularisation,
+                                            "features": word_features}
         self.set_heads(heads)
         return heads
+
+    def _train_word_head(
+        self,
+        root_head: RootHead,
+        texts: Sequence[str],
+        node_id_sets: Sequence[Collection[str]],
+        held_out_vectors: np.ndarray | None,
+        held_out_texts: Sequence[str] | None,
+        held_out_node_id_sets: Sequence[Collection[str]] | None,
+        regularisation: float,
+        n_features: int,
+    ) -> WordHead:
+        if len(texts) != len(node_id_sets):
+            raise InvalidInput(f"{len(texts)} texts but {len(node_id_sets)} label sets")
+        if held_out_vectors is None or held_out_texts is None or held_out_node_id_sets is None:
+            raise InvalidInput("the word head's blend is chosen on held-out rows: give their "
+                               "vectors, texts and labels")
+        head = WordHead.train(texts, self.root_classes(node_id_sets), regularisation, n_features)
+        held_out_probs = root_head.probabilities(self.root_features(held_out_vectors))
+        losses = head.fit_blend(np.log(np.clip(held_out_probs, 1e-12, 1.0)), held_out_texts,
+                                root_head.classes, self.root_classes(held_out_node_id_sets))
+        log.info("word head blend %.1f (temperature %.3f); held-out log loss by blend %s",
+                 head.blend, head.temperature, losses)
+        return head
 
     def root_of(self, node_id: str) -> str:
         chain = self.tree.ancestors(node_id)

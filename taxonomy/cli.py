@@ -166,6 +166,8 @@ def _train_on_dev_sets(
             held_out_vectors=documents.embed_texts(held_out.texts),
             held_out_node_id_sets=held_out.node_id_sets,
             chunking=chunking,
+            texts=train_rows.texts,
+            held_out_texts=held_out.texts,
         )
         # The topic gate: rows with a category (and headlines) against rows about nothing.
         gate_train = topical_rows(sets, datasets_dir, "train")
@@ -194,7 +196,9 @@ def _train_on_dev_sets(
         f"trained {len(heads.node_ids)} node heads and a root head over "
         f"{len(heads.root_head.classes)} classes on {len(train_rows)} rows "
         f"{dict(train_rows.sources)}; temperature {heads.root_head.temperature:.3f} from "
-        f"{len(held_out)} held-out rows; topic gate threshold {gate.threshold:.3f} "
+        f"{len(held_out)} held-out rows; word head blend "
+        f"{heads.word_head.blend if heads.word_head else '-'}; "
+        f"topic gate threshold {gate.threshold:.3f} "
         f"(held out: {gate.held_out}); saved to {out}"
     )
 

@@ -11,7 +11,8 @@ sets: spam SMS and seeded nonsense) and each method, the figures are:
 
 Methods, all run in the same process on the same rows:
 
-- ``heads``: the classifier with its trained heads, documents read by chunks;
+- ``heads``: the classifier with its trained heads, documents read by chunks and, when
+  the heads have a word head, by their words too (as ``classify_documents`` reads items);
 - ``zero-shot``: the same classifier and vectors without heads (the node texts alone);
 - ``tfidf+logreg``: scikit-learn TF-IDF (word 1-2 grams, sublinear tf) and a multinomial
   LogisticRegression over tier-1 roots and "none", trained on exactly the heads' rows.
@@ -73,9 +74,11 @@ def figures(dataset: str, method: str, top_roots: Sequence[str], top_confidence:
 
 
 def classifier_top_roots(classifier: TaxonomyClassifier, vectors: np.ndarray, *,
-                         use_heads: bool) -> tuple[list[str], np.ndarray]:
-    """Each row's best tier-1 node and its confidence (gated, as labels are chosen)."""
-    confidence = classifier.scores(vectors, use_heads=use_heads).confidence
+                         use_heads: bool, texts: Sequence[str] | None = None
+                         ) -> tuple[list[str], np.ndarray]:
+    """Each row's best tier-1 node and its confidence (gated, as labels are chosen);
+    ``texts``: the documents, for the heads' word head (as served items are read)."""
+    confidence = classifier.scores(vectors, use_heads=use_heads, texts=texts).confidence
     roots = np.flatnonzero(classifier.tree.arrays.tier == 1)
     best = roots[np.argmax(confidence[:, roots], axis=1)]
     return [classifier.tree.ids[c] for c in best], confidence[np.arange(len(best)), best]
@@ -131,7 +134,8 @@ def evaluate_dev_sets(
         for method, use_heads in (("heads", True), ("zero-shot", False)):
             if use_heads and classifier.heads is None:
                 continue
-            top, conf = classifier_top_roots(classifier, vectors, use_heads=use_heads)
+            top, conf = classifier_top_roots(classifier, vectors, use_heads=use_heads,
+                                             texts=eval_set.texts)
             results.append(figures(eval_set.name, method, top, conf, eval_set.accepted_roots,
                                    min_confidence))
         if baseline is not None:

@@ -49,14 +49,15 @@ def evaluate(
     examples: Sequence[LabeledExample],
     text_vectors: np.ndarray | None = None,
 ) -> EvaluationReport:
-    """Scores ``examples`` (embedding them unless ``text_vectors`` are given)."""
+    """Scores ``examples`` (embedding them unless ``text_vectors`` are given), their texts
+    read by the heads' word head too, as served items are."""
     from sklearn.metrics import confusion_matrix
 
     if text_vectors is None:
         if classifier.text_embedder is None:
             raise ValueError("evaluation needs text vectors or a classifier with a text embedder")
         text_vectors = classifier.text_embedder.encode([e.text for e in examples])
-    confidence = classifier.scores(text_vectors).confidence
+    confidence = classifier.scores(text_vectors, texts=[e.text for e in examples]).confidence
     predicted = classifier.labels_from_confidence(confidence)
     tree = classifier.tree
     arrays = tree.arrays
