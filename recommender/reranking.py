@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recommender.catalog import Catalog
+from recommender.columns import MISSING
 from recommender.profiles import UserProfile
 from recommender.settings import RecommenderSettings
 
@@ -127,23 +128,17 @@ def mmr_select(
     has_vec, sims = pool.has_vector, pool.cosines
     max_sim = np.zeros(n)
     taken = np.zeros(n, dtype=bool)
-    # Caps as counts over small integer codes, so eligibility is one vector expression.
-    items = catalog.items
-    meta = [items.get(c.item_id) for c in ranked]
-    present = np.fromiter((m is not None for m in meta), dtype=bool, count=n)
-    creator_code: dict[str, int] = {}
-    category_code: dict[str, int] = {}
-    creator = np.fromiter(
-        (creator_code.setdefault(m.creator_id, len(creator_code)) if m is not None else 0
-         for m in meta), dtype=np.int64, count=n)
-    category = np.fromiter(
-        (category_code.setdefault(t, len(category_code))
-         if m is not None and (t := m.top_category) is not None else -1
-         for m in meta), dtype=np.int64, count=n)
-    per_creator = np.zeros(max(len(creator_code), 1), dtype=np.int64)
-    per_category = np.zeros(max(len(category_code), 1), dtype=np.int64)
-    uncategorised = category < 0
-    category_or_0 = np.maximum(category, 0)
+    # Caps as counts over small integer codes (the catalog's column codes of creator and
+    # top category, compacted to 0..m-1), so eligibility is one vector expression.
+    columns = catalog.columns
+    slots = columns.slots([c.item_id for c in ranked])  # before reading the columns
+    present = slots != MISSING
+    creator = np.unique(columns.creator[slots], return_inverse=True)[1]
+    top_category = columns.top_category[slots]
+    uncategorised = ~present | (top_category < 0)
+    category = np.unique(top_category, return_inverse=True)[1]
+    per_creator = np.zeros(n, dtype=np.int64)
+    per_category = np.zeros(n, dtype=np.int64)
     picked: list[ScoredCandidate] = []
     while len(picked) < min(k, n):
         mmr = lam * relevance - (1 - lam) * max_sim
@@ -151,7 +146,7 @@ def mmr_select(
         order = np.argsort(-mmr)
         eligible = (
             ~taken & present & (per_creator[creator] < max_per_creator)
-            & (uncategorised | (per_category[category_or_0] < max_per_category))
+            & (uncategorised | (per_category[category] < max_per_category))
         )
         in_order = eligible[order]
         if in_order.any():  # the best by MMR that breaks no cap
@@ -162,7 +157,7 @@ def mmr_select(
         taken[choice] = True
         if present[choice]:
             per_creator[creator[choice]] += 1
-            if category[choice] >= 0:
+            if not uncategorised[choice]:
                 per_category[category[choice]] += 1
         if has_vec[choice]:
             max_sim = np.maximum(max_sim, sims[choice])
