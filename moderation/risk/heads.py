@@ -45,31 +45,9 @@ BLOCKLIST_ONLY: frozenset[RiskCategory] = frozenset(
 )
 
 
-def naive_bayes_log_odds(parts: dict[str, Any], features: sp.csr_matrix) -> np.ndarray | None:
-    """The head's multinomial naive Bayes log-odds, for heads that blend one (else None).
-
-    Stored in its linear form (per-feature log-count ratio and the log prior ratio): that
-    is all a two-class multinomial NB computes: one float32 vector, not the fitted
-    object's four float64 ones (counts and log-probabilities per class).
-    """
-    naive_bayes = parts.get("naive_bayes")
-    if naive_bayes is None:
-        return None
-    return np.asarray(features @ naive_bayes["log_ratio"]).ravel() + naive_bayes["bias"]
-
-
-def head_inputs(
-    ngram_logit: np.ndarray,
-    profanity_logit: np.ndarray | None,
-    naive_bayes_log_odds: np.ndarray | None = None,
-) -> np.ndarray:
-    """The calibrator's inputs: the n-gram logit, then the naive Bayes log-odds for heads
-    that blend one, then alt-profanity-check's logit for the abuse heads."""
-    columns = [ngram_logit]
-    if naive_bayes_log_odds is not None:
-        columns.append(naive_bayes_log_odds)
-    if profanity_logit is not None:
-        columns.append(profanity_logit)
+def head_inputs(ngram_logit: np.ndarray, profanity_logit: np.ndarray | None) -> np.ndarray:
+    """The calibrator's inputs: the n-gram logit, plus alt-profanity-check's for abuse."""
+    columns = [ngram_logit] if profanity_logit is None else [ngram_logit, profanity_logit]
     return np.column_stack(columns)
 
 
@@ -78,20 +56,12 @@ def head_probability(
 ) -> np.ndarray:
     """A head's calibrated probability from the shared n-gram features."""
     ngram_logit = parts["ngram"].decision_function(features)
-    inputs = head_inputs(
-        ngram_logit, profanity_logit if parts["uses_profanity_check"] else None,
-        naive_bayes_log_odds(parts, features),
-    )
+    inputs = head_inputs(ngram_logit, profanity_logit if parts["uses_profanity_check"] else None)
     return np.asarray(parts["calibrator"].predict_proba(inputs)[:, 1])
 
 
 def word_weights(parts: dict[str, Any]) -> np.ndarray:
     """Each n-gram feature's push on the head's calibrated logit: the n-gram model's
-    coefficients, and the naive Bayes log-count ratios where the head blends one, each
-    times the calibrator's weight on that model's output."""
-    calibrator_coef = np.asarray(parts["calibrator"].coef_).ravel()
-    weights = float(calibrator_coef[0]) * np.asarray(parts["ngram"].coef_).ravel()
-    naive_bayes = parts.get("naive_bayes")
-    if naive_bayes is not None:
-        weights = weights + float(calibrator_coef[1]) * naive_bayes["log_ratio"]
-    return weights
+    coefficients times the calibrator's weight on that model's logit."""
+    scale = float(np.asarray(parts["calibrator"].coef_).ravel()[0])
+    return scale * np.asarray(parts["ngram"].coef_).ravel()

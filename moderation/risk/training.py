@@ -9,10 +9,9 @@ With one fixed seed:
 3. per head, a logistic regression learns that head's positives against its own
    negatives plus the clean rows of every other domain (``datasets`` has the rules),
    with extra weight on the clean sources a head misjudged most (``clean_weight``);
-4. per head, a calibrator (logistic regression over the n-gram logit, plus a naive
-   Bayes log-odds over the same n-grams for clickbait and alt-profanity-check's logit
-   for the abuse heads) is fitted on the *calib* rows of every domain together, so a
-   probability means the same on tweets and on articles;
+4. per head, a calibrator (logistic regression over the n-gram logit, plus
+   alt-profanity-check's logit for the abuse heads) is fitted on the *calib* rows of
+   every domain together, so a probability means the same on tweets and on articles;
 5. the *test* rows of every source are scored and their figures recorded in the
    manifest, beside the file hashes, the config and the model file's hash.
 
@@ -33,7 +32,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
-from sklearn.naive_bayes import MultinomialNB
 
 from core.errors import InvalidInput
 from moderation.risk import artifacts
@@ -56,7 +54,7 @@ from moderation.risk.features import (
     profanity_probability,
     transform,
 )
-from moderation.risk.heads import head_inputs, head_probability, naive_bayes_log_odds
+from moderation.risk.heads import head_inputs, head_probability
 from moderation.risk.metrics import binary_report, expected_calibration_error
 
 log = logging.getLogger(__name__)
@@ -93,11 +91,6 @@ class TrainConfig:
             "harassment": {"newsgroups": 3.0},
         }
     )
-    # Heads that blend a multinomial naive Bayes (this smoothing) over the same n-grams and
-    # fit rows into their calibrator. Clickbait: on a 15 % split of the *fit* rows (three
-    # seeds) headline accuracy at the policy's 0.70 rose in every seed with no more forum
-    # subject lines flagged; spam and hate gained nothing (DATA_SOURCES.md).
-    naive_bayes_alpha: dict[str, float] = field(default_factory=lambda: {"clickbait": 0.1})
     # Stratified sample of each file: for quick runs and tests, never for shipped models.
     max_rows_per_source: int | None = None
 
@@ -218,25 +211,13 @@ def train_head(
         C=config.head_c.get(head, 4.0), solver="liblinear", max_iter=2000,
         random_state=config.seed,
     ).fit(x_fit, y_fit, sample_weight=weights)
-    alpha = config.naive_bayes_alpha.get(head)
-    parts: dict[str, Any] = {"ngram": ngram, "naive_bayes": None}
-    if alpha is not None:
-        fitted = MultinomialNB(alpha=alpha).fit(x_fit, y_fit, sample_weight=weights)
-        log_prob, log_prior = fitted.feature_log_prob_, fitted.class_log_prior_
-        parts["naive_bayes"] = {
-            "log_ratio": (log_prob[1] - log_prob[0]).astype(np.float32),
-            "bias": float(log_prior[1] - log_prior[0]),
-        }
     x_calib, y_calib, profanity_calib, _ = _stack_rows(prepared, head, "calib")
     uses_profanity = head in ABUSE_HEADS
     calibrator = LogisticRegression(C=1.0, max_iter=1000, random_state=config.seed).fit(
-        head_inputs(
-            ngram.decision_function(x_calib), profanity_calib if uses_profanity else None,
-            naive_bayes_log_odds(parts, x_calib),
-        ),
+        head_inputs(ngram.decision_function(x_calib), profanity_calib if uses_profanity else None),
         y_calib,
     )
-    return {**parts, "calibrator": calibrator, "uses_profanity_check": uses_profanity}
+    return {"ngram": ngram, "calibrator": calibrator, "uses_profanity_check": uses_profanity}
 
 
 def _test_figures(

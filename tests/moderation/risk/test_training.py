@@ -137,35 +137,3 @@ def test_clean_weight_multiplies_only_that_sources_negatives(
     assert newsgroups.any() and (~newsgroups).any()
     np.testing.assert_allclose(weighted[newsgroups], 3.0 * plain[newsgroups])
     np.testing.assert_allclose(weighted[~newsgroups], plain[~newsgroups])
-
-
-def test_naive_bayes_blend_is_sklearns_log_odds_and_counts_in_evidence_weights(
-    data_dirs: tuple[Path, Path],
-) -> None:
-    from sklearn.naive_bayes import MultinomialNB
-
-    from moderation.risk.heads import naive_bayes_log_odds, word_weights
-    from moderation.risk.training import TrainConfig, _stack_rows, prepare_sources, train_head
-
-    moderation, clean = data_dirs
-    config = TrainConfig(seed=7)
-    prepared, _ = prepare_sources(moderation, clean, config, say=lambda _m: None)
-    parts = train_head("clickbait", prepared, config)
-    x_fit, y_fit, _, weights = _stack_rows(
-        prepared, "clickbait", "fit", config.source_balance, config.clean_weight["clickbait"]
-    )
-    reference = MultinomialNB(alpha=config.naive_bayes_alpha["clickbait"]).fit(
-        x_fit, y_fit, sample_weight=weights
-    )
-    joint = reference.predict_joint_log_proba(x_fit)
-    stored = naive_bayes_log_odds(parts, x_fit)
-    assert stored is not None
-    np.testing.assert_allclose(stored, joint[:, 1] - joint[:, 0], rtol=1e-4, atol=1e-3)
-    # A head without the blend has none, and its evidence weights are the n-gram model's.
-    spam = train_head("spam", prepared, config)
-    assert naive_bayes_log_odds(spam, x_fit) is None
-    scale = float(spam["calibrator"].coef_.ravel()[0])
-    np.testing.assert_allclose(word_weights(spam), scale * spam["ngram"].coef_.ravel())
-    with_blend = word_weights(parts)
-    without_blend = float(parts["calibrator"].coef_.ravel()[0]) * parts["ngram"].coef_.ravel()
-    assert not np.allclose(with_blend, without_blend)
