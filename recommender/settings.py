@@ -208,7 +208,7 @@ class RecommenderSettings(BaseModel):
         "reused for this long (feed clock) while the user's profile and the collaborative "
         "fit are unchanged: the user's own events and a refit take effect at once; the "
         "fresh, trending and followed channels are read every request, so new items show "
-        "at once; taken-down items are dropped at the merge. 0: off")
+        "at once; a takedown drops every cached entry. 0: off")
     candidate_cache_users: int = Field(default=100_000, ge=1,
                                        description="users whose candidates are kept (LRU)")
     profile: ProfileSettings = Field(default_factory=ProfileSettings)
