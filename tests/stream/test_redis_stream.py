@@ -308,3 +308,28 @@ def test_redis_out_of_reach_is_a_503_not_a_500(tmp_path, client, redis_namespace
     profiles = RedisProfiles(gone, layout, make_state(tmp_path).settings.profile)
     with pytest.raises(ServiceUnavailable):
         profiles.get("u1")
+
+
+def test_a_replica_reuses_a_decoded_profile_only_while_its_bytes_are_the_same(
+        tmp_path, client, redis_namespace):
+    layout = StreamLayout(redis_namespace, partitions=2)
+    state = make_state(tmp_path)
+    events = make_events(5, users=1)
+    user = events[0].user_id
+    for event in events:
+        state.apply(event)
+    profile = state.profiles.get(user)
+    assert profile is not None
+    client.set(layout.profile(user), encode_profile(profile))
+    profiles = RedisProfiles(client, layout, state.settings.profile, decoded_kept=1)
+    first = profiles.get(user)
+    assert first is not None and first.n_events == 5 and profiles.get(user) is first
+    later = make_events(1, users=1, prefix="later")[0]
+    assert later.user_id == user
+    state.apply(later)  # as a worker would, then it writes the profile anew
+    client.set(layout.profile(user), encode_profile(profile))
+    changed = profiles.get(user)
+    assert changed is not None and changed is not first and changed.n_events == 6
+    client.set(layout.profile("other"), encode_profile(profile))
+    assert profiles.get("other") is not None  # evicts the first: one decoded profile kept
+    assert profiles.get(user) is not changed
