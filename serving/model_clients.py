@@ -125,9 +125,9 @@ class TextAnalysisClient:
         return analyses, vectors
 
     def analyze_transcript(self, text: str) -> TextAnalysis:
-        [analysis], _ = self.analyze_documents([""], [text], [text])
-        assert analysis.text is not None
-        return analysis.text
+        answer = call_model_service(
+            lambda: self.client.analyze_transcript(text=text), "text-analysis")
+        return TextAnalysis.model_validate(answer)
 
 
 class BatchedVisualEmbedder:

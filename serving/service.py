@@ -30,7 +30,6 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from analyzers.base import TokenTextEmbedder
 from analyzers.media.audio import audio_signal
 from core.contracts import ModelRef
 from core.errors import InvalidInput
@@ -171,8 +170,7 @@ def describe_model(embedder: Any, unavailable_reason: str | None) -> dict[str, A
     """What a model service serves, so the API service can name it in every output."""
     if embedder is None:
         return {"available": False, "reason": unavailable_reason}
-    return {"available": True, "model": embedder.model.model_dump(), "dim": embedder.dim,
-            "tokens": isinstance(embedder, TokenTextEmbedder)}
+    return {"available": True, "model": embedder.model.model_dump(), "dim": embedder.dim}
 
 
 # How the API workers' BentoML clients treat their connections to the model services:
@@ -214,6 +212,12 @@ class TextAnalysis:
     def analyze(self, documents: list[dict[str, str]]) -> list[dict[str, Any]]:
         """Per document (``ingest.analysis.wire_documents``): its analysis and vectors."""
         return analyze_wire_documents(self.text, documents)
+
+    @bentoml.api
+    def analyze_transcript(self, text: str) -> dict[str, Any]:
+        """The text part only (language, entities, keywords) of what speech recognition
+        heard: no risk or labels, which the media item gets from its merged parts."""
+        return self.text.analyze_transcript(text).model_dump(mode="json")
 
 
 @bentoml.service(

@@ -50,6 +50,11 @@ class WireService:
         answer = self.service.analyze(json.loads(json.dumps(documents)))
         return json.loads(json.dumps(answer))  # type: ignore[no-any-return]
 
+    def analyze_transcript(self, text: str) -> dict[str, Any]:
+        self.calls.append(0)  # 0: a transcript, not a batch of documents
+        answer = self.service.analyze_transcript(json.loads(json.dumps(text)))
+        return json.loads(json.dumps(answer))  # type: ignore[no-any-return]
+
 
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):  # type: ignore[no-untyped-def]
@@ -112,7 +117,9 @@ def test_chunks_and_transcripts_through_the_service(paths):
             assert a.category == b.category
             assert a.score == pytest.approx(b.score, abs=1e-4)
     spoken = "The mayor of Lisbon opened the new bridge on Monday."
+    service.calls.clear()
     assert client.analyze_transcript(spoken) == in_process.analyze_transcript(spoken)
+    assert service.calls == [0]  # the transcript endpoint: no document analysis
 
 
 class FailsOnBoom:
