@@ -101,6 +101,8 @@ def import_events(
     redis_url: Annotated[str | None, typer.Option(
         help="append to the shared event stream (REELSIFT_REDIS_URL; the event workers "
         "apply and archive them) instead of the database log")] = None,
+    redis_cluster: Annotated[bool, typer.Option(
+        help="--redis-url names a node of a Redis Cluster (REELSIFT_REDIS_CLUSTER)")] = False,
     redis_namespace: Annotated[str, typer.Option(hidden=True)] = "reelsift",
     stream_partitions: Annotated[int, typer.Option(hidden=True)] = 16,
 ) -> None:
@@ -113,7 +115,7 @@ def import_events(
         from recommender.stream.online import RedisOnline
 
         online = RedisOnline.connect(redis_url, namespace=redis_namespace,
-                                     partitions=stream_partitions)
+                                     partitions=stream_partitions, cluster=redis_cluster)
         store = online.event_log(_sessions(db_url), None).ingest
     else:
         store = EventLog(_sessions(db_url), state=None).store

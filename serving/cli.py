@@ -61,6 +61,7 @@ def _lazy_subcommands() -> None:
         "recommender_settings_json": settings.recommender.model_dump_json(exclude_unset=True),
         # import-events appends to the shared stream when there is one
         "redis_url": settings.redis_url, "redis_namespace": settings.redis_namespace,
+        "redis_cluster": settings.redis_cluster,
         "stream_partitions": settings.stream_partitions,
     }}
     rec.text_embedder_factory = lambda: _text_embedder(settings)

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         "shared stream applied by `reelsift worker events`, profiles live in Redis and item "
         "changes are published to every replica; unset: the embedded default"
     )
+    redis_cluster: bool = Field(
+        False, description="redis_url names a node of a Redis Cluster (or a managed cluster's "
+        "configuration endpoint): the client discovers the others and routes each key to its "
+        "slot's node"
+    )
     redis_namespace: str = Field("reelsift", description="prefix of every Redis key")
     stream_partitions: int = Field(
         16, ge=1, description="event streams, by hash of the user id; each is applied by one "

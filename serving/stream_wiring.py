@@ -19,7 +19,8 @@ def redis_online(settings: Settings) -> RedisOnline | None:
         return None
     return RedisOnline.connect(settings.redis_url, namespace=settings.redis_namespace,
                                partitions=settings.stream_partitions,
-                               dedup_seconds=settings.stream_dedup_seconds)
+                               dedup_seconds=settings.stream_dedup_seconds,
+                               cluster=settings.redis_cluster)
 
 
 def build_event_worker(settings: Settings, name: str | None = None) -> EventWorker:

@@ -28,6 +28,7 @@ PG_URL = os.environ.get("REELSIFT_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("REELSIFT_REQUIRE_POSTGRES") == "1"
 REDIS_URL = os.environ.get("REELSIFT_TEST_REDIS_URL")
 REQUIRE_REDIS = os.environ.get("REELSIFT_REQUIRE_REDIS") == "1"
+REDIS_CLUSTER_URL = os.environ.get("REELSIFT_TEST_REDIS_CLUSTER_URL")
 
 
 def _migrated(engine: Engine) -> Engine:
@@ -110,6 +111,34 @@ def redis_url() -> str:
 @pytest.fixture
 def redis_namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """A test Redis: one redis-server, or a Redis Cluster reached through one node."""
+
+    url: str
+    cluster: bool
+
+    def connect(self, **options):
+        from recommender.stream.connection import connect
+
+        return connect(self.url, cluster=self.cluster, **options)
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_server(request) -> RedisServer:
+    """The same test on one redis-server and on a Redis Cluster
+    (``scripts/start-test-redis-cluster.sh``: REELSIFT_TEST_REDIS_CLUSTER_URL); the
+    cluster is required with ``REELSIFT_REQUIRE_REDIS=1``, skipped without it otherwise."""
+    if request.param == "redis":
+        return RedisServer(required_redis_url(), cluster=False)
+    if not REDIS_CLUSTER_URL:
+        if REQUIRE_REDIS:
+            pytest.fail("REELSIFT_REQUIRE_REDIS=1 but REELSIFT_TEST_REDIS_CLUSTER_URL is not set")
+        pytest.skip("no Redis Cluster: set REELSIFT_TEST_REDIS_CLUSTER_URL "
+                    "(scripts/start-test-redis-cluster.sh)")
+    return RedisServer(REDIS_CLUSTER_URL, cluster=True)
 
 
 # -- a real server ---------------------------------------------------------------------------

@@ -13,12 +13,12 @@ from typing import cast
 
 import msgpack
 import numpy as np
-import redis
 
 from recommender.cohorts import Cohorts
 from recommender.profiles import ProfileStore, UserProfile
 from recommender.settings import RecommenderSettings
 from recommender.stream.codec import decode_profile
+from recommender.stream.connection import RedisClient, mget
 from recommender.stream.layout import StreamLayout
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class ProfileSnapshot(ProfileStore):
         self._profiles = profiles
 
 
-def read_all_profiles(client: redis.Redis, layout: StreamLayout,
+def read_all_profiles(client: RedisClient, layout: StreamLayout,
                       settings: RecommenderSettings) -> ProfileSnapshot:
     half_life_s = settings.profile.half_life_hours * 3600.0
     profiles: dict[str, UserProfile] = {}
@@ -42,7 +42,7 @@ def read_all_profiles(client: redis.Redis, layout: StreamLayout,
         keys = list(client.scan_iter(match=layout.profiles_of(partition), count=READ_CHUNK))
         for start in range(0, len(keys), READ_CHUNK):
             chunk = keys[start:start + READ_CHUNK]
-            for key, raw in zip(chunk, cast(list, client.mget(chunk)), strict=True):
+            for key, raw in zip(chunk, cast(list, mget(client, chunk)), strict=True):
                 if raw is not None:
                     user_id = key.decode()[len(prefix):]
                     profiles[user_id] = decode_profile(
@@ -50,7 +50,7 @@ def read_all_profiles(client: redis.Redis, layout: StreamLayout,
     return ProfileSnapshot(settings, profiles)
 
 
-def fit_and_store(client: redis.Redis, layout: StreamLayout, settings: RecommenderSettings,
+def fit_and_store(client: RedisClient, layout: StreamLayout, settings: RecommenderSettings,
                   now: float) -> bool:
     """Fit cohorts over every profile; False when too few users have vectors."""
     cohorts = Cohorts(settings)
@@ -73,7 +73,7 @@ def fit_and_store(client: redis.Redis, layout: StreamLayout, settings: Recommend
 class CohortFollower:
     """A replica's side: installs newly fitted cohorts into its ``Cohorts``."""
 
-    def __init__(self, client: redis.Redis, layout: StreamLayout, cohorts: Cohorts) -> None:
+    def __init__(self, client: RedisClient, layout: StreamLayout, cohorts: Cohorts) -> None:
         self.client, self.layout, self.cohorts = client, layout, cohorts
         self.installed: bytes | None = None
 

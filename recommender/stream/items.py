@@ -20,13 +20,14 @@ import redis
 from core.contracts import ItemState
 from core.storage.items import StateChange
 from recommender.catalog import Catalog
+from recommender.stream.connection import RedisClient
 from recommender.stream.layout import StreamLayout
 
 log = logging.getLogger(__name__)
 
 
 class ItemChangeBus:
-    def __init__(self, client: redis.Redis, layout: StreamLayout) -> None:
+    def __init__(self, client: RedisClient, layout: StreamLayout) -> None:
         self.client = client
         self.layout = layout
         self._stop = threading.Event()

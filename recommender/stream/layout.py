@@ -2,7 +2,9 @@
 
 Every key of one partition carries the partition's hash tag (``{ns:p}``), so the scripts
 that touch a partition's stream, profiles and markers together stay in one slot on Redis
-Cluster; nothing ever needs keys of two partitions in one command.
+Cluster; nothing ever needs keys of two partitions in one command. The two cohort keys,
+written together, share their own tag. Keys read or written alone (the worker registry,
+the item-change channel) need none.
 """
 
 from __future__ import annotations
@@ -52,13 +54,14 @@ class StreamLayout:
         """SCAN pattern of the partition's profile keys (braces are literal in globs)."""
         return f"{self._tag(partition)}:profile:*"
 
+    # The cohorts and their timestamp are written in one MULTI: one hash tag, one slot.
     @property
     def cohorts(self) -> str:
-        return f"{self.namespace}:cohorts"
+        return f"{self.namespace}:{{{self.namespace}:cohorts}}"
 
     @property
     def cohorts_fitted_at(self) -> str:
-        return f"{self.namespace}:cohorts:fitted-at"
+        return f"{self.namespace}:{{{self.namespace}:cohorts}}:fitted-at"
 
     @property
     def workers(self) -> str:

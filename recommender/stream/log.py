@@ -26,6 +26,7 @@ from recommender.events import IngestResult, parse_events
 from recommender.state import OnlineState
 from recommender.stream.codec import decode_event, encode_event
 from recommender.stream.cohorts import CohortFollower
+from recommender.stream.connection import LuaScript, RedisClient
 from recommender.stream.faults import redis_faults
 from recommender.stream.layout import GROUP, StreamLayout
 
@@ -47,7 +48,7 @@ return added
 """
 
 
-def ensure_groups(client: redis.Redis, layout: StreamLayout) -> None:
+def ensure_groups(client: RedisClient, layout: StreamLayout) -> None:
     """The consumer group of every partition, reading from the start of its stream
     (events appended before any worker ran are applied too)."""
     for partition in range(layout.partitions):
@@ -60,7 +61,7 @@ def ensure_groups(client: redis.Redis, layout: StreamLayout) -> None:
 
 class RedisEventLog:
     def __init__(
-        self, client: redis.Redis, layout: StreamLayout, sessions: sessionmaker[Session],
+        self, client: RedisClient, layout: StreamLayout, sessions: sessionmaker[Session],
         state: OnlineState | None, *, dedup_seconds: int = 3_600,
         max_stream_length: int = 1_000_000, counters_only: bool = False,
     ) -> None:
@@ -74,7 +75,7 @@ class RedisEventLog:
         self.dedup_seconds = dedup_seconds
         self.max_stream_length = max_stream_length
         self.counters_only = counters_only
-        self._append = client.register_script(APPEND)
+        self._append = LuaScript(client, APPEND)
         self._positions = {layout.stream(p): "0-0" for p in range(layout.partitions)}
         if not counters_only:  # co-visitation bumps the workers counted
             self._positions.update(
@@ -100,7 +101,7 @@ class RedisEventLog:
                 self.layout.accepted(partition, e.event_id) for e in batch]
             args: list[Any] = [self.dedup_seconds, self.max_stream_length] + [
                 encode_event(e) for e in batch]
-            self._append(keys=keys, args=args, client=pipe)
+            self._append(keys, args, pipe)
         with redis_faults("appending events"):
             stored = sum(int(n) for n in pipe.execute()) if by_partition else 0
         return IngestResult(received=len(parsed), stored=stored,

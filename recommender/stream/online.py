@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.storage.items import ItemStore
 from recommender.catalog import Catalog
 from recommender.settings import ProfileSettings
 from recommender.state import OnlineState
+from recommender.stream.connection import RedisClient, connect
 from recommender.stream.items import ItemChangeBus
 from recommender.stream.layout import StreamLayout
 from recommender.stream.log import RedisEventLog
@@ -19,7 +19,7 @@ from recommender.stream.profiles import RedisProfiles
 
 @dataclass
 class RedisOnline:
-    client: redis.Redis
+    client: RedisClient
     layout: StreamLayout
     bus: ItemChangeBus
     dedup_seconds: int = 3_600
@@ -27,8 +27,9 @@ class RedisOnline:
 
     @classmethod
     def connect(cls, url: str, *, namespace: str = "reelsift", partitions: int = 16,
-                dedup_seconds: int = 3_600) -> RedisOnline:
-        client = redis.Redis.from_url(url, health_check_interval=30)
+                dedup_seconds: int = 3_600, cluster: bool = False) -> RedisOnline:
+        """``cluster``: ``url`` names a node of a Redis Cluster (``connection``)."""
+        client = connect(url, cluster=cluster, health_check_interval=30)
         client.ping()  # a wrong URL fails at start, not on the first feed
         layout = StreamLayout(namespace, partitions)
         return cls(client, layout, ItemChangeBus(client, layout), dedup_seconds)

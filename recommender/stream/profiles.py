@@ -15,17 +15,17 @@ from collections import OrderedDict
 from typing import cast
 
 import numpy as np
-import redis
 
 from recommender.profiles import ProfileStore, UserProfile
 from recommender.settings import ProfileSettings
 from recommender.stream.codec import decode_profile
+from recommender.stream.connection import RedisClient
 from recommender.stream.faults import redis_faults
 from recommender.stream.layout import StreamLayout
 
 
 class RedisProfiles(ProfileStore):
-    def __init__(self, client: redis.Redis, layout: StreamLayout,
+    def __init__(self, client: RedisClient, layout: StreamLayout,
                  settings: ProfileSettings, decoded_kept: int = 10_000) -> None:
         super().__init__(settings)
         self.client = client

@@ -48,6 +48,7 @@ from recommender.settings import RecommenderSettings
 from recommender.state import OnlineState
 from recommender.stream.codec import decode_event, decode_profile, encode_profile
 from recommender.stream.cohorts import fit_and_store
+from recommender.stream.connection import LuaScript, RedisClient, mget
 from recommender.stream.layout import GROUP, StreamLayout
 from recommender.stream.log import RedisEventLog, ensure_groups
 from recommender.tables import EventRow
@@ -142,7 +143,7 @@ class WorkerStats:
 
 class EventWorker:
     def __init__(
-        self, client: redis.Redis, layout: StreamLayout, state: OnlineState, *,
+        self, client: RedisClient, layout: StreamLayout, state: OnlineState, *,
         name: str | None = None, sessions: sessionmaker[Session] | None = None,
         item_log: RedisEventLog | None = None, batch: int = 1000, lease_ms: int = 5000,
         min_idle_ms: int | None = None, applied_ttl_s: int = 3_600,
@@ -167,9 +168,9 @@ class EventWorker:
         self._taken: set[int] = set()  # acquired since the last claim_stale
         self.stats = WorkerStats()
         self._cache: dict[str, UserProfile] = {}
-        self._commit = client.register_script(COMMIT)
-        self._renew = client.register_script(RENEW)
-        self._release = client.register_script(RELEASE)
+        self._commit = LuaScript(client, COMMIT)
+        self._renew = LuaScript(client, RENEW)
+        self._release = LuaScript(client, RELEASE)
         self._next_rebalance = 0.0
         self._next_cohorts = 0.0
         self._cohort_thread: threading.Thread | None = None
@@ -186,7 +187,7 @@ class EventWorker:
         pipe.zcount(layout.workers, now_ms - self.lease_ms, "+inf")
         owned = sorted(self.owned)
         for p in owned:
-            self._renew(keys=[layout.owner(p)], args=[self.name, self.lease_ms], client=pipe)
+            self._renew([layout.owner(p)], [self.name, self.lease_ms], pipe)
         replies = pipe.execute()
         for p, renewed in zip(owned, replies[3:], strict=True):
             if not renewed:
@@ -197,7 +198,7 @@ class EventWorker:
             extra = sorted(self.owned)[target:]
             pipe = client.pipeline(transaction=False)
             for p in extra:
-                self._release(keys=[layout.owner(p)], args=[self.name], client=pipe)
+                self._release([layout.owner(p)], [self.name], pipe)
                 self._drop(p)
             pipe.execute()
             return
@@ -226,7 +227,7 @@ class EventWorker:
     def release_all(self) -> None:
         pipe = self.client.pipeline(transaction=False)
         for p in sorted(self.owned):
-            self._release(keys=[self.layout.owner(p)], args=[self.name], client=pipe)
+            self._release([self.layout.owner(p)], [self.name], pipe)
         pipe.zrem(self.layout.workers, self.name)
         pipe.execute()
         self.owned.clear()
@@ -297,8 +298,8 @@ class EventWorker:
         pipe = self.client.pipeline(transaction=False)
         for p in partitions:
             if missing[p]:
-                pipe.mget([layout.profile(u) for u in missing[p]])
-            pipe.mget([layout.applied(p, e.event.event_id) for e in mine[p]])
+                mget(pipe, [layout.profile(u) for u in missing[p]])
+            mget(pipe, [layout.applied(p, e.event.event_id) for e in mine[p]])
         replies = iter(pipe.execute())
         done_before: dict[tuple[int, str], bool] = {}
         for p in partitions:
@@ -363,7 +364,7 @@ class EventWorker:
                                 self.max_stream_length]
                                + [encode_profile(self._cache[u]) for u in changed]
                                + [e.entry_id for e in entries if e.partition == p])
-            self._commit(keys=keys, args=args, client=pipe)
+            self._commit(keys, args, pipe)
         committed = 0
         for p, result in zip(partitions, pipe.execute(), strict=True):
             if int(result) == -1:
@@ -445,7 +446,7 @@ class EventWorker:
 
 
 def open_worker(
-    sessions: sessionmaker[Session], settings: RecommenderSettings, client: redis.Redis,
+    sessions: sessionmaker[Session], settings: RecommenderSettings, client: RedisClient,
     layout: StreamLayout, *, name: str | None = None, **options: Any,
 ) -> EventWorker:
     """A worker over the database's catalog (the items events name: tags, categories,

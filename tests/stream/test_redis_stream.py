@@ -1,6 +1,9 @@
 """The Redis event stream and profile store against a real redis-server.
 
-Needs ``REELSIFT_TEST_REDIS_URL`` (``scripts/start-test-redis.sh``); skipped without it
+Each test runs twice: on one redis-server (``REELSIFT_TEST_REDIS_URL``,
+``scripts/start-test-redis.sh``) and on a Redis Cluster of three masters
+(``REELSIFT_TEST_REDIS_CLUSTER_URL``, ``scripts/start-test-redis-cluster.sh``), where a
+command or script naming keys of two slots fails with CROSSSLOT. Skipped without them
 unless ``REELSIFT_REQUIRE_REDIS=1``. Each test works in its own key namespace.
 """
 
@@ -24,6 +27,7 @@ from recommender.catalog import Catalog, CatalogItem
 from recommender.settings import RecommenderSettings
 from recommender.state import OnlineState
 from recommender.stream.codec import decode_profile, encode_profile
+from recommender.stream.connection import RedisClient
 from recommender.stream.layout import GROUP, StreamLayout
 from recommender.stream.log import RedisEventLog
 from recommender.stream.profiles import RedisProfiles
@@ -59,9 +63,10 @@ def make_events(n: int, users: int = 20, prefix: str = "e") -> list[Event]:
 
 
 @pytest.fixture
-def client(redis_url: str, redis_namespace: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
+def client(redis_server, redis_namespace: str) -> Iterator[RedisClient]:
+    connection = redis_server.connect()
     yield connection
+    # (scan_iter visits every node of a cluster; DEL splits its keys by slot there)
     keys = list(connection.scan_iter(f"{redis_namespace}:*", count=1000))
     for start in range(0, len(keys), 500):
         connection.delete(*keys[start:start + 500])
@@ -267,7 +272,7 @@ def test_cohorts_fitted_by_a_worker_over_every_profile_reach_a_replica(
     assert cohort is not None and replica.cohorts.top(cohort, 5)
 
 
-def test_import_events_appends_to_the_stream_once(tmp_path, client, redis_url,
+def test_import_events_appends_to_the_stream_once(tmp_path, client, redis_server,
                                                    redis_namespace, sqlite_engine):
     from typer.testing import CliRunner
 
@@ -278,8 +283,10 @@ def test_import_events_appends_to_the_stream_once(tmp_path, client, redis_url,
     path.write_text("".join(e.model_dump_json() + "\n" for e in events))
     url = str(sqlite_engine.url)
     args = ["import-events", str(path), "--db-url", url, "--batch-size", "50",
-            "--redis-url", redis_url,
+            "--redis-url", redis_server.url,
             "--redis-namespace", redis_namespace, "--stream-partitions", "4"]
+    if redis_server.cluster:
+        args.append("--redis-cluster")
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert json.loads(first.output.strip().splitlines()[-1]) == {
