@@ -3,6 +3,7 @@ its blend chosen on held-out rows, and the same scores after saving."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,12 @@ def test_classifier_blends_the_word_head_only_with_texts_and_after_saving(
                                rtol=1e-5, atol=1e-6)
     with pytest.raises(InvalidInput):
         classifier.scores(vectors, texts=probes[:1])
+    # Stored deflated (the shipped file must stay under GitHub mirrors' 4 MiB) and read
+    # back as the very arrays that were saved.
+    with zipfile.ZipFile(saved / "heads.npz") as archive:
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    np.testing.assert_array_equal(loaded.word_head.weights, heads.word_head.weights)
+    np.testing.assert_array_equal(loaded.word_head.idf, heads.word_head.idf)
 
 
 def test_classify_documents_gives_the_word_head_title_and_text(
