@@ -1,15 +1,16 @@
 """Two feed replicas over one database and one Redis (in process): profiles written by an
 event worker, events posted to one replica shaping the other's next feed, takedowns
-published to both. Needs ``REELSIFT_TEST_REDIS_URL`` (see tests/conftest.py)."""
+published to both. Runs on one redis-server and on a Redis Cluster (``redis_server`` in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-import redis
 
 from core.contracts import ItemState
 from core.storage.db import make_session_factory
@@ -21,12 +22,12 @@ from recommender.stream.worker import open_worker
 
 
 @pytest.fixture
-def online(redis_url, redis_namespace) -> Iterator[list[RedisOnline]]:
+def online(redis_server, redis_namespace) -> Iterator[list[RedisOnline]]:
     opened: list[RedisOnline] = []
     yield opened
     for one in opened:
         one.close()
-    cleanup = redis.Redis.from_url(redis_url)
+    cleanup = redis_server.connect()
     keys = list(cleanup.scan_iter(f"{redis_namespace}:*", count=1000))
     if keys:
         cleanup.delete(*keys)
@@ -39,12 +40,14 @@ def _event(n, user, item, kind="complete", ts=None, **extra):
 
 
 def test_an_event_posted_to_one_replica_shapes_the_others_next_feed(
-        sqlite_engine, small_world, clock, tmp_path, h, online, redis_url, redis_namespace):
+        sqlite_engine, small_world, clock, tmp_path, h, online, redis_server, redis_namespace,
+        monkeypatch):
     sessions = make_session_factory(sqlite_engine)
     small_world.write_to_db(sessions)
     replicas = []
     for name in ("a", "b"):
-        connection = RedisOnline.connect(redis_url, namespace=redis_namespace, partitions=4)
+        connection = RedisOnline.connect(redis_server.url, namespace=redis_namespace,
+                                         partitions=4, cluster=redis_server.cluster)
         online.append(connection)
         store = ItemStore(sessions)
         settings = h.make_settings(tmp_path / name, multi_process=True)
@@ -69,7 +72,20 @@ def test_an_event_posted_to_one_replica_shapes_the_others_next_feed(
     while worker.stats.applied < 4:
         worker.step()
 
+    # One feed request asks Redis one thing, the user's profile (one GET, one key: one
+    # slot on a cluster); b's stream-follower thread issues its own reads, not counted.
+    feed_thread, asked = threading.get_ident(), []
+    issue = online[1].client.execute_command
+
+    def counted(*args, **options):
+        if threading.get_ident() == feed_thread:
+            asked.append(args[0])
+        return issue(*args, **options)
+
+    monkeypatch.setattr(online[1].client, "execute_command", counted)
     after = b.feed.feed("u1", 10)
+    monkeypatch.setattr(online[1].client, "execute_command", issue)
+    assert asked == ["GET"]
     assert not after.cold_start
     assert not {i.id for i in liked} & {i.item_id for i in after.items}  # seen: never again
     shown = [small_world.by_id[i.item_id].category for i in after.items]
