@@ -42,6 +42,11 @@ _EXPORT_LOCK = threading.Lock()
 # Bumped when the exported graph changes; part of the cached file's name.
 # 2: token embeddings as a second output.
 EXPORT_FORMAT = 2
+# Precisions the ONNX embedder runs at. ``int8`` is the same export with its weights
+# quantized (dynamic quantization: activations are quantized per batch at run time); it is
+# a model of its own (``+int8`` in its version), so its vectors never share an index with
+# the float ones.
+PRECISIONS = ("fp32", "int8")
 
 
 def _max_seq_length(model_dir: Path, default: int = 256) -> int:
@@ -114,6 +119,39 @@ def _fuse_transformer_ops(path: str, num_heads: int, hidden_size: int) -> None:
         log.warning("onnxruntime transformer fusion skipped: %s", exc)
 
 
+def quantize_onnx(source: Path, target: Path) -> None:
+    """Int8 weights for every MatMul and fused Attention of ``source``, per output channel.
+
+    Dynamic quantization needs no calibration data: activations are scaled per batch at
+    run time. The fused graph holds contrib ops whose outputs shape inference cannot type;
+    they are float, which ``DefaultTensorType`` tells the quantizer.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The quantizer advises pre-processing on the root logger; that step (shape inference
+    # and graph optimisation) is what the export's transformer fusion already did.
+    advice = _DropMessage("Please consider to run pre-processing")
+    logging.getLogger().addFilter(advice)
+    try:
+        with atomic_path(target, suffix=".onnx") as tmp:
+            quantize_dynamic(
+                str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
 class OnnxTextEmbedder:
     """A ``TextEmbedder`` over an ONNX export of a sentence-transformers model."""
 
@@ -124,11 +162,18 @@ class OnnxTextEmbedder:
         *,
         threads: int | None = None,
         batch_size: int = 32,
+        precision: str = "fp32",
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        if precision not in PRECISIONS:
+            raise ModelLoadFailed(f"unknown precision {precision!r}; known: {PRECISIONS}")
         self.model: ModelRef = resolved.ref
+        if precision != "fp32":
+            self.model = resolved.ref.model_copy(
+                update={"version": f"{resolved.ref.version}+{precision}"}
+            )
         self.batch_size = batch_size
         model_dir = resolved.path
         onnx_path = (
@@ -146,6 +191,15 @@ class OnnxTextEmbedder:
                     raise ModelLoadFailed(
                         f"could not export {self.model.id} from {model_dir} to ONNX: {exc}"
                     ) from exc
+            if precision == "int8":
+                source, onnx_path = onnx_path, onnx_path.with_name(f"{onnx_path.stem}-int8.onnx")
+                if not onnx_path.exists():
+                    try:
+                        quantize_onnx(source, onnx_path)
+                    except Exception as exc:
+                        raise ModelLoadFailed(
+                            f"could not quantize {source} to int8: {exc}"
+                        ) from exc
 
         tokenizer_file = model_dir / "tokenizer.json"
         if not tokenizer_file.exists():
@@ -249,6 +303,15 @@ def make_onnx_text_embedder(
     registry: ModelRegistry, cache_dir: Path, threads: int | None = None
 ) -> OnnxTextEmbedder:
     return OnnxTextEmbedder(registry.resolve(MINILM), cache_dir, threads=threads)
+
+
+@text_embedders.register("reelsift.text_embedder.onnx_int8.v1")
+def make_onnx_int8_text_embedder(
+    registry: ModelRegistry, cache_dir: Path, threads: int | None = None
+) -> OnnxTextEmbedder:
+    return OnnxTextEmbedder(
+        registry.resolve(MINILM), cache_dir, threads=threads, precision="int8"
+    )
 
 
 @text_embedders.register("reelsift.text_embedder.sentence_transformers.v1")

@@ -101,6 +101,22 @@ class ModelRef(BaseModel):
         return f"{self.name}@{self.version}"
 
 
+# Local-version suffixes that name a lower-precision run of the same weights.
+PRECISION_VARIANTS = ("int8",)
+
+
+def weights_id(model_id: str) -> str:
+    """``name@version`` without a precision suffix: the weights a model runs.
+
+    A quantized variant (``all-MiniLM-L6-v2@0.1.0+int8``) is a model of its own for
+    indexes, whose vectors must never mix, but it runs the same weights as its float
+    original, so a head trained on either one's vectors applies to both (the evaluations
+    measure whichever is configured).
+    """
+    base, _, variant = model_id.rpartition("+")
+    return base if base and variant in PRECISION_VARIANTS else model_id
+
+
 class Evidence(BaseModel):
     kind: Literal["text_span", "image_box", "time_range"]
     start: int | None = None  # character offsets for text spans

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from analyzers.base import JointTextImageEmbedder, TextEmbedder
-from core.contracts import Label
+from core.contracts import Label, weights_id
 from core.errors import InvalidConfig, InvalidInput
 from taxonomy.calibration import Calibration, calibration_for, fit_calibration, logits
 from taxonomy.documents import ChunkSettings, DocumentEmbedder, VectorCache
@@ -194,7 +194,9 @@ class TaxonomyClassifier:
                 f"heads were trained for taxonomy {heads.tree_version}, this tree is "
                 f"{self.tree.version}; retrain with `reelsift train taxonomy`"
             )
-        if self.text_embedder is None or heads.embedding_model != self.text_embedder.model.id:
+        if self.text_embedder is None or weights_id(heads.embedding_model) != weights_id(
+            self.text_embedder.model.id
+        ):
             current = self.text_embedder.model.id if self.text_embedder else "none"
             raise InvalidConfig(
                 f"heads were trained on {heads.embedding_model} vectors, the text model is "
@@ -678,7 +680,9 @@ def shipped_heads(tree: TaxonomyTree, embedder: TextEmbedder | None) -> Supervis
     if embedder is None or not (SHIPPED_HEADS / "config.json").exists():
         return None
     heads = SupervisedHeads.load(SHIPPED_HEADS)
-    if heads.tree_version != tree.version or heads.embedding_model != embedder.model.id:
+    if heads.tree_version != tree.version or weights_id(heads.embedding_model) != weights_id(
+        embedder.model.id
+    ):
         log.info("shipped taxonomy heads are for %s on %s, not %s on %s: zero-shot only",
                  heads.embedding_model, heads.tree_version, embedder.model.id, tree.version)
         return None
