@@ -26,7 +26,7 @@ from recommender.events import IngestResult, parse_events
 from recommender.state import OnlineState
 from recommender.stream.codec import decode_event, encode_event
 from recommender.stream.cohorts import CohortFollower
-from recommender.stream.connection import LuaScript, RedisClient
+from recommender.stream.connection import LuaScript, RedisClient, stream_entries, xread
 from recommender.stream.faults import redis_faults
 from recommender.stream.layout import GROUP, StreamLayout
 
@@ -155,19 +155,18 @@ class RedisEventLog:
                 pipe = self.client.pipeline(transaction=False)
                 streams = list(self._positions)
                 for stream in streams:
-                    pipe.xread({stream: self._positions[stream]}, count=READ_CHUNK)
+                    xread(pipe, stream, self._positions[stream], READ_CHUNK)
                 read = 0
                 for stream, reply in zip(streams, pipe.execute(), strict=True):
-                    for _name, entries in reply or ():
-                        for entry_id, fields in entries:
-                            if b"pairs" in fields:
-                                state.covisitation.add_pairs(
-                                    [(a, b) for a, b in msgpack.unpackb(fields[b"pairs"])])
-                            else:
-                                state.apply_to_items(decode_event(fields[b"e"]),
-                                                     counters_only=self.counters_only)
-                            self._positions[stream] = entry_id.decode()
-                            read += 1
+                    for entry_id, fields in stream_entries(reply):
+                        if b"pairs" in fields:
+                            state.covisitation.add_pairs(
+                                [(a, b) for a, b in msgpack.unpackb(fields[b"pairs"])])
+                        else:
+                            state.apply_to_items(decode_event(fields[b"e"]),
+                                                 counters_only=self.counters_only)
+                        self._positions[stream] = entry_id.decode()
+                        read += 1
                 applied += read
                 if read == 0:
                     break

@@ -48,7 +48,13 @@ from recommender.settings import RecommenderSettings
 from recommender.state import OnlineState
 from recommender.stream.codec import decode_event, decode_profile, encode_profile
 from recommender.stream.cohorts import fit_and_store
-from recommender.stream.connection import LuaScript, RedisClient, mget
+from recommender.stream.connection import (
+    LuaScript,
+    RedisClient,
+    mget,
+    stream_entries,
+    xreadgroup,
+)
 from recommender.stream.layout import GROUP, StreamLayout
 from recommender.stream.log import RedisEventLog, ensure_groups
 from recommender.tables import EventRow
@@ -263,11 +269,10 @@ class EventWorker:
         per = max(1, self.batch // len(owned))
         pipe = self.client.pipeline(transaction=False)
         for p in owned:
-            pipe.xreadgroup(GROUP, self.name, {self.layout.stream(p): ">"}, count=per)
+            xreadgroup(pipe, GROUP, self.name, self.layout.stream(p), per)
         entries: list[Entry] = []
         for p, reply in zip(owned, pipe.execute(), strict=True):
-            for _stream, rows in reply or ():
-                entries.extend(self._entries(p, rows))
+            entries.extend(self._entries(p, stream_entries(reply)))
         return entries
 
     @staticmethod

@@ -340,3 +340,27 @@ def test_a_replica_reuses_a_decoded_profile_only_while_its_bytes_are_the_same(
     client.set(layout.profile("other"), encode_profile(profile))
     assert profiles.get("other") is not None  # evicts the first: one decoded profile kept
     assert profiles.get(user) is not changed
+
+
+def test_on_a_cluster_no_command_costs_a_round_trip_to_find_its_keys(
+        tmp_path, client, redis_server, redis_namespace):
+    """redis-py asks a server for the keys of a command whose keys it cannot place
+    (EVAL, XREAD, XREADGROUP: COMMAND GETKEYS, a round trip before each command); the
+    stream code routes every one by its keys itself (``recommender.stream.connection``)."""
+    if not redis_server.cluster:
+        pytest.skip("one server: nothing is routed")
+
+    def keys_asked() -> int:
+        stats = client.info("commandstats", target_nodes=client.ALL_NODES)
+        return sum(node.get("cmdstat_command|getkeys", {}).get("calls", 0)
+                   for node in stats.values())
+
+    layout = StreamLayout(redis_namespace, partitions=4)
+    worker = EventWorker(client, layout, make_state(tmp_path / "w"), name="w1")
+    before = keys_asked()
+    RedisEventLog(client, layout, None, None).ingest(make_events(200))  # type: ignore[arg-type]
+    drain([worker], until=200)
+    replica = make_state(tmp_path / "r")
+    assert RedisEventLog(client, layout, None, replica).catch_up() >= 200  # type: ignore[arg-type]
+    assert RedisProfiles(client, layout, replica.settings.profile).get("u1") is not None
+    assert keys_asked() == before
