@@ -55,6 +55,7 @@ from recommender.stream.connection import (
     stream_entries,
     xreadgroup,
 )
+from recommender.stream.faults import PASSING_FAULTS
 from recommender.stream.layout import GROUP, StreamLayout
 from recommender.stream.log import RedisEventLog, ensure_groups
 from recommender.tables import EventRow
@@ -427,7 +428,7 @@ class EventWorker:
                     if time.monotonic() >= next_follow:
                         self.state.catalog.follow()  # approvals: the items events name
                         next_follow = time.monotonic() + follow_seconds
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                except PASSING_FAULTS as exc:
                     log.warning("worker %s: Redis unavailable (%s); retrying", self.name, exc)
                     self._cache.clear()
                     stop.wait(1.0)

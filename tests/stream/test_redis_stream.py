@@ -364,3 +364,21 @@ def test_on_a_cluster_no_command_costs_a_round_trip_to_find_its_keys(
     assert RedisEventLog(client, layout, None, replica).catch_up() >= 200  # type: ignore[arg-type]
     assert RedisProfiles(client, layout, replica.settings.profile).get("u1") is not None
     assert keys_asked() == before
+
+
+@pytest.mark.parametrize("fault", [
+    redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+    redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request during rehashing"),
+    redis.exceptions.SlotNotCoveredError("slot 4242 is not covered"),
+])
+def test_a_cluster_in_failover_is_a_503_not_a_500(fault):
+    from core.errors import ServiceUnavailable
+    from recommender.stream.faults import redis_faults
+
+    with pytest.raises(ServiceUnavailable) as raised, redis_faults("reading a profile"):
+        raise fault
+    assert raised.value.status == 503 and raised.value.retry_after_s > 0
+    # a key naming bug is not a passing fault
+    crossslot = redis.exceptions.ClusterCrossSlotError("CROSSSLOT")
+    with pytest.raises(redis.exceptions.ClusterCrossSlotError), redis_faults("reading"):
+        raise crossslot
