@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from analyzers.base import TokenEncoding, l2_normalise
+from analyzers.inference_device import confirm_providers, onnx_providers, torch_device
 from analyzers.model_registry import ModelRegistry, ModelSpec, ResolvedModel
 from core.contracts import ModelRef
 from core.errors import ModelLoadFailed
@@ -163,6 +164,7 @@ class OnnxTextEmbedder:
         threads: int | None = None,
         batch_size: int = 32,
         precision: str = "fp32",
+        device: str = "cpu",
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -217,9 +219,9 @@ class OnnxTextEmbedder:
         # Busy-waiting worker threads steal the CPU from everything else on a small shared
         # machine (measured: slower overall); they sleep between batches instead.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"]
-        )
+        providers = onnx_providers(device)
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        self.providers = confirm_providers(self.session, providers, self.model.id)
         self.dim = int(self.session.get_outputs()[0].shape[1] or self._probe_dim())
 
     def _probe_dim(self) -> int:
@@ -300,26 +302,26 @@ class SentenceTransformerEmbedder:
 
 @text_embedders.register("reelsift.text_embedder.onnx.v1")
 def make_onnx_text_embedder(
-    registry: ModelRegistry, cache_dir: Path, threads: int | None = None
+    registry: ModelRegistry, cache_dir: Path, threads: int | None = None, device: str = "cpu"
 ) -> OnnxTextEmbedder:
-    return OnnxTextEmbedder(registry.resolve(MINILM), cache_dir, threads=threads)
+    return OnnxTextEmbedder(registry.resolve(MINILM), cache_dir, threads=threads, device=device)
 
 
 @text_embedders.register("reelsift.text_embedder.onnx_int8.v1")
 def make_onnx_int8_text_embedder(
-    registry: ModelRegistry, cache_dir: Path, threads: int | None = None
+    registry: ModelRegistry, cache_dir: Path, threads: int | None = None, device: str = "cpu"
 ) -> OnnxTextEmbedder:
     return OnnxTextEmbedder(
-        registry.resolve(MINILM), cache_dir, threads=threads, precision="int8"
+        registry.resolve(MINILM), cache_dir, threads=threads, precision="int8", device=device
     )
 
 
 @text_embedders.register("reelsift.text_embedder.sentence_transformers.v1")
 def make_st_text_embedder(
-    registry: ModelRegistry, cache_dir: Path, threads: int | None = None
+    registry: ModelRegistry, cache_dir: Path, threads: int | None = None, device: str = "cpu"
 ) -> SentenceTransformerEmbedder:
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    return SentenceTransformerEmbedder(registry.resolve(MINILM))
+    return SentenceTransformerEmbedder(registry.resolve(MINILM), device=torch_device(device))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,11 @@ class Settings(BaseSettings):
         "pipeline name or a saved pipeline directory; 'rules' (or empty) for the rules alone"
     )
     inference_threads: int | None = None
+    inference_device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="where the model services run onnxruntime and torch models: cpu; "
+        "cuda (the GPU; the CPU, with a logged warning saying why, when onnxruntime-gpu or a "
+        "GPU is missing); auto (the GPU where there is one)"
+    )
 
     # Moderation, taxonomy.
     policy_file: Path | None = Field(None, description="policy YAML; default: the packaged one")

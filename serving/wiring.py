@@ -64,8 +64,12 @@ def build_text_embedder(settings: Settings) -> tuple[TextEmbedder | None, str | 
     """The configured embedder, or None and the reason it is unavailable."""
     factory = resolve(text_embedders, settings.text_embedder)
     try:
+        # a registered embedder that predates the device setting runs where it runs
+        device = ({"device": settings.inference_device}
+                  if "device" in inspect.signature(factory).parameters else {})
         embedder = factory(
-            model_registry(settings), settings.cache_dir, threads=settings.inference_threads
+            model_registry(settings), settings.cache_dir, threads=settings.inference_threads,
+            **device,
         )
     except (ModelNotAvailable, ModelLoadFailed) as exc:
         log.error("text embedding unavailable: %s", exc)
@@ -81,9 +85,11 @@ def build_visual_embedder(settings: Settings) -> tuple[VisualEmbedder | None, st
     try:
         # Model-backed embedders (CLIP, ResNet) resolve files; the descriptor needs none.
         if "model_registry" in inspect.signature(factory).parameters:
+            device = ({"device": settings.inference_device}
+                      if "device" in inspect.signature(factory).parameters else {})
             embedder = factory(
                 model_registry(settings), settings.cache_dir,
-                threads=settings.inference_threads or 0,
+                threads=settings.inference_threads or 0, **device,
             )
         else:
             embedder = factory()
@@ -140,7 +146,7 @@ def build_media_models(settings: Settings) -> MediaModelSet:
     unavailable: dict[str, str] = {}
     nudity = faces = speech = None
     try:
-        nudity = NudeNetDetector(threads=threads)
+        nudity = NudeNetDetector(threads=threads, device=settings.inference_device)
     except (ModelNotAvailable, ModelLoadFailed) as exc:
         unavailable["nudity"] = exc.message
     try:
@@ -149,7 +155,8 @@ def build_media_models(settings: Settings) -> MediaModelSet:
         unavailable["faces"] = exc.message
     try:
         speech = SpeechRecognizer.from_registry(
-            model_registry(settings), DEFAULT_ASR_SPEC, threads=threads
+            model_registry(settings), DEFAULT_ASR_SPEC, threads=threads,
+            device=settings.inference_device,
         )
     except (ModelNotAvailable, ModelLoadFailed) as exc:
         unavailable["transcript"] = exc.message

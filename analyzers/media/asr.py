@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from analyzers.inference_device import torch_device
 from analyzers.media.audio_decode import resample
 from analyzers.model_registry import ModelRegistry, ModelSpec
 from core.contracts import ModelRef
@@ -36,7 +37,8 @@ class Transcriber(Protocol):
 
 class SpeechRecognizer:
     def __init__(
-        self, model_dir: Path, ref: ModelRef, max_new_tokens: int = 128, threads: int = 0
+        self, model_dir: Path, ref: ModelRef, max_new_tokens: int = 128, threads: int = 0,
+        device: str = "cpu",
     ) -> None:
         from transformers import (
             AutoConfig,
@@ -46,11 +48,12 @@ class SpeechRecognizer:
         )
 
         self.threads = threads
+        self.device = torch_device(device)
         try:
             config = AutoConfig.from_pretrained(str(model_dir))
             self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
             family = AutoModelForSpeechSeq2Seq if self.seq2seq else AutoModelForCTC
-            self.network: Any = family.from_pretrained(str(model_dir)).eval()
+            self.network: Any = family.from_pretrained(str(model_dir)).eval().to(self.device)
             self.processor: Any = AutoProcessor.from_pretrained(str(model_dir))
         except Exception as exc:
             raise ModelLoadFailed(
@@ -63,10 +66,11 @@ class SpeechRecognizer:
 
     @classmethod
     def from_registry(
-        cls, registry: ModelRegistry, spec: ModelSpec = DEFAULT_ASR_SPEC, threads: int = 0
+        cls, registry: ModelRegistry, spec: ModelSpec = DEFAULT_ASR_SPEC, threads: int = 0,
+        device: str = "cpu",
     ) -> SpeechRecognizer:
         resolved = registry.resolve(spec)
-        return cls(resolved.path, resolved.ref, threads=threads)
+        return cls(resolved.path, resolved.ref, threads=threads, device=device)
 
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
         chunks = speech_chunks(samples, sample_rate, self.sample_rate)
@@ -84,7 +88,8 @@ class SpeechRecognizer:
         if self.threads:
             torch.set_num_threads(self.threads)
         try:
-            inputs = self.processor(chunk, sampling_rate=self.sample_rate, return_tensors="pt")
+            inputs = self.processor(chunk, sampling_rate=self.sample_rate,
+                                    return_tensors="pt").to(self.device)
             with torch.inference_mode():
                 if self.seq2seq:
                     ids = self.network.generate(

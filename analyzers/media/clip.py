@@ -99,7 +99,8 @@ def _export_towers(model_dir: Path, target_dir: Path) -> int:
 
 
 class ClipOnnxEmbedder:
-    def __init__(self, model_dir: Path, ref: ModelRef, cache_root: Path, threads: int = 0) -> None:
+    def __init__(self, model_dir: Path, ref: ModelRef, cache_root: Path, threads: int = 0,
+                 device: str = "cpu") -> None:
         from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
         model_dir = Path(model_dir)
@@ -122,8 +123,8 @@ class ClipOnnxEmbedder:
                 f"CLIP tokenizer/image processor in {model_dir} failed to load: {exc}"
             ) from exc
         self.max_tokens = int(config.text_config.max_position_embeddings)
-        self.image_session = open_session(target / "image.onnx", threads)
-        self.text_session = open_session(target / "text.onnx", threads)
+        self.image_session = open_session(target / "image.onnx", threads, device)
+        self.text_session = open_session(target / "text.onnx", threads, device)
         self.model = ModelRef(
             name=f"{CLIP_NAME}:{ref.name}", version=ref.version, source=ref.source
         )
@@ -135,9 +136,10 @@ class ClipOnnxEmbedder:
         cache_root: Path,
         spec: ModelSpec = DEFAULT_CLIP_SPEC,
         threads: int = 0,
+        device: str = "cpu",
     ) -> ClipOnnxEmbedder:
         resolved = registry.resolve(spec)
-        return cls(resolved.path, resolved.ref, cache_root, threads)
+        return cls(resolved.path, resolved.ref, cache_root, threads, device)
 
     def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         chunks = [np.zeros((0, self.dim), dtype=np.float32)]
@@ -175,5 +177,6 @@ def make_clip(
     cache_dir: Path | str,
     spec: ModelSpec = DEFAULT_CLIP_SPEC,
     threads: int = 0,
+    device: str = "cpu",
 ) -> ClipOnnxEmbedder:
-    return ClipOnnxEmbedder.from_registry(model_registry, Path(cache_dir), spec, threads)
+    return ClipOnnxEmbedder.from_registry(model_registry, Path(cache_dir), spec, threads, device)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analyzers.inference_device import confirm_providers, onnx_providers
 from analyzers.media.onnx_export import session_options
 from analyzers.media.schemas import Box, Detection
 from core.contracts import Evidence, ModelRef, RiskCategory, RiskScore
@@ -83,7 +84,8 @@ def _bundled_model_path() -> Path:
 class NudeNetDetector:
     """Runs NudeNet's detector; raises ``ModelNotAvailable`` when the model file is absent."""
 
-    def __init__(self, model_path: Path | None = None, threads: int = 0) -> None:
+    def __init__(self, model_path: Path | None = None, threads: int = 0,
+                 device: str = "cpu") -> None:
         import onnxruntime as ort
 
         path = Path(model_path) if model_path is not None else _bundled_model_path()
@@ -98,12 +100,14 @@ class NudeNetDetector:
             version = importlib.metadata.version("nudenet") if model_path is None else "file"
         except importlib.metadata.PackageNotFoundError:
             version = "file"
+        providers = onnx_providers(device)
         try:
             self.session = ort.InferenceSession(
-                str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+                str(path), sess_options=session_options(threads), providers=providers
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelLoadFailed(f"NudeNet model {path} failed to load: {exc}") from exc
+        confirm_providers(self.session, providers, "NudeNet")
         self.input_name = self.session.get_inputs()[0].name
         self.model = ModelRef(name="nudenet.320n", version=version, source=f"path:{path}")
 

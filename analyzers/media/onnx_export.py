@@ -82,12 +82,18 @@ def session_options(threads: int = 0) -> Any:
     return options
 
 
-def open_session(path: Path, threads: int = 0) -> Any:
+def open_session(path: Path, threads: int = 0, device: str = "cpu") -> Any:
+    """A session on ``device`` (``analyzers.inference_device``: cpu, cuda, auto)."""
     import onnxruntime as ort
 
+    from analyzers.inference_device import confirm_providers, onnx_providers
+
+    providers = onnx_providers(device)
     try:
-        return ort.InferenceSession(
-            str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options(threads), providers=providers
         )
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelLoadFailed(f"ONNX model {path} failed to load: {exc}") from exc
+    confirm_providers(session, providers, path.name)
+    return session

@@ -87,6 +87,7 @@ class ResNetOnnxEmbedder:
         cache_root: Path,
         arch: str = "resnet50",
         threads: int = 0,
+        device: str = "cpu",
     ) -> None:
         from torchvision.transforms import v2
 
@@ -105,7 +106,7 @@ class ResNetOnnxEmbedder:
             dim = _export(weights_path, arch, onnx_path)
             meta_path.write_text(json.dumps({"dim": dim, "arch": arch, "model": ref.id}))
         self.dim = int(json.loads(meta_path.read_text())["dim"])
-        self.session = open_session(onnx_path, threads)
+        self.session = open_session(onnx_path, threads, device)
         self.transform = v2.Compose(
             [
                 v2.ToImage(),
@@ -125,9 +126,10 @@ class ResNetOnnxEmbedder:
         arch: str = "resnet50",
         spec: ModelSpec | None = None,
         threads: int = 0,
+        device: str = "cpu",
     ) -> ResNetOnnxEmbedder:
         resolved = registry.resolve(spec or resnet_spec(arch))
-        return cls(resolved.path, resolved.ref, cache_root, arch, threads)
+        return cls(resolved.path, resolved.ref, cache_root, arch, threads, device)
 
     def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         import torch
@@ -159,5 +161,7 @@ def make_resnet(
     arch: str = "resnet50",
     spec: ModelSpec | None = None,
     threads: int = 0,
+    device: str = "cpu",
 ) -> ResNetOnnxEmbedder:
-    return ResNetOnnxEmbedder.from_registry(model_registry, Path(cache_dir), arch, spec, threads)
+    return ResNetOnnxEmbedder.from_registry(model_registry, Path(cache_dir), arch, spec, threads,
+                                            device)
