@@ -48,16 +48,41 @@ def onnx_providers(device: str, available: Sequence[str] | None = None) -> list[
     _check(device)
     if device == "cpu":
         return [CPU_PROVIDER]
+    installed = available is None  # (a given list is a question, not this process's state)
     if available is None:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
     if CUDA_PROVIDER in available:
+        if installed:
+            _preload_cuda_libraries()
         return [CUDA_PROVIDER, CPU_PROVIDER]
     _fallback(device, f"onnxruntime {_ort_version()} has no {CUDA_PROVIDER} (it offers "
               f"{', '.join(available) or 'none'}); install onnxruntime-gpu in place of "
               "onnxruntime for the GPU")
     return [CPU_PROVIDER]
+
+
+_preloaded = False
+
+
+def _preload_cuda_libraries() -> None:
+    """onnxruntime-gpu's ``preload_dlls`` (1.21+) loads the CUDA and cuDNN libraries from
+    the ``nvidia-*`` wheels torch brought into the image, which are on no library path;
+    without it the CUDA provider may not find them. Once per process."""
+    global _preloaded
+    if _preloaded:
+        return
+    _preloaded = True
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # the session still starts; confirm_providers reports where
+        log.warning("onnxruntime could not preload the CUDA libraries: %s", exc)
 
 
 def confirm_providers(session: Any, providers: Sequence[str], what: str) -> list[str]:
