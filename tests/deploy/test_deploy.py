@@ -18,14 +18,15 @@ from serving.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "docs" / "deploy"
+GPU = DEPLOY / "gpu"  # variants applied over the CPU layout, not with `kubectl apply -f DEPLOY`
 # The oldest Kubernetes minor still supported upstream when this was written, and the newest
 # the schemas bundle: the manifests use nothing newer or removed.
 KUBERNETES_VERSIONS = ("1.32.0", kubernetes_validate.latest_version())
 
 
-def manifests() -> list[tuple[str, dict[str, Any]]]:
+def manifests(folder: Path = DEPLOY) -> list[tuple[str, dict[str, Any]]]:
     documents = []
-    for path in sorted(DEPLOY.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if document is not None:
                 documents.append((f"{path.name}:{document['kind']}/"
@@ -41,6 +42,7 @@ def by_kind(kind: str) -> dict[str, dict[str, Any]]:
 def test_every_manifest_validates_against_the_kubernetes_schemas(version):
     documents = manifests()
     assert len(documents) >= 15
+    documents += manifests(GPU)
     for name, document in documents:
         try:
             kubernetes_validate.validate(document, version, strict=True)
@@ -104,6 +106,42 @@ def test_the_layout_has_every_part_and_their_references_resolve():
         assert f"{model}=http://{model}:3000" in depends
         args = deployments[model]["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[args.index("--service-name") + 1] == model
+
+
+def test_the_gpu_variants_replace_their_cpu_deployments_on_gpu_nodes():
+    """docs/deploy/gpu/: each file is a model Deployment and its HPA under the CPU one's
+    names, so applying it replaces that Deployment and the API's Service reaches it; its
+    pods ask for a GPU, land on GPU nodes and run the models with the cuda setting."""
+    base = by_kind("Deployment")
+    services = by_kind("Service")
+    gpu = manifests(GPU)
+    variants = {d["metadata"]["name"]: d for _, d in gpu if d["kind"] == "Deployment"}
+    assert set(variants) == {"reelsift-text-analysis", "reelsift-media-models"}
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for _, d in gpu
+              if d["kind"] == "HorizontalPodAutoscaler"}
+    assert scaled == set(variants)
+    assert {d["kind"] for _, d in gpu} == {"Deployment", "HorizontalPodAutoscaler"}
+    for name, variant in variants.items():
+        cpu = base[name]
+        assert variant["spec"]["selector"] == cpu["spec"]["selector"], name  # immutable
+        labels = variant["spec"]["template"]["metadata"]["labels"]
+        assert services[name]["spec"]["selector"].items() <= labels.items(), name
+        pod = variant["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        [cpu_container] = cpu["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == cpu_container["args"], name  # the same Bento service
+        assert container["command"] == cpu_container["command"], name
+        assert container["image"] != cpu_container["image"], "the GPU image has onnxruntime-gpu"
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 1, name
+        assert "cpu" in container["resources"]["requests"], name  # the HPA scales on CPU
+        assert pod["nodeSelector"] and any(
+            t["key"] == "nvidia.com/gpu" for t in pod["tolerations"]), name
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["REELSIFT_INFERENCE_DEVICE"] == "cuda", name
+        # every variable is a setting, with a value the settings accept
+        fields = {f"REELSIFT_{field.upper()}": field for field in Settings.model_fields}
+        assert set(env) <= set(fields), name
+        Settings(**{fields[key]: value for key, value in env.items()})
 
 
 def test_the_deployments_commands_exist():
