@@ -27,6 +27,7 @@ import numpy as np
 from analyzers.fusion import ItemFuser
 from analyzers.media.asr import join_transcript, speech_chunks
 from analyzers.media.audio import AudioSignal
+from analyzers.media.audio_decode import ANALYSIS_SAMPLE_RATE
 from analyzers.media.faces import face_boxes, face_input
 from analyzers.media.nudity import nudity_detections, nudity_input
 from analyzers.media.schemas import Box, Detection
@@ -212,16 +213,24 @@ class SpeechClient:
 
 class AudioSignalClient:
     """A ``SignalAnalyzer`` computed by the MediaModels service from the decoded samples
-    (librosa, with numba and LLVM, is 210 MB that the API workers need not hold)."""
+    (librosa, with numba and LLVM, is 210 MB that the API workers need not hold).
+
+    Audio at ``ANALYSIS_SAMPLE_RATE`` (every upload and video track is decoded to it)
+    goes to the batchable ``audio_signals``, where concurrent files from every API worker
+    meet in one batch; any other rate to ``audio_signal``, one file a call."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
 
     def __call__(self, samples: np.ndarray, sample_rate: int) -> AudioSignal:
-        answer = call_model_service(
-            lambda: self.client.audio_signal(
-                samples=np.ascontiguousarray(samples, dtype=np.float32), sample_rate=sample_rate
-            ),
-            "media-models",
-        )
+        clip = np.ascontiguousarray(samples, dtype=np.float32)
+        if sample_rate == ANALYSIS_SAMPLE_RATE:
+            [answer] = call_model_service(
+                lambda: self.client.audio_signals(clips=[clip]), "media-models"
+            )
+        else:
+            answer = call_model_service(
+                lambda: self.client.audio_signal(samples=clip, sample_rate=sample_rate),
+                "media-models",
+            )
         return AudioSignal.model_validate(answer)

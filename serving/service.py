@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 import bentoml
 import numpy as np
+from bentoml.validators import DType
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
@@ -30,7 +31,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from analyzers.media.audio import audio_signal
+from analyzers.media.audio import audio_signal, audio_signals
+from analyzers.media.audio_decode import ANALYSIS_SAMPLE_RATE
 from core.contracts import ModelRef
 from core.errors import InvalidInput
 from ingest.analysis import InProcessTextAnalysis, analyze_wire_documents
@@ -295,10 +297,26 @@ class MediaModels:
             raise RuntimeError(self.models.unavailable["transcript"])
         return self.models.speech.transcribe_chunks(chunks)  # type: ignore[attr-defined, no-any-return]
 
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=settings.visual_max_batch_size,
+        max_latency_ms=settings.visual_max_latency_ms,
+    )
+    def audio_signals(
+        self, clips: list[Annotated[np.ndarray, DType("float32")]]
+    ) -> list[dict[str, Any]]:
+        """Audio decoded at ``ANALYSIS_SAMPLE_RATE`` (as every upload and video track is)
+        -> each clip's features (``analyzers.media.audio.audio_signal``); librosa and
+        numba stay in this process. (``DType``: over JSON an array is read back as float64
+        without it, and librosa's features of float64 samples differ in the 8th digit.)"""
+        return [signal.model_dump(mode="json")
+                for signal in audio_signals(clips, ANALYSIS_SAMPLE_RATE)]
+
     @bentoml.api
-    def audio_signal(self, samples: np.ndarray, sample_rate: int) -> dict[str, Any]:
-        """Decoded audio -> its features (``analyzers.media.audio.audio_signal``): librosa
-        and numba stay in this process."""
+    def audio_signal(
+        self, samples: Annotated[np.ndarray, DType("float32")], sample_rate: int
+    ) -> dict[str, Any]:
+        """Audio at any other rate -> its features, one file a call."""
         return audio_signal(samples, sample_rate).model_dump(mode="json")
 
 

@@ -54,6 +54,10 @@ class OverTheWire:
         self.calls.append("audio_signal")
         return json.loads(json.dumps(self.service.audio_signal(np.array(samples), sample_rate)))  # type: ignore[no-any-return]
 
+    def audio_signals(self, clips: list[np.ndarray]) -> list[dict[str, Any]]:
+        self.calls.append("audio_signals")
+        return json.loads(json.dumps(self.service.audio_signals([np.array(c) for c in clips])))  # type: ignore[no-any-return]
+
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Settings:  # type: ignore[no-untyped-def]
@@ -126,7 +130,50 @@ def test_audio_analysis_through_the_service_is_the_in_process_one(
         assert got.transcript is not None  # every clip transcribed at threshold 0
     # Each transcript's text analysis ran in the caller, once a path, on the same text.
     assert heard and heard[0::2] == heard[1::2]
-    assert wire.calls.count("audio_signal") == 2 and "transcribe" in wire.calls
+    # uploads are decoded at the analysis rate: the batchable endpoint, a file a call here
+    assert wire.calls.count("audio_signals") == 2 and "audio_signal" not in wire.calls
+    assert "transcribe" in wire.calls
+
+
+def test_audio_features_batched_as_bentoml_batches_them_are_the_in_process_ones():
+    """Two API workers' calls merged into one batch by BentoML's own batching code (its
+    container joins the lists and splits the answers back), through the endpoint's JSON
+    form, give each caller what ``audio_signal`` gives in process."""
+    from _bentoml_impl.serde import JSONSerde
+    from bentoml._internal.runner.container import AutoContainer
+
+    from analyzers.media.audio import audio_signal
+    from analyzers.media.audio_decode import ANALYSIS_SAMPLE_RATE
+    from serving.model_clients import AudioSignalClient
+
+    api = MediaModels.apis["audio_signals"]
+    assert api.batchable and api.batch_dim == (0, 0)
+    rate = ANALYSIS_SAMPLE_RATE
+    first = [synth.speech_like(seconds=1.5, sr=rate).astype(np.float32)]
+    second = [synth.music_like(2.5, sr=rate).astype(np.float32),
+              np.zeros(300, dtype=np.float32)]  # shorter than one analysis frame
+    serde = JSONSerde()
+    calls = []
+    for clips in (first, second):  # what each client sends, read back as the server reads it
+        payload = serde.serialize_model(api.input_spec(clips=clips))
+        calls.append(serde.deserialize_model(payload, api.input_spec).clips)
+    batch, indices = AutoContainer.batches_to_batch(calls, api.batch_dim[0])
+    assert len(batch) == 3
+    service = OverTheWire(MediaModelSet(None, None, None, {})).service
+    answers = AutoContainer.batch_to_batches(service.audio_signals(batch), indices,
+                                             api.batch_dim[1])
+    for clips, answer in zip((first, second), answers, strict=True):
+        expected = [audio_signal(clip, rate).model_dump(mode="json") for clip in clips]
+        assert json.loads(json.dumps(answer)) == expected
+
+    # the client: the analysis rate through the batch, any other rate a file a call
+    wire = OverTheWire(MediaModelSet(None, None, None, {}))
+    client = AudioSignalClient(wire)
+    clip = first[0]
+    assert client(clip, rate) == audio_signal(clip, rate)
+    other = synth.speech_like(seconds=1.0, sr=22_050).astype(np.float32)
+    assert client(other, 22_050) == audio_signal(other, 22_050)
+    assert wire.calls == ["audio_signals", "audio_signal"]
 
 
 def test_a_transcript_through_the_service_is_the_in_process_one(
