@@ -382,3 +382,35 @@ def test_a_cluster_in_failover_is_a_503_not_a_500(fault):
     crossslot = redis.exceptions.ClusterCrossSlotError("CROSSSLOT")
     with pytest.raises(redis.exceptions.ClusterCrossSlotError), redis_faults("reading"):
         raise crossslot
+
+
+def test_the_settings_pick_the_client_and_a_worker_applies_events_through_it(
+        tmp_path, client, redis_server, redis_namespace):
+    """REELSIFT_REDIS_CLUSTER through the wiring the server and `reelsift worker events`
+    use: the client it builds, events appended by the API's log and applied once."""
+    from redis.cluster import RedisCluster
+
+    from serving.settings import Settings
+    from serving.stream_wiring import build_event_worker, redis_online
+
+    settings = Settings(data_dir=tmp_path / "var", redis_url=redis_server.url,
+                        redis_cluster=redis_server.cluster, redis_namespace=redis_namespace,
+                        stream_partitions=4)
+    online = redis_online(settings)
+    assert online is not None
+    assert isinstance(online.client, RedisCluster) is redis_server.cluster
+    worker = build_event_worker(settings, name="w1")
+    try:
+        assert isinstance(worker.client, RedisCluster) is redis_server.cluster
+        events = make_events(60)
+        result = online.event_log(None, None).ingest(events)  # type: ignore[arg-type]
+        assert result.stored == 60
+        drain([worker], until=60)
+        profiles = RedisProfiles(online.client, online.layout, worker.state.settings.profile)
+        for user, n in Counter(e.user_id for e in events).items():
+            profile = profiles.get(user)
+            assert profile is not None and profile.n_events == n
+    finally:
+        worker.release_all()
+        worker.client.close()
+        online.close()
