@@ -126,12 +126,11 @@ class RedisServer:
         return connect(self.url, cluster=self.cluster, **options)
 
 
-@pytest.fixture(params=["redis", "redis-cluster"])
-def redis_server(request) -> RedisServer:
-    """The same test on one redis-server and on a Redis Cluster
-    (``scripts/start-test-redis-cluster.sh``: REELSIFT_TEST_REDIS_CLUSTER_URL); the
-    cluster is required with ``REELSIFT_REQUIRE_REDIS=1``, skipped without it otherwise."""
-    if request.param == "redis":
+def required_redis_server(kind: str) -> RedisServer:
+    """``redis``: the test redis-server; ``redis-cluster``: the test Redis Cluster
+    (``scripts/start-test-redis-cluster.sh``: REELSIFT_TEST_REDIS_CLUSTER_URL), required
+    with ``REELSIFT_REQUIRE_REDIS=1``, skipped without it otherwise."""
+    if kind == "redis":
         return RedisServer(required_redis_url(), cluster=False)
     if not REDIS_CLUSTER_URL:
         if REQUIRE_REDIS:
@@ -139,6 +138,12 @@ def redis_server(request) -> RedisServer:
         pytest.skip("no Redis Cluster: set REELSIFT_TEST_REDIS_CLUSTER_URL "
                     "(scripts/start-test-redis-cluster.sh)")
     return RedisServer(REDIS_CLUSTER_URL, cluster=True)
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_server(request) -> RedisServer:
+    """The same test on one redis-server and on a Redis Cluster."""
+    return required_redis_server(request.param)
 
 
 # -- a real server ---------------------------------------------------------------------------

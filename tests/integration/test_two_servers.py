@@ -5,7 +5,9 @@ sharing one PostgreSQL and one Redis, and two event workers (``reelsift worker e
 - a takedown through one leaves the other's next feed;
 - kill -9 of an event worker while events arrive loses and duplicates none of them.
 
-Needs ``REELSIFT_TEST_POSTGRES_URL`` and ``REELSIFT_TEST_REDIS_URL`` (tests/conftest.py).
+Needs ``REELSIFT_TEST_POSTGRES_URL`` and ``REELSIFT_TEST_REDIS_URL`` (tests/conftest.py);
+runs again on a Redis Cluster (``REELSIFT_REDIS_CLUSTER=true``) with
+``REELSIFT_TEST_REDIS_CLUSTER_URL``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from tests.conftest import (
     LiveServer,
     fresh_postgres_database,
     live_server_at,
-    required_redis_url,
+    required_redis_server,
 )
 
 # Two servers and two workers start in the first test's setup: minutes on a busy machine.
@@ -77,19 +79,20 @@ class Workers:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[tuple[LiveServer, LiveServer, Workers,
-                                                redis.Redis, StreamLayout, str]]:
-    redis_url = required_redis_url()
+@pytest.fixture(scope="module", params=["redis", "redis-cluster"])
+def cluster(request, tmp_path_factory) -> Iterator[tuple[LiveServer, LiveServer, Workers,
+                                                         redis.Redis, StreamLayout, str]]:
+    server = required_redis_server(request.param)
     namespace = f"two-servers-{uuid.uuid4().hex[:8]}"
     root = tmp_path_factory.mktemp("two-servers")
     with ExitStack() as stack:
         db_url = stack.enter_context(fresh_postgres_database())
-        client = redis.Redis.from_url(redis_url)
+        client = server.connect()
         stack.callback(client.close)
         # registered first, so it runs last: after the servers and workers stopped
         stack.callback(_delete_namespace, client, namespace)
-        env = {"REELSIFT_DATABASE_URL": db_url, "REELSIFT_REDIS_URL": redis_url,
+        env = {"REELSIFT_DATABASE_URL": db_url, "REELSIFT_REDIS_URL": server.url,
+               "REELSIFT_REDIS_CLUSTER": "true" if server.cluster else "false",
                "REELSIFT_REDIS_NAMESPACE": namespace,
                "REELSIFT_STREAM_PARTITIONS": str(PARTITIONS),
                # one API worker each: two servers of two would need ~10 GB here
