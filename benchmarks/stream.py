@@ -26,6 +26,9 @@ thread (what a replica does: one GET a request), interleaved request by request.
     uv run python benchmarks/stream.py --http --skip-feed       # through the HTTP API
     uv run python benchmarks/stream.py --feed-items 1000000     # the 1M-item feed target
     uv run python benchmarks/stream.py --database-url postgresql+psycopg://...
+    eval "$(scripts/start-test-redis-cluster.sh)"               # the same on a Redis Cluster
+    uv run python benchmarks/stream.py --redis-cluster \
+        --redis-url "$REELSIFT_TEST_REDIS_CLUSTER_URL"
 """
 
 from __future__ import annotations
@@ -134,7 +137,6 @@ def http_api(sessions: Any, env: dict[str, str], root: Path) -> tuple[Any, Any]:
 
 
 def throughput(args: argparse.Namespace, redis_url: str, root: Path) -> None:
-    import redis
     from sqlalchemy import func, select
 
     import recommender.tables  # noqa: F401
@@ -143,6 +145,7 @@ def throughput(args: argparse.Namespace, redis_url: str, root: Path) -> None:
     from recommender.events import EventLog
     from recommender.settings import RecommenderSettings
     from recommender.state import OnlineState
+    from recommender.stream.connection import connect
     from recommender.stream.layout import StreamLayout
     from recommender.stream.log import RedisEventLog
     from recommender.stream.profiles import RedisProfiles
@@ -171,8 +174,9 @@ def throughput(args: argparse.Namespace, redis_url: str, root: Path) -> None:
 
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     layout = StreamLayout(namespace, args.partitions)
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url, cluster=args.redis_cluster)
     env = {"REELSIFT_DATABASE_URL": db_url, "REELSIFT_REDIS_URL": redis_url,
+           "REELSIFT_REDIS_CLUSTER": "true" if args.redis_cluster else "false",
            "REELSIFT_REDIS_NAMESPACE": namespace,
            "REELSIFT_STREAM_PARTITIONS": str(args.partitions)}
     workers = start_workers(args.workers, env, root)
@@ -241,8 +245,6 @@ def throughput(args: argparse.Namespace, redis_url: str, root: Path) -> None:
 
 
 def feed_latency(args: argparse.Namespace, redis_url: str) -> None:
-    import redis
-
     from core.contracts import Event
     from recommender.catalog import Catalog, CatalogItem
     from recommender.ranking import HeuristicRanker
@@ -250,6 +252,7 @@ def feed_latency(args: argparse.Namespace, redis_url: str) -> None:
     from recommender.settings import RecommenderSettings
     from recommender.state import OnlineState
     from recommender.stream.codec import encode_profile
+    from recommender.stream.connection import connect
     from recommender.stream.layout import StreamLayout
     from recommender.stream.log import RedisEventLog
     from recommender.stream.profiles import RedisProfiles
@@ -269,7 +272,7 @@ def feed_latency(args: argparse.Namespace, redis_url: str) -> None:
     state.cohorts.refresh(state.profiles, clock[0])
     state.collaborative.refresh()
 
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url, cluster=args.redis_cluster)
     layout = StreamLayout(f"bench-{uuid.uuid4().hex[:8]}", args.partitions)
     pipe = client.pipeline(transaction=False)
     for user in state.profiles.users():
@@ -310,6 +313,9 @@ def feed_latency(args: argparse.Namespace, redis_url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--redis-url", default=os.environ.get("REELSIFT_TEST_REDIS_URL"))
+    parser.add_argument("--redis-cluster", action="store_true",
+                        help="--redis-url names a node of a Redis Cluster (see "
+                             "scripts/start-test-redis-cluster.sh)")
     parser.add_argument("--database-url", help="default: SQLite in a temp dir")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=2_000)
