@@ -162,7 +162,7 @@ class OnnxTextEmbedder:
         cache_dir: Path,
         *,
         threads: int | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         precision: str = "fp32",
         device: str = "cpu",
     ) -> None:
@@ -176,7 +176,10 @@ class OnnxTextEmbedder:
             self.model = resolved.ref.model_copy(
                 update={"version": f"{resolved.ref.version}+{precision}"}
             )
-        self.batch_size = batch_size
+        # Int8 runs one text at a time: dynamic quantization scales activations per
+        # tensor, and a batch is one tensor, so in a batch a text's vector would depend on
+        # the texts beside it (and an item's labels on what it was uploaded with).
+        self.batch_size = batch_size or (1 if precision == "int8" else 32)
         model_dir = resolved.path
         onnx_path = (
             cache_dir / "onnx"

@@ -22,6 +22,10 @@ audio_embedders = catalogue.create("reelsift", "audio_embedders", entry_points=T
 risk_models = catalogue.create("reelsift", "risk_models", entry_points=True)
 rankers = catalogue.create("reelsift", "rankers", entry_points=True)
 
+# The text encoder everything uses unless configured otherwise (the service's setting, and
+# what `reelsift train/evaluate taxonomy` train and measure): MiniLM with int8 weights.
+DEFAULT_TEXT_EMBEDDER = "reelsift.text_embedder.onnx_int8.v1"
+
 
 def resolve(registry: catalogue.Registry, name: str) -> Callable[..., Any]:
     """Look up ``name`` or fail with the list of names that do exist."""

