@@ -138,6 +138,8 @@ def test_the_gpu_variants_replace_their_cpu_deployments_on_gpu_nodes():
             t["key"] == "nvidia.com/gpu" for t in pod["tolerations"]), name
         env = {e["name"]: e["value"] for e in container["env"]}
         assert env["REELSIFT_INFERENCE_DEVICE"] == "cuda", name
+        if name == "reelsift-text-analysis":  # float weights: int8 is a CPU form, a text a run
+            assert env["REELSIFT_TEXT_EMBEDDER"] == "reelsift.text_embedder.onnx.v1"
         # every variable is a setting, with a value the settings accept
         fields = {f"REELSIFT_{field.upper()}": field for field in Settings.model_fields}
         assert set(env) <= set(fields), name
