@@ -6,7 +6,8 @@ returns one ``RiskScore`` per ``RiskCategory`` per text; ``heads.py`` says which
 scores which category.
 
 Every head reads the same TF-IDF n-grams (one transform per batch); the abuse heads
-(profanity, harassment, hate) also read alt-profanity-check's probability. Sentence
+(profanity, harassment, hate) also read alt-profanity-check's probability; harassment is
+capped by profanity where the bundle says so (``heads.CAPPED_BY``). Sentence
 embeddings are accepted for interface compatibility but this version's heads do not
 read them (they added < 0.01 AUC on held-out data and cost an embedding of every
 training text), so a model given an embedder never calls it.
@@ -36,7 +37,7 @@ from moderation.risk.features import (
     transform,
     words_with_spans,
 )
-from moderation.risk.heads import CATEGORY_HEADS, head_probability, word_weights
+from moderation.risk.heads import CATEGORY_HEADS, apply_caps, head_probability, word_weights
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ class TextRiskModel:
         missing = set(CATEGORY_HEADS.values()) - set(self._heads)
         if missing:
             raise InvalidConfig(f"text risk bundle lacks heads {sorted(missing)}")
+        # Which head's probability caps which (heads.CAPPED_BY); absent in older bundles.
+        self._capped_by: dict[str, str] = dict(bundle.get("capped_by", {}))
+        unknown = (set(self._capped_by) | set(self._capped_by.values())) - set(self._heads)
+        if unknown:
+            raise InvalidConfig(f"text risk bundle caps unknown heads {sorted(unknown)}")
         self.model = ModelRef(name=manifest["name"], version=manifest["version"], source=source)
         self.evidence_threshold = evidence_threshold
         self.max_text_chars = max_text_chars
@@ -147,12 +153,17 @@ class TextRiskModel:
         wanted = list(heads) if heads is not None else list(self._heads)
         if not checked:
             return {name: np.zeros(0) for name in wanted}, False
+        # A capped head needs its capping head's probability too.
+        computed = list(dict.fromkeys(
+            wanted + [self._capped_by[n] for n in wanted if n in self._capped_by]
+        ))
         features = transform(self._vectorizers, normalise_all(checked))
-        needs_profanity = any(self._heads[name]["uses_profanity_check"] for name in wanted)
+        needs_profanity = any(self._heads[name]["uses_profanity_check"] for name in computed)
         profanity = logit(profanity_probability(checked)) if needs_profanity else None
-        return {
-            name: head_probability(self._heads[name], features, profanity) for name in wanted
-        }, False
+        probabilities = apply_caps({
+            name: head_probability(self._heads[name], features, profanity) for name in computed
+        }, self._capped_by)
+        return {name: probabilities[name] for name in wanted}, False
 
     def score_items(
         self,

@@ -54,7 +54,7 @@ from moderation.risk.features import (
     profanity_probability,
     transform,
 )
-from moderation.risk.heads import head_inputs, head_probability
+from moderation.risk.heads import CAPPED_BY, head_inputs, head_probability
 from moderation.risk.metrics import binary_report, expected_calibration_error
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,9 @@ class TrainConfig:
             "harassment": {"newsgroups": 3.0},
         }
     )
+    # A head's probability capped by another's at scoring time (``heads.CAPPED_BY``:
+    # harassment by profanity); stored in the bundle so the model file says what it does.
+    capped_by: dict[str, str] = field(default_factory=lambda: dict(CAPPED_BY))
     # Stratified sample of each file: for quick runs and tests, never for shipped models.
     max_rows_per_source: int | None = None
 
@@ -221,10 +224,12 @@ def train_head(
 
 
 def _test_figures(
-    heads: dict[str, dict[str, Any]], prepared: dict[str, PreparedSource]
+    heads: dict[str, dict[str, Any]], prepared: dict[str, PreparedSource],
+    capped_by: dict[str, str],
 ) -> dict[str, Any]:
     """Per head and source, on *test* rows: ranking figures and calibration error; the
-    calibration error also on *calib* (what the calibrator saw) for comparison."""
+    calibration error also on *calib* (what the calibrator saw) for comparison. A capped
+    head is measured capped, as the model scores it."""
     figures: dict[str, Any] = {}
     for head, parts in heads.items():
         per_source: dict[str, Any] = {}
@@ -238,6 +243,11 @@ def _test_figures(
                 p = head_probability(
                     parts, source.features(head)[rows], source.profanity_logit[rows]
                 )
+                cap = capped_by.get(head)
+                if cap is not None:
+                    p = np.minimum(p, head_probability(
+                        heads[cap], source.features(cap)[rows], source.profanity_logit[rows]
+                    ))
                 if split == "test":
                     entry.update(binary_report(y, p))
                 else:
@@ -269,8 +279,11 @@ def train_text_risk(
     for head in HEAD_NAMES:
         say(f"training head {head}")
         heads[head] = train_head(head, prepared, config)
-    metrics = _test_figures(heads, prepared)
-    bundle = {"format": artifacts.BUNDLE_FORMAT, "vectorizers": vectorizers, "heads": heads}
+    metrics = _test_figures(heads, prepared, config.capped_by)
+    bundle = {
+        "format": artifacts.BUNDLE_FORMAT, "vectorizers": vectorizers, "heads": heads,
+        "capped_by": dict(config.capped_by),
+    }
     training_data = [
         {
             "source": name,

@@ -7,10 +7,21 @@ import numpy as np
 import pytest
 
 from core.contracts import RiskCategory, RiskScore
-from core.errors import InvalidInput, ModelLoadFailed, ModelNotAvailable, PayloadTooLarge
+from core.errors import (
+    InvalidConfig,
+    InvalidInput,
+    ModelLoadFailed,
+    ModelNotAvailable,
+    PayloadTooLarge,
+)
 from core.registry import resolve, risk_models
 from moderation.policy import Policy, Route
-from moderation.risk.artifacts import BUNDLE_FILE, DEFAULT_ARTIFACT_DIR, MANIFEST_FILE
+from moderation.risk.artifacts import (
+    BUNDLE_FILE,
+    DEFAULT_ARTIFACT_DIR,
+    MANIFEST_FILE,
+    load_bundle,
+)
 from moderation.risk.model import NON_EVIDENCE_WORDS, TextRiskModel
 
 ABUSIVE = "you are a stupid fucking bitch, shut up"
@@ -142,7 +153,7 @@ def test_evidence_spans_are_exact_named_and_never_stop_words(
             assert span.text is not None and span.text.lower() not in NON_EVIDENCE_WORDS
             assert span.detail is not None
             assert span.detail.startswith(f"{category.value} ({shipped_model.model.id})")
-    profane_words = {e.text.lower() for e in scores[0][RiskCategory.PROFANITY].evidence}
+    profane_words = {(e.text or "").lower() for e in scores[0][RiskCategory.PROFANITY].evidence}
     assert {"fucking", "bitch"} <= profane_words
     assert not scores[1][RiskCategory.PROFANITY].evidence  # benign: nothing to show
 
@@ -184,6 +195,31 @@ def test_embeddings_are_accepted_but_do_not_change_scores(
     assert [s.score for s in given[0]] == [s.score for s in plain[0]]
     with pytest.raises(InvalidInput, match="one row per text"):
         shipped_model.score([BENIGN], np.zeros((2, 384), dtype=np.float32))
+
+
+def test_harassment_is_capped_by_profanity(shipped_model: TextRiskModel) -> None:
+    # An insult aimed at a person is offensive language by both sources' labels, so the
+    # shipped model never scores a text likelier harassment than profanity.
+    texts = [
+        *TEXTS, SWEARING_AT_NO_ONE, INSULT_AT_A_PERSON, HATE_AT_A_GROUP,
+        *(f"{title}\n{text}" for title, text in ORDINARY_ITEMS),
+        "@mike are you coming to the game tonight? you said you would",
+    ]
+    capped, _ = shipped_model.head_probabilities(texts)
+    assert np.all(capped["harassment"] <= capped["profanity"])
+    # Asked for alone, harassment is capped the same way.
+    alone, _ = shipped_model.head_probabilities(texts, heads=["harassment"])
+    np.testing.assert_array_equal(alone["harassment"], capped["harassment"])
+    # The same heads without the cap: the cap is the minimum, and it bites on these texts.
+    bundle = load_bundle(DEFAULT_ARTIFACT_DIR, shipped_model.manifest)
+    uncapped = TextRiskModel(shipped_model.manifest, {**bundle, "capped_by": {}})
+    raw, _ = uncapped.head_probabilities(texts)
+    np.testing.assert_array_equal(
+        capped["harassment"], np.minimum(raw["harassment"], raw["profanity"])
+    )
+    assert np.any(raw["harassment"] > raw["profanity"])
+    with pytest.raises(InvalidConfig, match="caps unknown heads"):
+        TextRiskModel(shipped_model.manifest, {**bundle, "capped_by": {"harassment": "nope"}})
 
 
 def test_bad_input_raises_coded_errors(shipped_model: TextRiskModel) -> None:

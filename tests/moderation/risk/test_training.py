@@ -48,6 +48,7 @@ def test_manifest_records_data_hashes_metrics_and_file_hash(
         assert entry["sha256"] == file_sha256(source_path(spec, *data_dirs))
         assert entry["fit_rows"] + entry["calib_rows"] + entry["test_rows"] == entry["rows"]
     assert manifest["config"]["seed"] == 7
+    assert manifest["config"]["capped_by"] == {"harassment": "profanity"}
     artifact = manifest["artifacts"]["text_risk.joblib"]
     assert artifact["sha256"] == file_sha256(trained_dir / "text_risk.joblib")
     assert set(manifest["metrics"]) == set(HEAD_NAMES)
@@ -74,6 +75,8 @@ def test_retraining_reproduces_the_artifacts_byte_for_byte(
 
 def test_trained_model_loads_and_scores(trained_dir: Path) -> None:
     model = TextRiskModel.load(trained_dir)
+    probabilities, _ = model.head_probabilities(["you are an idiot", "nice day", "@ann hi"])
+    assert np.all(probabilities["harassment"] <= probabilities["profanity"])
     spam, ham = model.score([
         "WINNER! claim your cash prize now, call 09061234",
         "see you at the museum later Ann",
