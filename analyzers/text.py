@@ -9,12 +9,13 @@ assessed" with the reason; entities and language still come from what is there.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from analyzers.base import TextEmbedder, TokenTextEmbedder
+from analyzers.base import TextEmbedder, TokenEncoding, TokenTextEmbedder
 from analyzers.keywords import KeywordExtractor
 from analyzers.language import LanguageIdentifier
 from core.contracts import NotAssessed, TextAnalysis
@@ -44,27 +45,45 @@ class TextAnalyzer:
         *,
         embedder_unavailable_reason: str | None = None,
         keywords_top_n: int = 5,
+        overlap_encoder: bool = True,
     ) -> None:
         self.embedder = embedder
         self.entities = entities
         self.language = language
         self.keywords = KeywordExtractor(embedder, top_n=keywords_top_n) if embedder else None
         self.embedder_unavailable_reason = embedder_unavailable_reason or "no text embedding model"
+        # The encoder runs inside onnxruntime (or torch), which releases the GIL: while it
+        # encodes a batch on this thread, spaCy parses the same batch on the caller's, and
+        # fills the cores the encoder leaves idle between its kernels.
+        self._encoder_thread = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="text-encoder")
+            if embedder is not None and overlap_encoder else None
+        )
+
+    def _encode(self, documents: Sequence[str]) -> TokenEncoding | np.ndarray:
+        assert self.embedder is not None
+        if isinstance(self.embedder, TokenTextEmbedder):
+            # One encoder pass gives the text vectors and the keyword candidates'.
+            return self.embedder.encode_with_tokens(documents)
+        return self.embedder.encode(documents)
 
     def analyze(self, documents: Sequence[str]) -> list[TextResult]:
+        pending = (
+            self._encoder_thread.submit(self._encode, documents)
+            if self._encoder_thread is not None else None
+        )
         docs = self.entities.parse(documents)
         missing: list[NotAssessed] = []
         vectors: np.ndarray | None = None
         keywords = None
         if self.embedder is not None:
             assert self.keywords is not None
-            if isinstance(self.embedder, TokenTextEmbedder):
-                # One encoder pass gives the text vectors and the keyword candidates'.
-                encoding = self.embedder.encode_with_tokens(documents)
-                vectors = encoding.vectors
-                keywords = self.keywords.extract(docs, vectors, encoding)
+            encoded = pending.result() if pending is not None else self._encode(documents)
+            if isinstance(encoded, TokenEncoding):
+                vectors = encoded.vectors
+                keywords = self.keywords.extract(docs, vectors, encoded)
             else:
-                vectors = self.embedder.encode(documents)
+                vectors = encoded
                 keywords = self.keywords.extract(docs, vectors)
         else:
             missing = [

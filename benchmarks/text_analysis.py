@@ -8,12 +8,15 @@ same MiniLM model, in the same process, with the same number of threads. The two
 interleaved batch by batch, so load from other processes on a shared machine falls on
 both; the rate of each round is items over that side's summed batch times, and the median
 round is printed. Target: ratio >= 1. The project's own encoder alone is timed the same
-way, to show what the rest of the analysis costs.
+way, to show what the rest of the analysis costs. The project's encoder is the configured
+one (int8 MiniLM by default); ``--with-float`` also times the analysis with float MiniLM,
+``--with-serial`` with spaCy and the encoder one after the other instead of overlapped.
 
 Texts: DBpedia-14 abstracts (Wikipedia, CC BY-SA) read from ../shared at run time, each
 with a headline made of its first words, as an upload has a title and a text.
 
     uv run python benchmarks/text_analysis.py [--n 1000] [--batch 32] [--threads 2]
+        [--with-float] [--with-serial]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 # benchmarks/taxonomy.py would shadow the taxonomy package the service imports.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "benchmarks"]
+FLOAT_EMBEDDER = "reelsift.text_embedder.onnx.v1"
 DBPEDIA = REPO.parent / "shared" / "datasets" / "taxonomy_dev" / "dbpedia14_sample.csv"
 
 
@@ -59,6 +63,16 @@ def main() -> None:
         "--with-candidate-encodes", action="store_true",
         help="also time the analysis with keywords embedded phrase by phrase (as before "
         "token pooling; what an embedder without token embeddings still does)",
+    )
+    parser.add_argument(
+        "--with-serial", action="store_true",
+        help="also time the analysis with the encoder and spaCy one after the other on one "
+        "thread (as before they overlapped)",
+    )
+    parser.add_argument(
+        "--with-float", action="store_true",
+        help="also time the full analysis with the float encoder "
+        "(reelsift.text_embedder.onnx.v1) in place of the configured one",
     )
     args = parser.parse_args()
 
@@ -137,6 +151,36 @@ def main() -> None:
                 )
 
             sides["phrases"] = full_phrase_by_phrase
+        if args.with_serial:
+            serial = TextAnalyzer(
+                embedder, stack.analyzer.entities, stack.analyzer.language,
+                overlap_encoder=False,
+            )
+
+            def full_serial(start: int, end: int) -> None:
+                analyze_documents(
+                    serial, stack.enrichment, titles[start:end], documents[start:end]
+                )
+
+            sides["serial"] = full_serial
+        if args.with_float:
+            float_settings = settings.model_copy(update={"text_embedder": FLOAT_EMBEDDER})
+            float_embedder, reason = build_text_embedder(float_settings)
+            if float_embedder is None:
+                raise SystemExit(f"no float text embedder: {reason}")
+            float_stack = build_analysis_stack(
+                float_settings, float_embedder, None, visual=None,
+                visual_unavailable_reason="text benchmark",
+            )
+
+            def full_float(start: int, end: int) -> None:
+                analyze_documents(
+                    float_stack.analyzer, float_stack.enrichment, titles[start:end],
+                    documents[start:end],
+                )
+
+            full_float(0, args.batch)
+            sides["float"] = full_float
         rates: dict[str, list[float]] = {name: [] for name in sides}
         for _ in range(args.rounds):
             # Interleaved batch by batch, so load from other processes falls on all sides.
@@ -166,6 +210,14 @@ def main() -> None:
         print(f"full analysis, keywords embedded phrase by phrase: {phrases_rate:.1f} items/s "
               f"(rounds: {rounds('phrases')}), ratio to encode "
               f"{phrases_rate / encode_rate:.2f}x")
+    if rates.get("float"):
+        float_rate = statistics.median(rates["float"])
+        print(f"full analysis with the float encoder: {float_rate:.1f} items/s "
+              f"(rounds: {rounds('float')}), ratio to encode {float_rate / encode_rate:.2f}x")
+    if rates.get("serial"):
+        serial_rate = statistics.median(rates["serial"])
+        print(f"full analysis, encoder and spaCy one after the other: {serial_rate:.1f} items/s "
+              f"(rounds: {rounds('serial')}), ratio to encode {serial_rate / encode_rate:.2f}x")
     print(f"ratio full / encode: {statistics.median(ratios):.2f}x, median of rounds "
           f"({', '.join(f'{r:.2f}' for r in ratios)}); target >= 1")
 
