@@ -321,4 +321,19 @@ def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
         coverage = fmt(r.coverage) + (" (should be 0)" if r.accuracy is None else "")
         table.add_row(r.dataset, r.method, str(r.items), fmt(r.accuracy), coverage,
                       fmt(r.selective_accuracy))
-    Console(width=max(console.width, 120)).print(table)
+    wide = Console(width=max(console.width, 120))
+    wide.print(table)
+    # Per class, the methods side by side: where a set's figure is lost (BBC business).
+    methods = list(dict.fromkeys(r.method for r in results))
+    per_class = Table(title="tier-1 accuracy per class (the set's own classes; all rows)")
+    per_class.add_column("set", no_wrap=True)
+    per_class.add_column("class", no_wrap=True)
+    for method in methods:
+        per_class.add_column(method, justify="right")
+    for dataset in dict.fromkeys(r.dataset for r in results if r.per_class):
+        by_method = {r.method: r.per_class for r in results if r.dataset == dataset}
+        names = next(iter(by_method.values()))
+        for name in names:
+            per_class.add_row(dataset, name, *[
+                fmt(by_method[m].get(name)) if m in by_method else "-" for m in methods])
+    wide.print(per_class)

@@ -7,7 +7,9 @@ sets: spam SMS and seeded nonsense) and each method, the figures are:
   accepted tier-1 nodes (``dev_label_map.yaml``), over all rows;
 - coverage: the share of rows given any label at or above ``min_confidence``;
 - selective accuracy: accuracy over the covered rows only (what a user is shown);
-- for abstention sets, coverage is the share wrongly given a label (lower is better).
+- for abstention sets, coverage is the share wrongly given a label (lower is better);
+- per class (the set's own class names): accuracy over that class's rows, so a weak
+  class (BBC business) is seen beside the baselines' figure for it in the same run.
 
 Methods, all run in the same process on the same rows:
 
@@ -21,12 +23,13 @@ Methods, all run in the same process on the same rows:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.errors import InvalidInput
 from taxonomy.classifier import TaxonomyClassifier
 from taxonomy.devsets import DevSet, nonsense_texts
 from taxonomy.heads import NONE_CLASS
@@ -41,6 +44,7 @@ class Figures:
     accuracy: float | None  # None for abstention sets
     coverage: float
     selective_accuracy: float | None
+    per_class: dict[str, float] = field(default_factory=dict)  # class name -> accuracy
 
     def as_dict(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
@@ -48,7 +52,8 @@ class Figures:
 
         return {"dataset": self.dataset, "method": self.method, "items": self.items,
                 "tier1_accuracy": r(self.accuracy), "coverage": r(self.coverage),
-                "selective_accuracy": r(self.selective_accuracy)}
+                "selective_accuracy": r(self.selective_accuracy),
+                "per_class_accuracy": {k: r(v) for k, v in self.per_class.items()}}
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class EvalSet:
     name: str
     texts: list[str]
     accepted_roots: list[frozenset[str]]  # empty sets: the row should get no label
+    classes: list[str] = field(default_factory=list)  # the set's own class of each row
 
     @property
     def abstain(self) -> bool:
@@ -63,14 +69,22 @@ class EvalSet:
 
 
 def figures(dataset: str, method: str, top_roots: Sequence[str], top_confidence: np.ndarray,
-            accepted: Sequence[frozenset[str]], min_confidence: float) -> Figures:
+            accepted: Sequence[frozenset[str]], min_confidence: float,
+            classes: Sequence[str] = ()) -> Figures:
+    """``classes``: each row's class name in its own set, for per-class accuracy."""
     covered = np.asarray(top_confidence) >= min_confidence
     n = len(top_roots)
     if not any(accepted):
         return Figures(dataset, method, n, None, float(covered.mean()) if n else 0.0, None)
     hits = np.array([root in gold for root, gold in zip(top_roots, accepted, strict=True)])
+    per_class: dict[str, float] = {}
+    if classes:
+        labels = np.asarray(classes)
+        if labels.shape != hits.shape:
+            raise InvalidInput(f"{len(classes)} class names for {n} rows")
+        per_class = {str(c): float(hits[labels == c].mean()) for c in sorted(set(classes))}
     return Figures(dataset, method, n, float(hits.mean()), float(covered.mean()),
-                   float(hits[covered].mean()) if covered.any() else None)
+                   float(hits[covered].mean()) if covered.any() else None, per_class)
 
 
 def classifier_top_roots(classifier: TaxonomyClassifier, vectors: np.ndarray, *,
@@ -116,7 +130,8 @@ def eval_sets(dev_sets: dict[str, DevSet], datasets_dir: Path) -> list[EvalSet]:
         if dev_set.role == "topical" or not (datasets_dir / dev_set.file).exists():
             continue
         rows = dev_set.rows(datasets_dir, "test")
-        out.append(EvalSet(name, [r.text for r in rows], [r.accepted_roots for r in rows]))
+        out.append(EvalSet(name, [r.text for r in rows], [r.accepted_roots for r in rows],
+                           [r.label for r in rows]))
     texts = nonsense_texts(NONSENSE_ROWS["test"], NONSENSE_SEEDS["test"])
     out.append(EvalSet("nonsense", texts, [frozenset()] * len(texts)))
     return out
@@ -137,9 +152,9 @@ def evaluate_dev_sets(
             top, conf = classifier_top_roots(classifier, vectors, use_heads=use_heads,
                                              texts=eval_set.texts)
             results.append(figures(eval_set.name, method, top, conf, eval_set.accepted_roots,
-                                   min_confidence))
+                                   min_confidence, eval_set.classes))
         if baseline is not None:
             top, conf = baseline.top_roots(eval_set.texts)
             results.append(figures(eval_set.name, "tfidf+logreg", top, conf,
-                                   eval_set.accepted_roots, min_confidence))
+                                   eval_set.accepted_roots, min_confidence, eval_set.classes))
     return results

@@ -241,6 +241,17 @@ def test_figures_count_accuracy_coverage_and_abstention() -> None:
     abstain = figures("spam", "m", ["a", "b"], np.array([0.1, 0.4]),
                       [frozenset(), frozenset()], 0.3)
     assert abstain.accuracy is None and abstain.coverage == 0.5
+    assert result.per_class == {}  # no class names given
+
+
+def test_figures_give_accuracy_per_class_of_the_set() -> None:
+    accepted = [frozenset({"biz"}), frozenset({"biz"}), frozenset({"pol"}), frozenset({"biz"})]
+    result = figures("news", "m", ["biz", "pol", "pol", "biz"], np.array([0.9, 0.9, 0.9, 0.1]),
+                     accepted, 0.3, ["business", "business", "politics", "business"])
+    assert result.per_class == {"business": pytest.approx(2 / 3), "politics": 1.0}
+    assert result.as_dict()["per_class_accuracy"] == {"business": 0.6667, "politics": 1.0}
+    with pytest.raises(InvalidInput):
+        figures("news", "m", ["biz"], np.array([0.9]), [frozenset({"biz"})], 0.3, ["a", "b"])
 
 
 def test_classify_documents_reuses_given_vectors_for_short_texts_only(
