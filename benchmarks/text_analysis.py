@@ -105,15 +105,18 @@ def main() -> None:
         stack = build_analysis_stack(
             settings, embedder, None, visual=None, visual_unavailable_reason="text benchmark"
         )
+        analyzer, enrichment = stack.analyzer, stack.enrichment
+        assert analyzer is not None and enrichment is not None  # built in this process
         reference = SentenceTransformer(
             str(ModelRegistry().resolve(MINILM).path), device="cpu"
         )
 
         def full(start: int, end: int) -> None:
             analyses, _ = analyze_documents(
-                stack.analyzer, stack.enrichment, titles[start:end], documents[start:end]
+                analyzer, enrichment, titles[start:end], documents[start:end]
             )
-            assert analyses[0].labels is not None and analyses[0].text.keywords is not None
+            text = analyses[0].text
+            assert analyses[0].labels is not None and text is not None and text.keywords
 
         def bare_encode(start: int, end: int) -> None:
             reference.encode(documents[start:end], batch_size=args.batch, convert_to_numpy=True)
@@ -123,9 +126,10 @@ def main() -> None:
 
         warm = documents[: args.batch]
         [first, *_], vectors = analyze_documents(
-            stack.analyzer, stack.enrichment, titles[: args.batch], warm
+            analyzer, enrichment, titles[: args.batch], warm
         )
         # Say which stages really ran: a missing model is "not assessed", and cheaper.
+        assert first.text is not None
         stages = {
             "language": first.text.language is not None,
             "entities": bool(first.text.entities),
@@ -142,24 +146,24 @@ def main() -> None:
         sides = {"encode": bare_encode, "full": full, "project": project_encode}
         if args.with_candidate_encodes:
             phrase_by_phrase = TextAnalyzer(
-                PlainEmbedder(embedder), stack.analyzer.entities, stack.analyzer.language
+                PlainEmbedder(embedder), analyzer.entities, analyzer.language
             )
 
             def full_phrase_by_phrase(start: int, end: int) -> None:
                 analyze_documents(
-                    phrase_by_phrase, stack.enrichment, titles[start:end], documents[start:end]
+                    phrase_by_phrase, enrichment, titles[start:end], documents[start:end]
                 )
 
             sides["phrases"] = full_phrase_by_phrase
         if args.with_serial:
             serial = TextAnalyzer(
-                embedder, stack.analyzer.entities, stack.analyzer.language,
+                embedder, analyzer.entities, analyzer.language,
                 overlap_encoder=False,
             )
 
             def full_serial(start: int, end: int) -> None:
                 analyze_documents(
-                    serial, stack.enrichment, titles[start:end], documents[start:end]
+                    serial, enrichment, titles[start:end], documents[start:end]
                 )
 
             sides["serial"] = full_serial
@@ -173,10 +177,12 @@ def main() -> None:
                 visual_unavailable_reason="text benchmark",
             )
 
+            float_analyzer, float_enrichment = float_stack.analyzer, float_stack.enrichment
+            assert float_analyzer is not None and float_enrichment is not None
+
             def full_float(start: int, end: int) -> None:
                 analyze_documents(
-                    float_stack.analyzer, float_stack.enrichment, titles[start:end],
-                    documents[start:end],
+                    float_analyzer, float_enrichment, titles[start:end], documents[start:end]
                 )
 
             full_float(0, args.batch)
