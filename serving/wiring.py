@@ -371,6 +371,9 @@ def build_text_models(
         EntityPipeline(settings.spacy_pipeline),
         LanguageIdentifier(),
         embedder_unavailable_reason=embedder_unavailable_reason,
+        # One inference thread means one core for this process (a Ray actor's CPU): spaCy
+        # and the encoder then take turns rather than overlap.
+        overlap_encoder=settings.inference_threads != 1,
     )
     return TextModels(
         analyzer, build_text_risk(settings, embedder), build_taxonomy(settings, embedder)

@@ -128,3 +128,22 @@ def test_short_english_posts_are_english():
                  "Derby day\nArsenal beat Chelsea in London #PremierLeague"]:
         language = identifier.identify(post)
         assert language is not None and language.code == "en" and language.confidence > 0.4
+
+
+def test_overlapping_spacy_with_the_encoder_changes_no_output(embedder):
+    documents = [
+        document_text("ECB holds rates", "Christine Lagarde said the bank would wait."),
+        document_text("Derby day", "Arsenal beat Tottenham 2-1 at the Emirates on Sunday."),
+        "short",
+    ]
+    overlapped = TextAnalyzer(embedder, EntityPipeline(), LanguageIdentifier())
+    serial = TextAnalyzer(
+        embedder, EntityPipeline(), LanguageIdentifier(), overlap_encoder=False
+    )
+    assert overlapped._encoder_thread is not None and serial._encoder_thread is None
+    for mine, theirs in zip(
+        overlapped.analyze(documents), serial.analyze(documents), strict=True
+    ):
+        assert mine.analysis == theirs.analysis
+        assert mine.vector is not None and theirs.vector is not None
+        np.testing.assert_array_equal(mine.vector, theirs.vector)
