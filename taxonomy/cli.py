@@ -17,6 +17,7 @@ from rich.table import Table
 
 from analyzers.base import TextEmbedder
 from core.errors import ReelsiftError
+from core.registry import DEFAULT_TEXT_EMBEDDER
 
 if TYPE_CHECKING:
     from taxonomy.classifier import TaxonomyClassifier
@@ -25,7 +26,7 @@ app = typer.Typer(help="Taxonomy: train per-node heads, evaluate the classifier.
                   no_args_is_help=True)
 console = Console()
 
-DEFAULT_EMBEDDER = "reelsift.text_embedder.onnx.v1"
+DEFAULT_EMBEDDER = DEFAULT_TEXT_EMBEDDER  # what the service runs unless configured otherwise
 
 EmbedderOption = Annotated[
     str, typer.Option(help="text embedder registry name (core.registry.text_embedders)")
