@@ -9,8 +9,10 @@ interleaved batch by batch, so load from other processes on a shared machine fal
 both; the rate of each round is items over that side's summed batch times, and the median
 round is printed. Target: ratio >= 1. The project's own encoder alone is timed the same
 way, to show what the rest of the analysis costs. The project's encoder is the configured
-one (int8 MiniLM by default); ``--with-float`` also times the analysis with float MiniLM,
-``--with-serial`` with spaCy and the encoder one after the other instead of overlapped.
+one (float MiniLM unless ``REELSIFT_TEXT_EMBEDDER`` says otherwise, e.g.
+``reelsift.text_embedder.onnx_int8.v1``); ``--with-float`` also times the analysis with
+float MiniLM, ``--with-serial`` with spaCy and the encoder one after the other instead of
+overlapped.
 
 Texts: DBpedia-14 abstracts (Wikipedia, CC BY-SA) read from ../shared at run time, each
 with a headline made of its first words, as an upload has a title and a text.

@@ -23,8 +23,10 @@ risk_models = catalogue.create("reelsift", "risk_models", entry_points=True)
 rankers = catalogue.create("reelsift", "rankers", entry_points=True)
 
 # The text encoder everything uses unless configured otherwise (the service's setting, and
-# what `reelsift train/evaluate taxonomy` train and measure): MiniLM with int8 weights.
-DEFAULT_TEXT_EMBEDDER = "reelsift.text_embedder.onnx_int8.v1"
+# what `reelsift train/evaluate taxonomy` train and measure): float MiniLM on onnxruntime.
+# ``reelsift.text_embedder.onnx_int8.v1`` runs 2-3x faster on CPU at a small cost in
+# labels on short texts (docs/encoders.md).
+DEFAULT_TEXT_EMBEDDER = "reelsift.text_embedder.onnx.v1"
 
 
 def resolve(registry: catalogue.Registry, name: str) -> Callable[..., Any]:

