@@ -345,13 +345,14 @@ def test_a_replica_reuses_a_decoded_profile_only_while_its_bytes_are_the_same(
     assert profiles.get(user) is not changed
 
 
+# One server routes nothing: only the cluster is asked.
+@pytest.mark.parametrize("redis_server", ["redis-cluster"], indirect=True)
 def test_on_a_cluster_no_command_costs_a_round_trip_to_find_its_keys(
         tmp_path, client, redis_server, redis_namespace):
     """redis-py asks a server for the keys of a command whose keys it cannot place
     (EVAL, XREAD, XREADGROUP: COMMAND GETKEYS, a round trip before each command); the
     stream code routes every one by its keys itself (``recommender.stream.connection``)."""
-    if not redis_server.cluster:
-        pytest.skip("one server: nothing is routed")
+    assert redis_server.cluster
 
     def keys_asked() -> int:
         stats = client.info("commandstats", target_nodes=client.ALL_NODES)
