@@ -25,7 +25,7 @@ import numpy as np
 from analyzers.base import TokenEncoding, l2_normalise
 from analyzers.inference_device import confirm_providers, onnx_providers, torch_device
 from analyzers.model_registry import ModelRegistry, ModelSpec, ResolvedModel
-from core.contracts import ModelRef
+from core.contracts import PRECISION_VARIANTS, ModelRef
 from core.errors import ModelLoadFailed
 from core.registry import text_embedders
 from core.storage.files import atomic_path
@@ -43,11 +43,11 @@ _EXPORT_LOCK = threading.Lock()
 # Bumped when the exported graph changes; part of the cached file's name.
 # 2: token embeddings as a second output.
 EXPORT_FORMAT = 2
-# Precisions the ONNX embedder runs at. ``int8`` is the same export with its weights
-# quantized (dynamic quantization: activations are quantized per batch at run time); it is
-# a model of its own (``+int8`` in its version), so its vectors never share an index with
-# the float ones.
-PRECISIONS = ("fp32", "int8")
+# Precisions the ONNX embedder runs at: float, or a variant ``core.contracts`` knows runs
+# the same weights. ``int8`` is the export with its weights quantized (dynamic
+# quantization: activations are quantized per batch at run time); it is a model of its
+# own (``+int8`` in its version), so its vectors never share an index with the float ones.
+PRECISIONS = ("fp32", *PRECISION_VARIANTS)
 
 
 def _max_seq_length(model_dir: Path, default: int = 256) -> int:
