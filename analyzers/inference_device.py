@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 log = logging.getLogger(__name__)
 
 InferenceDevice = Literal["cpu", "cuda", "auto"]
-DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+DEVICES: tuple[str, ...] = get_args(InferenceDevice)
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from analyzers.inference_device import InferenceDevice
 from core.registry import DEFAULT_TEXT_EMBEDDER
 from recommender.settings import RecommenderSettings
 
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         "pipeline name or a saved pipeline directory; 'rules' (or empty) for the rules alone"
     )
     inference_threads: int | None = None
-    inference_device: Literal["cpu", "cuda", "auto"] = Field(
+    inference_device: InferenceDevice = Field(
         "cpu", description="where the model services run onnxruntime and torch models: cpu; "
         "cuda (the GPU; the CPU, with a logged warning saying why, when onnxruntime-gpu or a "
         "GPU is missing); auto (the GPU where there is one)"
