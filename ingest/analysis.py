@@ -57,7 +57,28 @@ KEYFRAME_JPEG_QUALITY = 85
 
 # Moves an analyzed item out of ``analyzing`` given its risk scores: moderation's policy
 # and review queue in the running service (see serving/wiring.py).
-ModerationGate = Callable[[str, list[RiskScore]], None]
+# (item id, risk scores) of analysed items -> each routed by the moderation policy, the
+# batch in one transaction.
+ModerationGate = Callable[[Sequence[tuple[str, list[RiskScore]]]], None]
+
+
+def route_analysed(gate: ModerationGate, routes: Sequence[tuple[str, list[RiskScore]]]) -> None:
+    """Route analysed items in one transaction. When that fails (an item another process
+    moved meanwhile), they are routed one at a time, so only the item at fault is left in
+    ``analyzing`` for recovery; its error is raised once the others are routed."""
+    try:
+        gate(routes)
+    except ReelsiftError:
+        if len(routes) <= 1:
+            raise
+        first: ReelsiftError | None = None
+        for route in routes:
+            try:
+                gate([route])
+            except ReelsiftError as exc:
+                first = first or exc
+        if first is not None:
+            raise first from None
 # (titles, documents, the documents' text vectors or None) -> risk scores per document.
 TextRiskScorer = Callable[
     [Sequence[str], Sequence[str], np.ndarray | None], list[list[RiskScore]]

@@ -50,6 +50,7 @@ from ingest.analysis import (
     ItemResult,
     MediaItemPipeline,
     ModerationGate,
+    route_analysed,
 )
 from ingest.intake import (
     MULTIPART_HELP,
@@ -295,7 +296,7 @@ class MediaIngestService:
             self._store_files(changes.session, item.id, [a.file for a in result.files])
             changes.transition(item.id, ItemState.ANALYZING)
             self._store_result(changes.session, item.id, result)
-        self.gate(item.id, result.analysis.risk)
+        self.gate([(item.id, result.analysis.risk)])
 
     def _store_result(self, session: Session, item_id: str, result: ItemResult) -> None:
         session.add(AnalysisRow(item_id=item_id, payload=result.analysis.model_dump(mode="json")))
@@ -366,7 +367,7 @@ class MediaIngestService:
         with transaction(self.sessions) as session:
             self._store_result(session, item_id, result)
         progress(0.97)
-        self.gate(item_id, result.analysis.risk)
+        self.gate([(item_id, result.analysis.risk)])
 
     def _fail_item(self, item_id: str, reason: str) -> None:
         try:
@@ -417,8 +418,8 @@ class MediaIngestService:
                     routes.append((item_id, risk))
                 else:
                     new_jobs.append(self.jobs.store.create(session, JOB_KIND, item_id))
-        for item_id, risk in routes:
-            self.gate(item_id, risk)
+        if routes:
+            route_analysed(self.gate, routes)
         for job_id in new_jobs:
             self.jobs.submit(job_id)
         return resumed + len(routes) + len(new_jobs)

@@ -38,6 +38,7 @@ from ingest.analysis import (
     Enrichment,
     ModerationGate,
     TextDocumentAnalyzer,
+    route_analysed,
     text_document_analyzer,
 )
 from ingest.intake import (
@@ -219,14 +220,17 @@ class TextIngestService:
         """Store the analyses of items this process claimed (``analyzing``) and route
         them; the analysis may have run elsewhere (``ingest.ray_bulk``)."""
         with transaction(self.store.sessions) as session:
-            for item_id, analysis, item_vectors in zip(item_ids, analyses, vectors, strict=True):
+            for item_id, analysis in zip(item_ids, analyses, strict=True):
                 session.add(AnalysisRow(item_id=item_id, payload=analysis.model_dump(mode="json")))
-                for kind, (model_id, vector) in item_vectors.items():
-                    self.store.put_embedding(session, item_id, kind, model_id, vector)
+            self.store.put_embeddings(session, [
+                (item_id, kind, model_id, vector)
+                for item_id, item_vectors in zip(item_ids, vectors, strict=True)
+                for kind, (model_id, vector) in item_vectors.items()
+            ])
         # The analysis is durable; routing is a separate step (a crash in between leaves
         # the item in ``analyzing`` for resume_unfinished).
-        for item_id, analysis in zip(item_ids, analyses, strict=True):
-            self.gate(item_id, analysis.risk)
+        route_analysed(self.gate, [(item_id, analysis.risk)
+                                   for item_id, analysis in zip(item_ids, analyses, strict=True)])
 
     def mark_failed(self, item_ids: Sequence[str], reason: str) -> None:
         """Claimed items the analyzers failed on: ``failed`` with the reason."""

@@ -3,7 +3,7 @@
 The database is the source of truth; the catalog is rebuilt from it at start
 (``Catalog.load``), reusing a persisted vector index under ``index_dir`` when it matches
 the fused-vector model. It follows item state changes through
-``ItemStore.subscribe(catalog.on_state_change)``: an approved item is added, and an item
+``ItemStore.subscribe(catalog.on_state_changes)``: an approved item is added, and an item
 that leaves ``approved`` is dropped from the vector index (alive bitmap) and every
 inverted index before the listener returns, so the next feed cannot show it.
 
@@ -217,16 +217,26 @@ class Catalog:
             _discard(self.by_category, cat, item.id)
         _discard(self.by_creator, item.creator_id, item.id)
 
-    def on_state_change(self, change: StateChange) -> None:
-        """``ItemStore`` listener: runs synchronously inside ``transition``."""
-        if change.after == ItemState.APPROVED:
-            if self._sessions is None:
-                log.warning("catalog has no database to load approved item %s", change.item_id)
-                return
-            with self._sessions() as session:
-                self._load_items(session, [change.item_id])
-        elif change.before == ItemState.APPROVED or change.item_id in self._items:
-            self.remove(change.item_id)
+    def on_state_changes(self, changes: Sequence[StateChange]) -> None:
+        """``ItemStore`` listener: runs synchronously inside ``transition``, with the
+        changes of one transaction. Items that end it approved are read in one query."""
+        final: dict[str, ItemState] = {}
+        was_approved: set[str] = set()
+        for change in changes:
+            final[change.item_id] = change.after
+            if change.before == ItemState.APPROVED:
+                was_approved.add(change.item_id)
+        approved = [item_id for item_id, state in final.items() if state == ItemState.APPROVED]
+        for item_id, state in final.items():
+            if state != ItemState.APPROVED and (item_id in was_approved or item_id in self._items):
+                self.remove(item_id)
+        if not approved:
+            return
+        if self._sessions is None:
+            log.warning("catalog has no database to load approved items %s", approved[:10])
+            return
+        with self._sessions() as session:
+            self._load_items(session, approved)
 
     # -- loading ------------------------------------------------------------------------
     @classmethod

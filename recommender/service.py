@@ -361,7 +361,7 @@ class Recommender:
         settings = settings or RecommenderSettings()
         catalog = Catalog.load(sessions, settings)
         if item_store is not None:
-            item_store.subscribe(catalog.on_state_change)
+            item_store.subscribe(catalog.on_state_changes)
         state = OnlineState.create(settings, catalog, clock)
         events: EventLogProtocol
         if online is not None:  # the event workers write profiles; feeds read them there

@@ -117,6 +117,10 @@ def _text_embedder(settings: Settings):  # type: ignore[no-untyped-def]
 def _in_process_components(settings: Settings):  # type: ignore[no-untyped-def]
     from serving.wiring import build_components, build_text_embedder
 
+    # A command serves no feed: its catalog needs only this process's own changes (its
+    # listener) and is saved for the servers at exit, so it does not poll the database
+    # for everyone else's, which during a bulk import is every row it writes.
+    settings = settings.model_copy(update={"feed_follow_seconds": None})
     embedder, reason = build_text_embedder(settings)
     return build_components(settings, embedder=embedder, embedder_unavailable_reason=reason)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -308,8 +308,9 @@ def build_taxonomy(settings: Settings, embedder: TextEmbedder | None) -> Taxonom
 
 
 def policy_gate(review: ReviewService) -> ModerationGate:
-    def gate(item_id: str, scores: list[RiskScore]) -> None:
-        review.apply_policy(item_id, review.policy.route(scores, item_id))
+    def gate(routes: Sequence[tuple[str, list[RiskScore]]]) -> None:
+        review.apply_policies([(item_id, review.policy.route(scores, item_id))
+                               for item_id, scores in routes])
 
     return gate
 

@@ -2,8 +2,9 @@
 
 A state change is one transaction. Listeners (the recommender's catalog, for one) are
 told after the commit and before ``transition`` returns, so a removed or pending item
-leaves every in-process feed before the caller hears back. Other replicas follow the
-``updated_at`` column.
+leaves every in-process feed before the caller hears back. A listener gets the changes
+of one transaction together (a bulk import routes a batch in one), so it can apply them
+in one go. Other replicas follow the ``updated_at`` column.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class StateChange:
     reason: str | None
 
 
-StateListener = Callable[[StateChange], None]
+# The changes one transaction made, in the order it made them.
+StateListener = Callable[[Sequence[StateChange]], None]
 
 
 def content_fingerprint(fields: dict[str, Any]) -> str:
@@ -97,31 +99,38 @@ class ItemStore:
             r.kind: (r.model_id, np.frombuffer(r.vector, dtype=np.float32).copy()) for r in rows
         }
 
-    @staticmethod
+    @classmethod
     def put_embedding(
-        session: Session, item_id: str, kind: str, model_id: str, vector: np.ndarray
+        cls, session: Session, item_id: str, kind: str, model_id: str, vector: np.ndarray
     ) -> None:
-        vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        existing = session.scalars(
-            select(EmbeddingRow).where(
-                EmbeddingRow.item_id == item_id,
-                EmbeddingRow.kind == kind,
-                EmbeddingRow.model_id == model_id,
+        cls.put_embeddings(session, [(item_id, kind, model_id, vector)])
+
+    @staticmethod
+    def put_embeddings(
+        session: Session, vectors: Sequence[tuple[str, str, str, np.ndarray]]
+    ) -> None:
+        """(item id, kind, model id, vector) rows, each replacing the item's vector of
+        that kind and model if there is one; the existing ones are read in one query."""
+        item_ids = list({item_id for item_id, _, _, _ in vectors})
+        existing = {
+            (row.item_id, row.kind, row.model_id): row
+            for start in range(0, len(item_ids), 500)
+            for row in session.scalars(
+                select(EmbeddingRow).where(EmbeddingRow.item_id.in_(item_ids[start:start + 500]))
             )
-        ).first()
-        if existing is not None:
-            existing.vector = vec.tobytes()
-            existing.dim = int(vec.shape[0])
-            return
-        session.add(
-            EmbeddingRow(
-                item_id=item_id,
-                kind=kind,
-                model_id=model_id,
-                dim=int(vec.shape[0]),
+        }
+        for item_id, kind, model_id, vector in vectors:
+            vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+            row = existing.get((item_id, kind, model_id))
+            if row is not None:
+                row.vector = vec.tobytes()
+                row.dim = int(vec.shape[0])
+                continue
+            row = existing[(item_id, kind, model_id)] = EmbeddingRow(
+                item_id=item_id, kind=kind, model_id=model_id, dim=int(vec.shape[0]),
                 vector=vec.tobytes(),
             )
-        )
+            session.add(row)
 
     def transition(
         self,
@@ -157,11 +166,11 @@ class ItemStore:
     def notify(self, changes: Sequence[StateChange]) -> None:
         with self._lock:
             listeners = list(self._listeners)
-        for change in changes:
-            if change.before == change.after:
-                continue
-            for listener in listeners:
-                listener(change)
+        made = [change for change in changes if change.before != change.after]
+        if not made:
+            return
+        for listener in listeners:
+            listener(made)
 
     def _apply(
         self, session: Session, item_id: str, new_state: ItemState, reason: str | None

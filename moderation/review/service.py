@@ -9,7 +9,7 @@ so a route that forgets a check cannot hand tier-2 work to a tier-1 moderator.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -109,26 +109,37 @@ class ReviewService:
     ) -> TaskView | None:
         """Move an analysed item to the state its policy route says, and queue it when
         the route is review or the QA sample picked it. Returns its task, if any."""
+        return self.apply_policies([(item_id, decision)], reach=reach)[0]
+
+    def apply_policies(
+        self, routed: Sequence[tuple[str, PolicyDecision]], *, reach: int = 0
+    ) -> list[TaskView | None]:
+        """``apply_policy`` for a batch of items in one transaction (a bulk import routes
+        what one analysis batch returned); their tasks, in the order given."""
         now = self.now()
-        reason = "policy: " + "; ".join(decision.reasons)
+        views: dict[str, TaskView | None] = {}
+        changes: list[StateChange] = []
         with self._write() as session:
-            decisions.lock_item(session, item_id)
-            changes = decisions.move_item(
-                session, self.items, item_id, _ROUTE_STATE[decision.route], reason,
-                actor="policy", at=now,
-            )
-            audit.record(
-                session, at=now, actor="policy", action="policy.routed", item_id=item_id,
-                after=decision.model_dump(mode="json"),
-            )
-            task = None
-            if decision.route is Route.REVIEW or (
-                decision.route is Route.APPROVE and decision.qa_sample
-            ):
-                task = self._queue_policy_task(session, item_id, decision, reach, now)
-            view = self.queue.view(task, now) if task is not None else None
+            # Items locked in id order, so two batches cannot deadlock on PostgreSQL.
+            for item_id, decision in sorted(routed, key=lambda pair: pair[0]):
+                decisions.lock_item(session, item_id)
+                reason = "policy: " + "; ".join(decision.reasons)
+                changes += decisions.move_item(
+                    session, self.items, item_id, _ROUTE_STATE[decision.route], reason,
+                    actor="policy", at=now,
+                )
+                audit.record(
+                    session, at=now, actor="policy", action="policy.routed", item_id=item_id,
+                    after=decision.model_dump(mode="json"),
+                )
+                task = None
+                if decision.route is Route.REVIEW or (
+                    decision.route is Route.APPROVE and decision.qa_sample
+                ):
+                    task = self._queue_policy_task(session, item_id, decision, reach, now)
+                views[item_id] = self.queue.view(task, now) if task is not None else None
         self._announce(changes)
-        return view
+        return [views[item_id] for item_id, _ in routed]
 
     def _queue_policy_task(
         self, session: Session, item_id: str, decision: PolicyDecision, reach: int,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 
 import redis
 
@@ -35,13 +36,14 @@ class ItemChangeBus:
         self._pubsub: redis.client.PubSub | None = None
         self.received = 0
 
-    def publish(self, change: StateChange) -> None:
-        """``ItemStore`` listener: runs after the change committed."""
-        message = json.dumps({"item_id": change.item_id, "state": change.after.value})
-        try:
-            self.client.publish(self.layout.item_changes, message)
-        except redis.RedisError as exc:  # the others' poll and page check still see it
-            log.warning("could not publish the change of %s: %s", change.item_id, exc)
+    def publish(self, changes: Sequence[StateChange]) -> None:
+        """``ItemStore`` listener: runs after the changes committed."""
+        for change in changes:
+            message = json.dumps({"item_id": change.item_id, "state": change.after.value})
+            try:
+                self.client.publish(self.layout.item_changes, message)
+            except redis.RedisError as exc:  # the others' poll and page check still see it
+                log.warning("could not publish the change of %s: %s", change.item_id, exc)
 
     def apply(self, catalog: Catalog, message: bytes | str) -> None:
         body = json.loads(message)

@@ -36,7 +36,7 @@ def test_migrations_create_every_table(db_engine):
 def test_state_transitions_follow_the_design_and_notify(db_engine):
     store = ItemStore(make_session_factory(db_engine))
     seen: list[StateChange] = []
-    store.subscribe(seen.append)
+    store.subscribe(seen.extend)
     _add_item(store)
     store.transition("i1", ItemState.ANALYZING)
     store.transition("i1", ItemState.APPROVED)

@@ -62,7 +62,7 @@ def store(db_engine) -> ItemStore:
 @pytest.fixture
 def changes(store: ItemStore) -> list[StateChange]:
     seen: list[StateChange] = []
-    store.subscribe(seen.append)
+    store.subscribe(seen.extend)
     return seen
 
 

@@ -130,7 +130,8 @@ def test_heartbeats_renew_the_lease_and_release_frees_it_at_once(service, clock,
 def test_decisions_move_items_and_notify_after_commit(service, store, alice, analysing):
     seen = []
     # The listener reads the database: it must already see the committed state.
-    store.subscribe(lambda change: seen.append((change.after, item_state(store, change.item_id))))
+    store.subscribe(lambda changes: seen.extend(
+        (change.after, item_state(store, change.item_id)) for change in changes))
     approve_id = flag(service, "i0", spam=0.6)
     reject_id = flag(service, "i1", spam=0.6)
     seen.clear()
