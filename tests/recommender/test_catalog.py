@@ -63,6 +63,24 @@ def test_takedown_leaves_every_feed_before_transition_returns(
         assert rec.catalog.index.search(target.vector, 1)[0][0] == target.id
 
 
+def test_changes_made_in_one_transaction_reach_the_catalog_together(
+        db_engine, small_world, clock, open_recommender):
+    small_world.write_to_db(make_session_factory(db_engine))
+    rec, store = open_recommender(db_engine, clock)
+    back, down, bounced = (i.id for i in small_world.items[:3])
+    for item_id in (back, bounced):
+        store.transition(item_id, ItemState.PENDING_REVIEW)
+    assert back not in rec.catalog and bounced not in rec.catalog
+    with store.changing() as changes:
+        changes.transition(back, ItemState.APPROVED)  # approved again
+        changes.transition(down, ItemState.REMOVED)  # taken down
+        changes.transition(bounced, ItemState.APPROVED)  # approved, then held again
+        changes.transition(bounced, ItemState.PENDING_REVIEW)
+    assert back in rec.catalog and rec.catalog.index.search(
+        small_world.items[0].vector, 1)[0][0] == back
+    assert down not in rec.catalog and bounced not in rec.catalog
+
+
 def test_persisted_index_is_reused_and_aligned_with_the_database(
         sqlite_engine, small_world, clock, open_recommender, tmp_path):
     sessions = make_session_factory(sqlite_engine)

@@ -49,6 +49,46 @@ def test_policy_routes_move_the_item_and_queue_reviews(service, store, changes, 
     assert task.scores["hate"] == 0.6 and task.scores["sexual"] is None
 
 
+def test_a_batch_is_routed_in_one_transaction_and_announced_together(
+    service, store, analysing
+):
+    batches: list[list[tuple[str, ItemState]]] = []
+    store.subscribe(lambda made: batches.append([(c.item_id, c.after) for c in made]))
+    policy = service.policy
+    approve = policy.route([RiskScore(category=RiskCategory.SPAM, score=0.1)])
+    review = policy.route([RiskScore(category=RiskCategory.HATE, score=0.6)], item_id="i0")
+    reject = policy.route([RiskScore(category=RiskCategory.SEXUAL, score=0.99)])
+    views = service.apply_policies([("i3", approve), ("i0", review), ("i1", reject)])
+    # Tasks come back in the order given (the items are locked in id order).
+    assert views[0] is None and views[2] is None
+    assert views[1] is not None and views[1].item_id == "i0"
+    assert [item_state(store, i) for i in ("i3", "i0", "i1")] == [
+        "approved", "pending_review", "rejected"]
+    assert batches == [[("i0", ItemState.PENDING_REVIEW), ("i1", ItemState.REJECTED),
+                        ("i3", ItemState.APPROVED)]]
+
+
+def test_a_batch_with_a_missing_item_routes_nothing(service, store, analysing):
+    approve = service.policy.route([RiskScore(category=RiskCategory.SPAM, score=0.1)])
+    with pytest.raises(NotFound):
+        service.apply_policies([("i0", approve), ("gone", approve)])
+    assert item_state(store, "i0") == "analyzing"  # one transaction: rolled back
+
+
+def test_the_import_routes_the_rest_of_a_batch_when_one_item_cannot_move(service, store):
+    from core.storage.items import InvalidTransition
+    from ingest.analysis import route_analysed
+    from serving.wiring import policy_gate
+
+    add_items(store, ["a0", "a2"], ItemState.ANALYZING)
+    add_items(store, ["a1"], ItemState.RECEIVED)  # another process put it back meanwhile
+    clean = [RiskScore(category=RiskCategory.SPAM, score=0.1)]
+    with pytest.raises(InvalidTransition):
+        route_analysed(policy_gate(service), [("a0", clean), ("a1", clean), ("a2", clean)])
+    assert [item_state(store, i) for i in ("a0", "a1", "a2")] == [
+        "approved", "received", "approved"]
+
+
 def test_qa_sampled_approvals_are_queued_and_stay_live(service, store, analysing):
     item_id = next(f"qa{n}" for n in range(10_000) if service.policy.is_qa_sample(f"qa{n}"))
     add_items(store, [item_id], ItemState.ANALYZING)
