@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 
 from analyzers.base import TokenEncoding, l2_normalise
-from analyzers.inference_device import confirm_providers, onnx_providers, torch_device
+from analyzers.inference_device import (
+    CUDA_PROVIDER,
+    confirm_providers,
+    onnx_providers,
+    torch_device,
+)
 from analyzers.model_registry import ModelRegistry, ModelSpec, ResolvedModel
 from core.contracts import PRECISION_VARIANTS, ModelRef
 from core.errors import ModelLoadFailed
@@ -176,10 +181,6 @@ class OnnxTextEmbedder:
             self.model = resolved.ref.model_copy(
                 update={"version": f"{resolved.ref.version}+{precision}"}
             )
-        # Int8 runs one text at a time: dynamic quantization scales activations per
-        # tensor, and a batch is one tensor, so in a batch a text's vector would depend on
-        # the texts beside it (and an item's labels on what it was uploaded with).
-        self.batch_size = batch_size or (1 if precision == "int8" else 32)
         model_dir = resolved.path
         onnx_path = (
             cache_dir / "onnx"
@@ -225,6 +226,14 @@ class OnnxTextEmbedder:
         providers = onnx_providers(device)
         self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         self.providers = confirm_providers(self.session, providers, self.model.id)
+        # Texts are encoded in length-sorted batches, each padded to its longest text.
+        # On CPU small batches waste least: on 640 DBpedia abstracts (calls of 32) batches
+        # of 8 encoded 1.5x the texts a second of batches of 32, the vectors equal within
+        # 3e-8; a GPU wants larger ones. Int8 runs one text at a time: dynamic
+        # quantization scales activations per tensor, and a batch is one tensor, so in a
+        # batch a text's vector would depend on the texts beside it.
+        self.batch_size = batch_size or (
+            1 if precision == "int8" else 32 if CUDA_PROVIDER in self.providers else 8)
         self.dim = int(self.session.get_outputs()[0].shape[1] or self._probe_dim())
 
     def _probe_dim(self) -> int:

@@ -18,7 +18,7 @@ Texts: DBpedia-14 abstracts (Wikipedia, CC BY-SA) read from ../shared at run tim
 with a headline made of its first words, as an upload has a title and a text.
 
     uv run python benchmarks/text_analysis.py [--n 1000] [--batch 32] [--threads 2]
-        [--with-float] [--with-serial]
+        [--with-float] [--with-serial] [--with-st-batches 8]
 """
 
 from __future__ import annotations
@@ -70,6 +70,12 @@ def main() -> None:
         "--with-serial", action="store_true",
         help="also time the analysis with the encoder and spaCy one after the other on one "
         "thread (as before they overlapped)",
+    )
+    parser.add_argument(
+        "--with-st-batches", type=int, default=None, metavar="N",
+        help="also time sentence-transformers encoding each call's texts in batches of N "
+        "(the project's float encoder runs length-sorted batches of 8 on CPU: what the same "
+        "padding saving gives the baseline)",
     )
     parser.add_argument(
         "--with-float", action="store_true",
@@ -146,6 +152,12 @@ def main() -> None:
         ))
         reference.encode(warm, batch_size=args.batch)
         sides = {"encode": bare_encode, "full": full, "project": project_encode}
+        if args.with_st_batches:
+            def st_small_batches(start: int, end: int) -> None:
+                reference.encode(documents[start:end], batch_size=args.with_st_batches,
+                                 convert_to_numpy=True)
+
+            sides["st_small"] = st_small_batches
         if args.with_candidate_encodes:
             phrase_by_phrase = TextAnalyzer(
                 PlainEmbedder(embedder), analyzer.entities, analyzer.language
@@ -218,6 +230,11 @@ def main() -> None:
         print(f"full analysis, keywords embedded phrase by phrase: {phrases_rate:.1f} items/s "
               f"(rounds: {rounds('phrases')}), ratio to encode "
               f"{phrases_rate / encode_rate:.2f}x")
+    if rates.get("st_small"):
+        small_rate = statistics.median(rates["st_small"])
+        print(f"sentence-transformers encode in batches of {args.with_st_batches}: "
+              f"{small_rate:.1f} texts/s (rounds: {rounds('st_small')}); full analysis / "
+              f"that: {full_rate / small_rate:.2f}x")
     if rates.get("float"):
         float_rate = statistics.median(rates["float"])
         print(f"full analysis with the float encoder: {float_rate:.1f} items/s "

@@ -1,4 +1,5 @@
-"""The int8 variant of the ONNX text encoder: its own model id, close to the float vectors."""
+"""The ONNX text encoder: float vectors independent of batching; the int8 variant with its
+own model id, close to the float vectors."""
 
 from __future__ import annotations
 
@@ -85,3 +86,18 @@ def test_an_int8_vector_does_not_depend_on_the_texts_beside_it(float_and_int8):
     together = int8.encode(TEXTS)
     alone = np.stack([int8.encode([text])[0] for text in TEXTS])
     np.testing.assert_array_equal(together, alone)
+
+
+def test_float_vectors_do_not_depend_on_the_batch_size(float_and_int8):
+    fp32, _ = float_and_int8
+    assert fp32.batch_size == 8  # CPU: short length-sorted batches waste least on padding
+    try:
+        fp32.batch_size = 2  # three batches of TEXTS, each padded to its own longest
+        small = fp32.encode_with_tokens(TEXTS)
+        fp32.batch_size = len(TEXTS)  # one batch, padded to the longest of all
+        one_batch = fp32.encode_with_tokens(TEXTS)
+    finally:
+        fp32.batch_size = 8
+    np.testing.assert_allclose(small.vectors, one_batch.vectors, atol=1e-5)
+    for a, b in zip(small.token_vectors, one_batch.token_vectors, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
