@@ -62,14 +62,12 @@ def load_average() -> str:
 
 
 def fresh_components(root: Path, threads: int) -> Any:
+    from serving.cli import command_components
     from serving.settings import Settings
-    from serving.wiring import build_components, build_text_embedder
 
-    # As `reelsift import` builds them: no catalog polling (serving.cli).
-    settings = Settings(data_dir=root, model_cache_dir=REPO / "var" / "cache",
-                        inference_threads=threads, feed_follow_seconds=None)
-    embedder, reason = build_text_embedder(settings)
-    return build_components(settings, embedder=embedder, embedder_unavailable_reason=reason)
+    # As `reelsift import` builds them.
+    return command_components(Settings(
+        data_dir=root, model_cache_dir=REPO / "var" / "cache", inference_threads=threads))
 
 
 def run_in_process(source: Path, root: Path) -> tuple[float, dict[str, Any]]:

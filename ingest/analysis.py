@@ -55,35 +55,16 @@ KEYFRAME_MAX_SIDE = 640
 KEYFRAME_JPEG_QUALITY = 85
 
 
-# Moves an analyzed item out of ``analyzing`` given its risk scores: moderation's policy
-# and review queue in the running service (see serving/wiring.py).
-# (item id, risk scores) of analysed items -> each routed by the moderation policy, the
-# batch in one transaction.
-ModerationGate = Callable[[Sequence[tuple[str, list[RiskScore]]]], None]
-
-
-def route_analysed(gate: ModerationGate, routes: Sequence[tuple[str, list[RiskScore]]]) -> None:
-    """Route analysed items in one transaction. When that fails (an item another process
-    moved meanwhile), they are routed one at a time, so only the item at fault is left in
-    ``analyzing`` for recovery; its error is raised once the others are routed."""
-    try:
-        gate(routes)
-    except ReelsiftError:
-        if len(routes) <= 1:
-            raise
-        first: ReelsiftError | None = None
-        for route in routes:
-            try:
-                gate([route])
-            except ReelsiftError as exc:
-                first = first or exc
-        if first is not None:
-            raise first from None
+# An analysed item: its id and risk scores.
+AnalysedItem = tuple[str, list[RiskScore]]
+# Moves analysed items out of ``analyzing`` given their risk scores, a batch in one
+# transaction: moderation's policy and review queue in the running service (see
+# serving/wiring.py).
+ModerationGate = Callable[[Sequence[AnalysedItem]], None]
 # (titles, documents, the documents' text vectors or None) -> risk scores per document.
 TextRiskScorer = Callable[
     [Sequence[str], Sequence[str], np.ndarray | None], list[list[RiskScore]]
 ]
-# text vectors -> hierarchical labels per document.
 # (titles, bodies, the documents' text vectors) -> hierarchical labels per document; long
 # bodies are read by chunks (``TaxonomyClassifier.classify_documents``).
 Labeler = Callable[[Sequence[str], Sequence[str], np.ndarray], list[list[Label]]]
@@ -96,6 +77,27 @@ class Enrichment:
     risk: TextRiskScorer | None = None
     labels: Labeler | None = None
     fuser: ItemFuser | None = None
+
+
+def route_analysed(gate: ModerationGate, items: Sequence[AnalysedItem]) -> None:
+    """Route analysed items in one transaction. When that fails (an item another process
+    moved meanwhile), they are routed one at a time, so only the item at fault is left in
+    ``analyzing`` for recovery; its error is raised once the others are routed."""
+    if not items:
+        return
+    try:
+        gate(items)
+    except ReelsiftError:
+        if len(items) == 1:
+            raise
+        first: ReelsiftError | None = None
+        for item in items:
+            try:
+                gate([item])
+            except ReelsiftError as exc:
+                first = first or exc
+        if first is not None:
+            raise first from None
 
 
 def unassessed_risk(reason: str) -> list[RiskScore]:

@@ -300,8 +300,10 @@ class MediaIngestService:
 
     def _store_result(self, session: Session, item_id: str, result: ItemResult) -> None:
         session.add(AnalysisRow(item_id=item_id, payload=result.analysis.model_dump(mode="json")))
-        for kind, (model_id, vector) in result.vectors.items():
-            self.store.put_embedding(session, item_id, kind, model_id, vector)
+        self.store.put_embeddings(session, [
+            (item_id, kind, model_id, vector)
+            for kind, (model_id, vector) in result.vectors.items()
+        ])
         session.execute(delete(MediaHashRow).where(MediaHashRow.item_id == item_id))
         for analyzed in result.files:
             for frame in analyzed.keyframes:
@@ -418,8 +420,7 @@ class MediaIngestService:
                     routes.append((item_id, risk))
                 else:
                     new_jobs.append(self.jobs.store.create(session, JOB_KIND, item_id))
-        if routes:
-            route_analysed(self.gate, routes)
+        route_analysed(self.gate, routes)
         for job_id in new_jobs:
             self.jobs.submit(job_id)
         return resumed + len(routes) + len(new_jobs)

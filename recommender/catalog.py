@@ -220,15 +220,11 @@ class Catalog:
     def on_state_changes(self, changes: Sequence[StateChange]) -> None:
         """``ItemStore`` listener: runs synchronously inside ``transition``, with the
         changes of one transaction. Items that end it approved are read in one query."""
-        final: dict[str, ItemState] = {}
-        was_approved: set[str] = set()
-        for change in changes:
-            final[change.item_id] = change.after
-            if change.before == ItemState.APPROVED:
-                was_approved.add(change.item_id)
+        final = {change.item_id: change.after for change in changes}
+        left = {change.item_id for change in changes if change.before == ItemState.APPROVED}
         approved = [item_id for item_id, state in final.items() if state == ItemState.APPROVED]
         for item_id, state in final.items():
-            if state != ItemState.APPROVED and (item_id in was_approved or item_id in self._items):
+            if state != ItemState.APPROVED and (item_id in left or item_id in self._items):
                 self.remove(item_id)
         if not approved:
             return

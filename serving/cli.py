@@ -114,7 +114,8 @@ def _text_embedder(settings: Settings):  # type: ignore[no-untyped-def]
     return build_text_embedder(settings)
 
 
-def _in_process_components(settings: Settings):  # type: ignore[no-untyped-def]
+def command_components(settings: Settings):  # type: ignore[no-untyped-def]
+    """Everything a one-shot command (import, retry-failed, demo) needs, in this process."""
     from serving.wiring import build_components, build_text_embedder
 
     # A command serves no feed: its catalog needs only this process's own changes (its
@@ -310,7 +311,7 @@ def import_items(
     from ingest.bulk import import_items as run_import
 
     settings = get_settings()
-    components = _in_process_components(settings)
+    components = command_components(settings)
     try:
         with _progress() as progress:
             task = progress.add_task("importing", total=count_lines(items_file))
@@ -343,7 +344,7 @@ def retry_failed() -> None:
     """Analyze every `failed` item again (after a model or analyzer fix); prints the
     state each one reached."""
     settings = get_settings()
-    components = _in_process_components(settings)
+    components = command_components(settings)
     try:
         items = components.retry_failed()
     finally:
@@ -365,7 +366,7 @@ def demo() -> None:
     from ingest.models import TextItemIn
 
     settings = get_settings()
-    components = _in_process_components(settings)
+    components = command_components(settings)
     items = [
         TextItemIn.model_validate(json.loads(line))
         for line in DEMO_ITEMS.read_text().splitlines()

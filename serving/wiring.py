@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from analyzers.base import TextEmbedder
 from analyzers.fusion import ItemFuser
 from analyzers.model_registry import ModelRegistry
-from core.contracts import ModelRef, RiskScore, TextAnalysis
+from core.contracts import ModelRef, TextAnalysis
 from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
 from core.registry import resolve, text_embedders, visual_embedders
 from core.storage.blobs import BlobStore
@@ -23,6 +23,7 @@ from core.storage.items import ItemStore
 from core.storage.processes import ProcessRegistry
 from ingest import retry
 from ingest.analysis import (
+    AnalysedItem,
     Enrichment,
     InProcessTextAnalysis,
     MediaItemPipeline,
@@ -308,9 +309,9 @@ def build_taxonomy(settings: Settings, embedder: TextEmbedder | None) -> Taxonom
 
 
 def policy_gate(review: ReviewService) -> ModerationGate:
-    def gate(routes: Sequence[tuple[str, list[RiskScore]]]) -> None:
+    def gate(items: Sequence[AnalysedItem]) -> None:
         review.apply_policies([(item_id, review.policy.route(scores, item_id))
-                               for item_id, scores in routes])
+                               for item_id, scores in items])
 
     return gate
 

@@ -109,7 +109,8 @@ class SyntheticWorld:
             session.flush()
             for item in self.items:
                 session.add(AnalysisRow(item_id=item.id, payload={"labels": self.labels(item)}))
-                ItemStore.put_embedding(session, item.id, "fused", model_id, item.vector)
+            ItemStore.put_embeddings(
+                session, [(item.id, "fused", model_id, item.vector) for item in self.items])
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

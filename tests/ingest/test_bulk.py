@@ -162,7 +162,7 @@ class _Shared:
 def test_cli_analyze_and_import(components, folder, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "_offline_pipeline",
                         lambda settings: (components.media.pipeline, components.media.limits))
-    monkeypatch.setattr(cli, "_in_process_components", lambda settings: _Shared(components))
+    monkeypatch.setattr(cli, "command_components", lambda settings: _Shared(components))
     runner = CliRunner()
 
     photo = runner.invoke(cli.app, ["analyze", "--json", str(folder / "media" / "beach.jpg")])

@@ -189,7 +189,7 @@ def test_cli_import_ray_takes_local_or_a_cluster_address(monkeypatch, tmp_path):
         return bulk.ImportSummary(lines=1, imported=1)
 
     monkeypatch.setattr(ray_bulk, "import_items_ray", fake_import)
-    monkeypatch.setattr(cli, "_in_process_components", lambda settings: _Closing())
+    monkeypatch.setattr(cli, "command_components", lambda settings: _Closing())
     source = write_items(tmp_path / "one.jsonl", [{"id": "a", "creator_id": "c", "text": "x"}])
     runner = CliRunner()
     local = runner.invoke(cli.app, ["import", "--ray", "local", str(source)])
