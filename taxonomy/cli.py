@@ -283,7 +283,12 @@ def evaluate(
 def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
                        labeled_files: list[Path] | None, cache_dir: Path,
                        min_confidence: float, as_json: bool) -> None:
-    from taxonomy.dev_evaluation import TfidfBaseline, eval_sets, evaluate_dev_sets
+    from taxonomy.dev_evaluation import (
+        REPORTED_COVERAGE,
+        TfidfBaseline,
+        eval_sets,
+        evaluate_dev_sets,
+    )
     from taxonomy.devsets import load_dev_sets
     from taxonomy.documents import VectorCache
     from taxonomy.training import dev_rows
@@ -310,7 +315,7 @@ def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
         f"min_confidence {min_confidence}); baseline trained on the same {len(train_rows)} rows"
     ))
     for column in ("set", "method", "items", "tier-1 accuracy", "coverage",
-                   "accuracy when labelled"):
+                   "accuracy when labelled", f"accuracy at coverage {REPORTED_COVERAGE}"):
         table.add_column(column, justify="left" if column in ("set", "method") else "right",
                          no_wrap=True)
 
@@ -321,8 +326,8 @@ def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
         # Abstention sets: coverage is the share wrongly labelled.
         coverage = fmt(r.coverage) + (" (should be 0)" if r.accuracy is None else "")
         table.add_row(r.dataset, r.method, str(r.items), fmt(r.accuracy), coverage,
-                      fmt(r.selective_accuracy))
-    wide = Console(width=max(console.width, 120))
+                      fmt(r.selective_accuracy), fmt(r.accuracy_at_coverage))
+    wide = Console(width=max(console.width, 150))
     wide.print(table)
     # Per class, the methods side by side: where a set's figure is lost (BBC business).
     methods = list(dict.fromkeys(r.method for r in results))

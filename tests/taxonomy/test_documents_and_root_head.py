@@ -244,6 +244,21 @@ def test_figures_count_accuracy_coverage_and_abstention() -> None:
     assert result.per_class == {}  # no class names given
 
 
+def test_accuracy_at_coverage_drops_the_least_confident_rows_whatever_the_threshold() -> None:
+    # 20 rows, the 19 most confident right and the least confident wrong: dropping 5% of
+    # rows (one) by confidence leaves only right ones, at any min_confidence.
+    confidence = np.linspace(0.99, 0.05, 20)
+    top = ["a"] * 19 + ["b"]
+    accepted = [frozenset({"a"})] * 20
+    for min_confidence in (0.0, 0.3, 0.9):
+        result = figures("set", "m", top, confidence, accepted, min_confidence)
+        assert result.accuracy == pytest.approx(0.95)
+        assert result.accuracy_at_coverage == 1.0
+    shuffled = figures("set", "m", top[::-1], confidence, accepted, 0.3)  # wrong row on top
+    assert shuffled.accuracy_at_coverage == pytest.approx(18 / 19)
+    assert shuffled.as_dict()["accuracy_at_coverage_0.95"] == pytest.approx(0.9474)
+
+
 def test_figures_give_accuracy_per_class_of_the_set() -> None:
     accepted = [frozenset({"biz"}), frozenset({"biz"}), frozenset({"pol"}), frozenset({"biz"})]
     result = figures("news", "m", ["biz", "pol", "pol", "biz"], np.array([0.9, 0.9, 0.9, 0.1]),
