@@ -3,7 +3,9 @@
 The module starts its own server (its own queue, so no other test can take its tasks)
 with a 30-second lease, so heartbeats happen within a test, and seeds it through the
 public API: spam text items, an image item and a video item (both pushed to the top of
-the queue by user reports). Screenshots of each screen go to docs/screenshots/.
+the queue by user reports). Screenshots of each screen go to var/screenshots/, or to
+docs/screenshots/ (the README's pictures) with REELSIFT_UPDATE_SCREENSHOTS=1, so that a
+test run leaves the tracked tree as it found it.
 
 Skipped when /usr/bin/chromium or the playwright package is missing, unless
 REELSIFT_REQUIRE_BROWSER=1 (CI), where that is a failure.
@@ -36,7 +38,9 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = REPO / (
+    "docs" if os.environ.get("REELSIFT_UPDATE_SCREENSHOTS") == "1" else "var"
+) / "screenshots"
 LEASE_SECONDS = 30
 IMAGE_ITEM = "console-image-1"
 VIDEO_ITEM = "console-video-1"
