@@ -62,7 +62,8 @@ def _fail(exc: ReelsiftError) -> typer.Exit:
 def train(
     labeled: Annotated[
         list[Path] | None,
-        typer.Argument(help="JSON Lines files: {text, labels: [path or id]}"),
+        typer.Argument(help="JSON Lines files: {text, labels: [path or id]}; with "
+                       "--dev-sets and none given, taxonomy/data/train/*.jsonl"),
     ] = None,
     out: Annotated[Path, typer.Option(help="artifact directory to write")] = Path(
         "var/models/taxonomy-heads"
@@ -94,10 +95,12 @@ def train(
     """Train per-node heads over text embeddings and save them as a versioned artifact."""
     from taxonomy.classifier import TaxonomyClassifier
     from taxonomy.dataset import at_most_per_category, read_labeled_jsonl
+    from taxonomy.training import project_training_files
     from taxonomy.tree import TaxonomyTree
 
     labeled = labeled or []
     if dev_sets is not None:
+        labeled = labeled or project_training_files()
         if max_per_category is not None:
             raise _fail(ReelsiftError("--max-per-category applies to plain files, not --dev-sets"))
         _train_on_dev_sets(dev_sets, labeled, out, taxonomy, embedder, cache_dir, model_path,
@@ -291,15 +294,13 @@ def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
     )
     from taxonomy.devsets import load_dev_sets
     from taxonomy.documents import VectorCache
-    from taxonomy.training import dev_rows
-    from taxonomy.tree import DATA_DIR
+    from taxonomy.training import dev_rows, project_training_files
 
     assert classifier.text_embedder is not None
     classifier.vector_cache = VectorCache(cache_dir / "taxonomy-chunks",
                                           classifier.text_embedder.model.id)
     sets = load_dev_sets(classifier.tree)
-    files = labeled_files if labeled_files is not None else sorted(
-        (DATA_DIR / "train").glob("*.jsonl"))
+    files = labeled_files if labeled_files is not None else project_training_files()
     train_rows = dev_rows(sets, datasets_dir, "train", labeled_files=files, tree=classifier.tree)
     baseline = TfidfBaseline(train_rows, classifier)
     results = evaluate_dev_sets(classifier, eval_sets(sets, datasets_dir), baseline,
