@@ -6,8 +6,8 @@ Training rows come from replaying the event log in order through a fresh
 that item afterwards — completed it (``complete``, or a view of at least
 ``COMPLETION_RATIO``) and liked it. The model (Guo et al. 2017) shares one embedding per
 field between a factorisation machine and an MLP; each head reads the linear term, the FM
-interaction and the MLP's last layer. It is exported to ONNX (``model.onnx``) with a
-manifest (``ranker.json``) and served by ``recommender.ranking.OnnxRanker``.
+interaction and the MLP's last layer. It is exported to ONNX (``model.onnx``) with its
+``config.json`` (``core.artifacts``) and served by ``recommender.ranking.OnnxRanker``.
 
 torch is imported inside functions so that serving, which only needs onnxruntime, never
 loads it.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ from recommender.features import (
     build_features,
 )
 from recommender.profiles import watch_ratio
-from recommender.ranking import DEEPFM, MANIFEST_FILE, MODEL_FILE
+from recommender.ranking import DEEPFM, MODEL_FILE, RANKER_ARTIFACT
 from recommender.settings import RecommenderSettings
 from recommender.state import OnlineState
 from recommender.tables import EventRow
@@ -247,7 +246,7 @@ def torch_scores(model: Any, dense: np.ndarray, categorical: np.ndarray) -> dict
 
 
 def export(model: Any, model_dir: Path, report: TrainReport) -> str:
-    """Write ``model.onnx`` and ``ranker.json``; returns the version string."""
+    """Write ``model.onnx`` and its ``config.json``; returns the version string."""
     import torch
 
     model.eval()
@@ -275,7 +274,7 @@ def export(model: Any, model_dir: Path, report: TrainReport) -> str:
         "categorical_sizes": list(CATEGORICAL_SIZES),
         "report": report.__dict__,
     }
-    (model_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    RANKER_ARTIFACT.write_config(model_dir, manifest, files=[MODEL_FILE])
     return version
 
 

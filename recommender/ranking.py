@@ -15,14 +15,14 @@ ranker and its version.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel
 
-from core.errors import ModelLoadFailed, ModelNotAvailable
+from core.artifacts import CONFIG_FILE, ArtifactKind
+from core.errors import ModelLoadFailed
 from core.registry import rankers, resolve
 from recommender.features import CATEGORICAL_FIELDS, DENSE_FEATURES, FeatureBatch
 from recommender.settings import RankerWeights, RecommenderSettings
@@ -30,7 +30,13 @@ from recommender.settings import RankerWeights, RecommenderSettings
 HEURISTIC = "reelsift.ranker.heuristic.v1"
 DEEPFM = "reelsift.ranker.deepfm.v1"
 MODEL_FILE = "model.onnx"
-MANIFEST_FILE = "ranker.json"
+# The project's artifact convention (core.artifacts): config.json + model.onnx, hashed.
+RANKER_ARTIFACT = ArtifactKind(
+    name="recommender.ranker", format=1, description="trained ranker",
+    make_with="reelsift train ranker",
+)
+LEGACY_MANIFEST_FILE = "ranker.json"  # what rankers were saved as before the convention
+
 
 class RankerInfo(BaseModel):
     name: str
@@ -84,13 +90,13 @@ class OnnxRanker:
     """A trained two-head ranker served with onnxruntime."""
 
     def __init__(self, model_dir: Path, completion_weight: float, like_weight: float) -> None:
-        manifest_path = model_dir / MANIFEST_FILE
-        if not manifest_path.exists():
-            raise ModelNotAvailable(
-                f"no trained ranker in {model_dir}: run `reelsift train ranker` first",
+        if (model_dir / LEGACY_MANIFEST_FILE).exists() and not (model_dir / CONFIG_FILE).exists():
+            raise ModelLoadFailed(
+                f"the ranker in {model_dir} was saved by an older reelsift "
+                f"({LEGACY_MANIFEST_FILE}); run `reelsift train ranker` again",
                 model_dir=str(model_dir),
             )
-        manifest = json.loads(manifest_path.read_text())
+        manifest = RANKER_ARTIFACT.read_config(model_dir)
         if list(manifest.get("dense_features", [])) != list(DENSE_FEATURES) or list(
             manifest.get("categorical_fields", [])
         ) != list(CATEGORICAL_FIELDS):
@@ -144,7 +150,8 @@ def make_deepfm_ranker(settings: RecommenderSettings) -> Ranker:
 def load_ranker(settings: RecommenderSettings) -> Ranker:
     """The configured ranker; ``auto`` falls back to the heuristic until one is trained."""
     if settings.ranker == "auto":
-        if (settings.model_dir / MANIFEST_FILE).exists():
+        if any((settings.model_dir / name).exists()
+               for name in (CONFIG_FILE, LEGACY_MANIFEST_FILE)):
             return make_deepfm_ranker(settings)
         return HeuristicRanker(settings.weights)
     factory: Any = resolve(rankers, settings.ranker)

@@ -44,10 +44,17 @@ from typing import Any
 
 import numpy as np
 
+from core.artifacts import CONFIG_FILE, ArtifactKind
 from core.errors import InvalidConfig, InvalidInput
 
 INDEX_FILE = "catalog.faiss"
-MANIFEST_FILE = "catalog.json"
+# Each generation follows the project's artifact convention (core.artifacts): config.json
+# + the files below. Sizes are checked, not hashes: the index is rebuilt from the database
+# when it is missing or refused, and hashing gigabytes at every save would cost more.
+INDEX_ARTIFACT = ArtifactKind(
+    name="recommender.vector_index", format=1, description="saved vector index",
+    make_with="reelsift serve (the index is rebuilt from stored embeddings)", hashed=False,
+)
 IDS_FILE = "catalog.ids.json"
 ALIVE_FILE = "catalog.alive.npy"
 CURRENT_FILE = "CURRENT"  # names the generation directory to load
@@ -368,10 +375,10 @@ class VectorIndex:
             faiss.write_index(self._index, str(staging / INDEX_FILE))
             (staging / IDS_FILE).write_text(json.dumps(self._ids))
             np.save(staging / ALIVE_FILE, self._alive)
-            (staging / MANIFEST_FILE).write_text(json.dumps({
+            INDEX_ARTIFACT.write_config(staging, {
                 "model_id": self.model_id, "dim": self.dim, "rows": len(self._ids),
-                "kind": self.kind,
-            }))
+                "index_type": self.kind,
+            }, files=[INDEX_FILE, IDS_FILE, ALIVE_FILE])
         # Publishing is serialised across processes, so CURRENT never names a generation
         # another saver is deleting.
         with open(directory / ".lock", "a+b") as lock_file:
@@ -391,7 +398,7 @@ class VectorIndex:
         if not current.exists():
             return None
         path = directory / current.read_text().strip()
-        return path if (path / MANIFEST_FILE).exists() else None
+        return path if (path / CONFIG_FILE).exists() else None
 
     @classmethod
     def load(cls, directory: Path, **options: Any) -> VectorIndex:
@@ -400,7 +407,7 @@ class VectorIndex:
         saved = cls.saved_in(directory)
         if saved is None:
             raise InvalidConfig(f"no vector index in {directory} (missing {CURRENT_FILE})")
-        manifest = json.loads((saved / MANIFEST_FILE).read_text())
+        manifest = INDEX_ARTIFACT.read_config(saved)
         index = cls(int(manifest["dim"]), str(manifest["model_id"]), **options)
         index._index = faiss.read_index(str(saved / INDEX_FILE))
         if index.kind == "hnsw":

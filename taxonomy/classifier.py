@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from analyzers.base import JointTextImageEmbedder, TextEmbedder
+from core.artifacts import CONFIG_FILE
 from core.contracts import Label, weights_id
 from core.errors import InvalidConfig, InvalidInput
 from taxonomy.calibration import Calibration, calibration_for, fit_calibration, logits
@@ -677,7 +678,7 @@ class TaxonomyClassifier:
 
 def shipped_heads(tree: TaxonomyTree, embedder: TextEmbedder | None) -> SupervisedHeads | None:
     """The heads shipped in ``data/heads`` if they fit this tree and text model."""
-    if embedder is None or not (SHIPPED_HEADS / "config.json").exists():
+    if embedder is None or not (SHIPPED_HEADS / CONFIG_FILE).exists():
         return None
     heads = SupervisedHeads.load(SHIPPED_HEADS)
     if heads.tree_version != tree.version or weights_id(heads.embedding_model) != weights_id(

@@ -40,7 +40,6 @@ positives per node, hyper-parameters) and ``heads.npz`` (arrays).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +48,18 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from core.errors import InvalidConfig, InvalidInput
+from core.artifacts import ArtifactKind
+from core.errors import InvalidConfig, InvalidInput, ModelNotAvailable
 from core.storage.files import atomic_path
 
-FORMAT = "reelsift.taxonomy_heads.v2"
-READABLE_FORMATS = ("reelsift.taxonomy_heads.v1", FORMAT)
-CONFIG_FILE = "config.json"
+# The project's artifact convention (core.artifacts): config.json + heads.npz, hashed.
+# Format 3 is v2's arrays and keys with the convention's kind and file hashes; heads saved
+# as v1 or v2 (no hashes) still load.
+HEADS_ARTIFACT = ArtifactKind(
+    name="taxonomy.heads", format=3, description="taxonomy heads",
+    make_with="reelsift train taxonomy labeled.jsonl --out DIR",
+    legacy_formats=("reelsift.taxonomy_heads.v1", "reelsift.taxonomy_heads.v2"),
+)
 ARRAYS_FILE = "heads.npz"
 NONE_CLASS = ""  # the root head's class for rows without a category
 LOGIT_LIMIT = 12.0  # probabilities 0 and 1 as finite logits
@@ -466,8 +471,7 @@ class SupervisedHeads:
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        config = {
-            "format": FORMAT,
+        config: dict[str, Any] = {
             "tree_version": self.tree_version,
             "embedding_model": self.embedding_model,
             "node_ids": self.node_ids,
@@ -504,22 +508,16 @@ class SupervisedHeads:
         # arrays are the same, so the heads' figures do not move.
         with atomic_path(directory / ARRAYS_FILE) as tmp, tmp.open("wb") as handle:
             np.savez_compressed(handle, **arrays)
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        HEADS_ARTIFACT.write_config(directory, config, files=[ARRAYS_FILE])
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> SupervisedHeads:
         directory = Path(directory)
-        config_path = directory / CONFIG_FILE
-        if not config_path.exists() or not (directory / ARRAYS_FILE).exists():
-            raise InvalidConfig(
-                f"{directory} is not a taxonomy heads artifact (needs {CONFIG_FILE} and "
-                f"{ARRAYS_FILE}); create one with `reelsift train taxonomy labeled.jsonl`"
-            )
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        if config.get("format") not in READABLE_FORMATS:
-            raise InvalidConfig(f"{config_path}: format {config.get('format')!r} is not "
-                                f"one of {READABLE_FORMATS}")
+        config = HEADS_ARTIFACT.read_config(directory)
+        if not (directory / ARRAYS_FILE).is_file():  # a legacy config records no files
+            raise ModelNotAvailable(f"taxonomy heads file {directory / ARRAYS_FILE} is missing; "
+                                    f"make it again with `{HEADS_ARTIFACT.make_with}`")
         root_head = None
         topic_gate = None
         word_head = None

@@ -1,29 +1,35 @@
-"""Saving and loading the trained bundle, guarded by a manifest of sha256 hashes.
+"""Saving and loading the trained bundle in the project's artifact convention
+(``core.artifacts``): ``config.json`` holds the model's name, version, training data,
+config and test figures, and the sha256 of ``text_risk.joblib``.
 
 The bundle is a joblib pickle of plain dicts and scikit-learn objects. Unpickling runs
-code, so ``load`` hashes the file and refuses it unless the hash equals the one the
-manifest recorded at training time: a swapped or corrupted file never gets unpickled.
+code, so ``load_bundle`` only unpickles after ``read_config`` has checked the file's hash
+against the one recorded at training time: a swapped or corrupted file never gets
+unpickled.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
-from moderation.risk.datasets import file_sha256
+from core.artifacts import ArtifactKind, file_sha256
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "reelsift.text_risk.v1"
 MODEL_MAJOR = 2
-BUNDLE_FORMAT = 2  # 2: pooled-domain lexical heads (profanity, harassment, hate, spam, clickbait)
 BUNDLE_FILE = "text_risk.joblib"
-MANIFEST_FILE = "manifest.json"
+# The pickled bundle's own layout (pooled-domain lexical heads), stored inside it.
+BUNDLE_FORMAT = 2
 DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
+# Format 3: the project-wide config.json (format 2 was manifest.json, same bundle).
+TEXT_RISK = ArtifactKind(
+    name="moderation.text_risk", format=3, description="text risk model",
+    make_with="reelsift train risk --output-dir DIR",
+)
 
 
 def save(
@@ -44,86 +50,36 @@ def save(
     output_dir.mkdir(parents=True, exist_ok=True)
     bundle_path = output_dir / BUNDLE_FILE
     joblib.dump(bundle, bundle_path, compress=("xz", 6))
-    bundle_sha = file_sha256(bundle_path)
     data_digest = hashlib.sha256(
         "".join(d["sha256"] for d in training_data).encode()
     ).hexdigest()
-    manifest = {
+    return TEXT_RISK.write_config(output_dir, {
         "name": MODEL_NAME,
         # Same code, data and seed give the same bytes, hence the same version.
-        "version": f"{MODEL_MAJOR}.0+{bundle_sha[:8]}",
-        "format": BUNDLE_FORMAT,
+        "version": f"{MODEL_MAJOR}.0+{file_sha256(bundle_path)[:8]}",
         "sklearn_version": sklearn.__version__,
         "training_data": training_data,
         "training_data_digest": data_digest,
         "config": config,
         "metrics": metrics,
-        "artifacts": {BUNDLE_FILE: {"sha256": bundle_sha, "bytes": bundle_path.stat().st_size}},
-    }
-    (output_dir / MANIFEST_FILE).write_text(
-        json.dumps(manifest, indent=2, sort_keys=False, default=_json_default) + "\n",
-        encoding="utf-8",
-    )
-    return manifest
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, tuple):
-        return list(value)
-    if hasattr(value, "item"):
-        return value.item()  # numpy scalars
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    }, files=[BUNDLE_FILE])
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST_FILE
-    if not path.is_file():
-        raise ModelNotAvailable(
-            f"text risk model: no {MANIFEST_FILE} in {directory}; train one with "
-            "`reelsift train risk --output-dir {directory}` or point at the shipped "
-            "moderation/risk/artifacts",
-            model=MODEL_NAME,
-            path=str(directory),
-        )
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadFailed(f"text risk manifest {path} is unreadable: {exc}") from exc
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise ModelLoadFailed(
-            f"text risk manifest {path} has format {manifest.get('format')!r}; this code reads "
-            f"format {BUNDLE_FORMAT}. Retrain with `reelsift train risk`."
-        )
-    return manifest
+    """The artifact's config (name, version, training data, figures), its bundle's hash
+    checked."""
+    return TEXT_RISK.read_config(directory)
 
 
 def load_bundle(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Unpickle the bundle ``read_manifest`` vouched for."""
     import joblib
     import sklearn
 
-    entry = manifest.get("artifacts", {}).get(BUNDLE_FILE)
-    if not entry or "sha256" not in entry:
-        raise InvalidConfig(
-            f"text risk manifest in {directory} records no sha256 for {BUNDLE_FILE}"
-        )
-    path = directory / BUNDLE_FILE
-    if not path.is_file():
-        raise ModelNotAvailable(
-            f"text risk model file {path} is missing; retrain with `reelsift train risk`",
-            model=MODEL_NAME,
-            path=str(path),
-        )
-    actual = file_sha256(path)
-    if actual != entry["sha256"]:
-        raise ModelLoadFailed(
-            f"refusing to load {path}: sha256 {actual} differs from the manifest's "
-            f"{entry['sha256']} (file changed after training); restore it or retrain",
-            path=str(path),
-        )
     if manifest.get("sklearn_version") != sklearn.__version__:
         log.warning(
             "text risk model trained with scikit-learn %s, running %s",
             manifest.get("sklearn_version"), sklearn.__version__,
         )
-    bundle: dict[str, Any] = joblib.load(path)
+    bundle: dict[str, Any] = joblib.load(directory / BUNDLE_FILE)
     return bundle

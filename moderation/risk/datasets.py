@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.artifacts import file_sha256
 from core.errors import InvalidInput
 
 HEAD_NAMES: tuple[str, ...] = ("profanity", "harassment", "hate", "spam", "clickbait")
@@ -127,14 +128,6 @@ class SourceRows:
             targets={head: values[indices] for head, values in self.targets.items()},
             sample=hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest()[:16],
         )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_csv(path: Path, columns: set[str]) -> list[dict[str, str]]:

@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
 from analyzers.text import document_text
+from core.artifacts import file_sha256
 from core.contracts import RiskCategory, RiskScore
 from moderation.policy import Policy, Route
 from moderation.risk.datasets import (
@@ -35,7 +36,6 @@ from moderation.risk.datasets import (
     NOT_USED,
     SOURCES,
     SourceRows,
-    file_sha256,
     load_sources,
     source_path,
     split_rows,

@@ -10,13 +10,21 @@ import pytest
 
 import core.storage.tables  # noqa: F401
 import recommender.tables  # noqa: F401
-from core.errors import InvalidConfig, ModelNotAvailable
+from core.artifacts import CONFIG_FILE
+from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
 from core.registry import rankers, resolve
 from core.storage.db import Base, make_engine, make_session_factory
 from core.storage.items import ItemStore
 from recommender import deepfm
 from recommender.features import CATEGORICAL_FIELDS, DENSE_FEATURES, FeatureBatch
-from recommender.ranking import DEEPFM, HEURISTIC, HeuristicRanker, OnnxRanker, load_ranker
+from recommender.ranking import (
+    DEEPFM,
+    HEURISTIC,
+    MODEL_FILE,
+    HeuristicRanker,
+    OnnxRanker,
+    load_ranker,
+)
 from recommender.service import Recommender
 from recommender.settings import RecommenderSettings
 from recommender.simulation import SimulatedUser, SyntheticWorld
@@ -53,7 +61,7 @@ def logged(tmp_path_factory):
 
 def test_heuristic_ranks_until_a_model_is_trained(logged):
     rec, _, settings, _ = logged
-    assert not (settings.model_dir / "ranker.json").exists()
+    assert not (settings.model_dir / CONFIG_FILE).exists()
     response = rec.feed.feed("u1", 5)
     assert (response.ranker.name, response.ranker.version) == (HEURISTIC, "2")
     assert isinstance(load_ranker(settings), HeuristicRanker)
@@ -95,8 +103,9 @@ def test_deepfm_learns_and_onnx_serves_the_same_scores(logged, tmp_path):
     assert report.valid_auc["completion"] is not None
     assert report.valid_auc["completion"] > 0.65, report
     version = deepfm.export(model, tmp_path, report)
-    manifest = json.loads((tmp_path / "ranker.json").read_text())
+    manifest = json.loads((tmp_path / CONFIG_FILE).read_text())
     assert manifest["version"] == version and manifest["name"] == DEEPFM
+    assert (manifest["kind"], manifest["format"]) == ("recommender.ranker", 1)
 
     served = OnnxRanker(tmp_path, completion_weight=0.6, like_weight=0.4)
     sample = slice(0, 300)
@@ -121,3 +130,19 @@ def test_trained_ranker_is_picked_up_and_named_in_responses(logged):
     assert response.ranker.name == DEEPFM and response.ranker.version == version
     assert len(response.items) == 10
     assert isinstance(resolve(rankers, DEEPFM)(settings), OnnxRanker)
+
+
+def test_a_changed_or_old_ranker_is_refused_with_what_to_do(logged, tmp_path):
+    rec, sessions, settings, _ = logged
+    rows = deepfm.training_rows(deepfm.logged_events(sessions), rec.catalog, settings)
+    model, report = deepfm.train(rows, epochs=1, seed=0)
+    deepfm.export(model, tmp_path, report)
+    with (tmp_path / MODEL_FILE).open("ab") as handle:
+        handle.write(b"\0")  # the model file no longer matches its config
+    with pytest.raises(ModelLoadFailed, match="bytes"):
+        OnnxRanker(tmp_path, completion_weight=0.6, like_weight=0.4)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "ranker.json").write_text(json.dumps({"name": DEEPFM, "version": "x"}))
+    with pytest.raises(ModelLoadFailed, match="train ranker"):
+        OnnxRanker(old, completion_weight=0.6, like_weight=0.4)

@@ -65,7 +65,8 @@ def test_train_then_evaluate_from_the_command_line(small_tree_path: Path, tmp_pa
     trained = runner.invoke(app, ["train", str(labeled), "--out", str(out), *common])
     assert trained.exit_code == 0, trained.output
     config = json.loads((out / "config.json").read_text())
-    assert config["format"] == "reelsift.taxonomy_heads.v2"
+    assert (config["kind"], config["format"]) == ("taxonomy.heads", 3)
+    assert config["files"]["heads.npz"]["bytes"] == (out / "heads.npz").stat().st_size
     assert config["embedding_model"] == "hashing-bow@d2048"
     assert (out / "heads.npz").exists()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.artifacts import CONFIG_FILE
 from core.contracts import RiskCategory, RiskScore
 from core.errors import (
     InvalidConfig,
@@ -19,7 +20,6 @@ from moderation.policy import Policy, Route
 from moderation.risk.artifacts import (
     BUNDLE_FILE,
     DEFAULT_ARTIFACT_DIR,
-    MANIFEST_FILE,
     load_bundle,
 )
 from moderation.risk.model import NON_EVIDENCE_WORDS, TextRiskModel
@@ -247,7 +247,7 @@ def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
     (copy / BUNDLE_FILE).write_bytes(bytes(data))
     with pytest.raises(ModelLoadFailed, match="sha256"):
         TextRiskModel.load(copy)
-    (copy / MANIFEST_FILE).unlink()
+    (copy / CONFIG_FILE).unlink()
     with pytest.raises(ModelNotAvailable, match="reelsift train risk"):
         TextRiskModel.load(copy)
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from core.artifacts import CONFIG_FILE, file_sha256
 from core.contracts import RiskCategory
 from moderation.risk.cli import app, evaluate
-from moderation.risk.datasets import HEAD_NAMES, TRAINING_SOURCES, file_sha256, source_path
+from moderation.risk.datasets import HEAD_NAMES, TRAINING_SOURCES, source_path
 from moderation.risk.model import TextRiskModel
 from tests.moderation.risk.synthetic import write_datasets
 
@@ -39,7 +40,8 @@ def trained_dir(data_dirs: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
 def test_manifest_records_data_hashes_metrics_and_file_hash(
     trained_dir: Path, data_dirs: tuple[Path, Path]
 ) -> None:
-    manifest = json.loads((trained_dir / "manifest.json").read_text())
+    manifest = json.loads((trained_dir / CONFIG_FILE).read_text())
+    assert (manifest["kind"], manifest["format"]) == ("moderation.text_risk", 3)
     files = {d["source"]: d for d in manifest["training_data"]}
     # BBC is measure-only: training never reads it.
     assert set(files) == {s.name for s in TRAINING_SOURCES} and "bbc" not in files
@@ -49,7 +51,7 @@ def test_manifest_records_data_hashes_metrics_and_file_hash(
         assert entry["fit_rows"] + entry["calib_rows"] + entry["test_rows"] == entry["rows"]
     assert manifest["config"]["seed"] == 7
     assert manifest["config"]["capped_by"] == {"harassment": "profanity"}
-    artifact = manifest["artifacts"]["text_risk.joblib"]
+    artifact = manifest["files"]["text_risk.joblib"]
     assert artifact["sha256"] == file_sha256(trained_dir / "text_risk.joblib")
     assert set(manifest["metrics"]) == set(HEAD_NAMES)
     # Each head is measured on the test rows of the source that holds its positives.
