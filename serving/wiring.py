@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,13 @@ from analyzers.fusion import ItemFuser
 from analyzers.model_registry import ModelRegistry
 from core.contracts import ModelRef, TextAnalysis
 from core.errors import InvalidConfig, ModelLoadFailed, ModelNotAvailable
-from core.registry import resolve, text_embedders, visual_embedders
+from core.registry import (
+    entity_extractors,
+    resolve,
+    risk_models,
+    text_embedders,
+    visual_embedders,
+)
 from core.storage.blobs import BlobStore
 from core.storage.db import make_engine, make_session_factory, upgrade
 from core.storage.items import ItemStore
@@ -65,13 +70,8 @@ def build_text_embedder(settings: Settings) -> tuple[TextEmbedder | None, str | 
     """The configured embedder, or None and the reason it is unavailable."""
     factory = resolve(text_embedders, settings.text_embedder)
     try:
-        # a registered embedder that predates the device setting runs where it runs
-        device = ({"device": settings.inference_device}
-                  if "device" in inspect.signature(factory).parameters else {})
-        embedder = factory(
-            model_registry(settings), settings.cache_dir, threads=settings.inference_threads,
-            **device,
-        )
+        embedder = factory(model_registry(settings), settings.cache_dir,
+                           threads=settings.inference_threads, device=settings.inference_device)
     except (ModelNotAvailable, ModelLoadFailed) as exc:
         log.error("text embedding unavailable: %s", exc)
         return None, str(exc)
@@ -84,16 +84,8 @@ def build_visual_embedder(settings: Settings) -> tuple[VisualEmbedder | None, st
 
     factory = resolve(visual_embedders, settings.visual_embedder)
     try:
-        # Model-backed embedders (CLIP, ResNet) resolve files; the descriptor needs none.
-        if "model_registry" in inspect.signature(factory).parameters:
-            device = ({"device": settings.inference_device}
-                      if "device" in inspect.signature(factory).parameters else {})
-            embedder = factory(
-                model_registry(settings), settings.cache_dir,
-                threads=settings.inference_threads or 0, **device,
-            )
-        else:
-            embedder = factory()
+        embedder = factory(model_registry(settings), settings.cache_dir,
+                           threads=settings.inference_threads, device=settings.inference_device)
     except (ModelNotAvailable, ModelLoadFailed) as exc:
         log.error("visual embedding unavailable: %s", exc)
         return None, str(exc)
@@ -279,11 +271,12 @@ class Components:
 
 
 def build_text_risk(settings: Settings, embedder: TextEmbedder | None) -> TextRiskModel | None:
-    from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR
-    from moderation.risk.model import TextRiskModel
+    import moderation.risk.model  # noqa: F401  (registers the risk models)
 
+    factory = resolve(risk_models, settings.text_risk_model)
     try:
-        return TextRiskModel.load(settings.text_risk_dir or DEFAULT_ARTIFACT_DIR, embedder=embedder)
+        model: TextRiskModel = factory(settings.text_risk_dir, embedder)
+        return model
     except (ModelNotAvailable, ModelLoadFailed, InvalidConfig) as exc:
         log.error("text risk model unavailable, risk will be 'not assessed': %s", exc)
         return None
@@ -364,13 +357,13 @@ def build_text_models(
     settings: Settings, embedder: TextEmbedder | None, embedder_unavailable_reason: str | None,
 ) -> TextModels:
     """spaCy, language id, keywords over the encoder, the text-risk and taxonomy heads."""
-    from analyzers.entities import EntityPipeline
+    import analyzers.entities  # noqa: F401  (registers the entity extractors)
     from analyzers.language import LanguageIdentifier
     from analyzers.text import TextAnalyzer
 
     analyzer = TextAnalyzer(
         embedder,
-        EntityPipeline(settings.spacy_pipeline),
+        resolve(entity_extractors, settings.entity_extractor)(settings.spacy_pipeline),
         LanguageIdentifier(),
         embedder_unavailable_reason=embedder_unavailable_reason,
         # One inference thread means one core for this process (a Ray actor's CPU): spaCy

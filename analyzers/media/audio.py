@@ -40,7 +40,8 @@ above, divided by sqrt(their dims); every block is then scaled by sqrt(share).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -52,6 +53,9 @@ from analyzers.media.schemas import AudioAnalysis, ModalityVector, SpeechMusicEs
 from core.contracts import ModelRef, NotAssessed
 from core.errors import ModelLoadFailed, ModelNotAvailable
 from core.registry import audio_embedders
+
+if TYPE_CHECKING:
+    from analyzers.model_registry import ModelRegistry
 
 AUDIO_EMBEDDER_NAME = "reelsift.audio.librosa_features.v1"
 AUDIO_EMBEDDING_DIM = 88
@@ -239,7 +243,14 @@ class LibrosaAudioEmbedder:
 
 
 @audio_embedders.register(AUDIO_EMBEDDER_NAME)
-def make_librosa_embedder() -> LibrosaAudioEmbedder:
+def make_librosa_embedder(
+    registry: ModelRegistry | None = None,
+    cache_dir: Path | str | None = None,
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
+) -> LibrosaAudioEmbedder:
+    """The registry's signature (core.registry); librosa features need no model files."""
     return LibrosaAudioEmbedder()
 
 

@@ -173,10 +173,11 @@ class ClipOnnxEmbedder:
 
 @visual_embedders.register(CLIP_NAME)
 def make_clip(
-    model_registry: ModelRegistry,
+    registry: ModelRegistry,
     cache_dir: Path | str,
-    spec: ModelSpec = DEFAULT_CLIP_SPEC,
-    threads: int = 0,
+    *,
+    threads: int | None = None,
     device: str = "cpu",
+    spec: ModelSpec = DEFAULT_CLIP_SPEC,
 ) -> ClipOnnxEmbedder:
-    return ClipOnnxEmbedder.from_registry(model_registry, Path(cache_dir), spec, threads, device)
+    return ClipOnnxEmbedder.from_registry(registry, Path(cache_dir), spec, threads or 0, device)

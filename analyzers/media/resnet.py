@@ -156,12 +156,13 @@ def _float32() -> Any:
 
 @visual_embedders.register(RESNET_NAME)
 def make_resnet(
-    model_registry: ModelRegistry,
+    registry: ModelRegistry,
     cache_dir: Path | str,
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
     arch: str = "resnet50",
     spec: ModelSpec | None = None,
-    threads: int = 0,
-    device: str = "cpu",
 ) -> ResNetOnnxEmbedder:
-    return ResNetOnnxEmbedder.from_registry(model_registry, Path(cache_dir), arch, spec, threads,
+    return ResNetOnnxEmbedder.from_registry(registry, Path(cache_dir), arch, spec, threads or 0,
                                             device)

@@ -24,13 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from analyzers.base import l2_normalise
 from core.contracts import ModelRef
 from core.registry import visual_embedders
+
+if TYPE_CHECKING:
+    from analyzers.model_registry import ModelRegistry
 
 DESCRIPTOR_NAME = "reelsift.visual.opencv_descriptor.v1"
 DESCRIPTOR_DIM = 128
@@ -146,5 +150,13 @@ class OpenCVDescriptorEmbedder:
 
 
 @visual_embedders.register(DESCRIPTOR_NAME)
-def make_opencv_descriptor() -> OpenCVDescriptorEmbedder:
+def make_opencv_descriptor(
+    registry: ModelRegistry | None = None,
+    cache_dir: Path | str | None = None,
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
+) -> OpenCVDescriptorEmbedder:
+    """The registry's signature (core.registry); a fixed projection needs no model files,
+    threads or device."""
     return OpenCVDescriptorEmbedder()

@@ -102,8 +102,8 @@ def solid_image(colour: tuple[int, int, int], size: int = 8) -> np.ndarray:
 
 
 @text_embedders.register("reelsift.test.hashing_text_embedder.v1")
-def make_hashing_embedder(registry: object, cache_dir: Path, threads: int | None = None
-                          ) -> HashingTextEmbedder:
+def make_hashing_embedder(registry: object, cache_dir: Path, *, threads: int | None = None,
+                          device: str = "cpu") -> HashingTextEmbedder:
     return HashingTextEmbedder()
 
 
