@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import catalogue
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,30 +67,31 @@ def model_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry(explicit_paths=settings.model_paths, hf_cache_dir=settings.hf_cache_dir)
 
 
-def build_text_embedder(settings: Settings) -> tuple[TextEmbedder | None, str | None]:
-    """The configured embedder, or None and the reason it is unavailable."""
-    factory = resolve(text_embedders, settings.text_embedder)
+def _build_embedder(
+    registry: catalogue.Registry, name: str, what: str, settings: Settings
+) -> tuple[Any, str | None]:
+    """The embedder ``name`` from ``registry`` (every embedder registry shares one factory
+    signature), or None and the reason it is unavailable."""
+    factory = resolve(registry, name)
     try:
         embedder = factory(model_registry(settings), settings.cache_dir,
                            threads=settings.inference_threads, device=settings.inference_device)
     except (ModelNotAvailable, ModelLoadFailed) as exc:
-        log.error("text embedding unavailable: %s", exc)
+        log.error("%s embedding unavailable: %s", what, exc)
         return None, str(exc)
     return embedder, None
+
+
+def build_text_embedder(settings: Settings) -> tuple[TextEmbedder | None, str | None]:
+    """The configured text embedder, or None and the reason it is unavailable."""
+    return _build_embedder(text_embedders, settings.text_embedder, "text", settings)
 
 
 def build_visual_embedder(settings: Settings) -> tuple[VisualEmbedder | None, str | None]:
     """The configured visual embedder, or None and the reason it is unavailable."""
     import analyzers.media  # noqa: F401  (registers the visual embedders)
 
-    factory = resolve(visual_embedders, settings.visual_embedder)
-    try:
-        embedder = factory(model_registry(settings), settings.cache_dir,
-                           threads=settings.inference_threads, device=settings.inference_device)
-    except (ModelNotAvailable, ModelLoadFailed) as exc:
-        log.error("visual embedding unavailable: %s", exc)
-        return None, str(exc)
-    return embedder, None
+    return _build_embedder(visual_embedders, settings.visual_embedder, "visual", settings)
 
 
 def media_limits(settings: Settings) -> MediaLimits:
