@@ -12,7 +12,8 @@ With several sources the head learns from all their *fit* rows at once (mixed-do
 the shipped heads do; ``--max-fit-per-source`` draws a seeded sample of each) and every
 source's *test* rows are measured on their own; ``--clean`` also prints the share of each
 clean dev set (``moderation.risk.datasets.CLEAN_DEV_SOURCES``, test rows) that scores at or
-above ``--review-threshold``.
+above ``--review-threshold``. ``--train-layers N`` fine-tunes only the top N layers (and
+the output), the rest frozen as served.
 
 Mean-pooled token states, one logistic output, AdamW with linear warm-up and decay,
 sequences cut at 64 word pieces. The decision threshold for macro-F1 is chosen on the
@@ -41,6 +42,8 @@ def main() -> None:
     parser.add_argument("--max-fit-per-source", type=int, default=None)
     parser.add_argument("--clean", action="store_true")
     parser.add_argument("--review-threshold", type=float, default=0.5)
+    parser.add_argument("--train-layers", type=int, default=None,
+                        help="fine-tune only the top N transformer layers (default: all)")
     parser.add_argument("--head", default="profanity", choices=list(D.HEAD_NAMES))
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--epochs", type=int, default=3)
@@ -103,7 +106,17 @@ def main() -> None:
             return self.out(pooled).squeeze(-1)
 
     model = Classifier()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    if args.train_layers is not None:
+        # Only the top layers learn: the rest, and the word embeddings, stay the served
+        # encoder's, so a product could share their states with the item's own pass.
+        for parameter in model.encoder.parameters():
+            parameter.requires_grad = False
+        for layer in model.encoder.encoder.layer[-args.train_layers:] if args.train_layers else []:
+            for parameter in layer.parameters():
+                parameter.requires_grad = True
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    print(json.dumps({"trainable_parameters": sum(p.numel() for p in trainable)}), flush=True)
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
     steps = args.epochs * -(-len(fit) // args.batch)
     warmup = max(1, int(0.06 * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
