@@ -23,7 +23,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR, read_manifest  # noqa: E402
+from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR, TEXT_RISK  # noqa: E402
 from moderation.risk.cli import DEFAULT_CLEAN_DIR, DEFAULT_DATA_DIR  # noqa: E402
 
 SAMPLE = [
@@ -105,7 +105,7 @@ def main() -> None:
     added = 1000 * timings["score_items: heads + evidence + blocklists"] / n
     print(f"scoring adds {added:.3f} ms per item on top of the embedding (target <= 2 ms)")
 
-    manifest = read_manifest(DEFAULT_ARTIFACT_DIR)
+    manifest = TEXT_RISK.read_config(DEFAULT_ARTIFACT_DIR)
     print(f"\ntest-split figures of {manifest['name']}@{manifest['version']} (config.json)")
     for head, per_source in manifest["metrics"].items():
         for source, f in per_source.items():

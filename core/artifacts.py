@@ -64,6 +64,7 @@ class ArtifactKind:
     make_with: str  # the command that makes one, named in every "missing" message
     hashed: bool = True  # sha256 every file (off only for large, rebuildable state)
     legacy_formats: tuple[object, ...] = ()  # "format" values of unhashed configs still read
+    legacy_files: tuple[str, ...] = ()  # what a legacy config needs beside it (it names none)
 
     def write_config(self, directory: Path, config: Mapping[str, Any],
                      files: Sequence[str]) -> dict[str, Any]:
@@ -102,7 +103,14 @@ class ArtifactKind:
         if not isinstance(config, dict):
             raise ModelLoadFailed(f"{path} holds no JSON object", path=str(path))
         if "kind" not in config and config.get("format") in self.legacy_formats:
-            return config  # written before files were recorded: nothing to check
+            # Written before files were recorded: only their presence can be checked.
+            for name in self.legacy_files:
+                if not (directory / name).is_file():
+                    raise ModelNotAvailable(
+                        f"{self.description} file {directory / name} is missing; make it "
+                        f"again with `{self.make_with}`", path=str(directory / name),
+                    )
+            return config
         if config.get("kind") != self.name:
             raise ModelLoadFailed(
                 f"{path} is a {config.get('kind')!r} artifact, not a {self.name!r} one",

@@ -49,9 +49,10 @@ import numpy as np
 from scipy import sparse
 
 from core.artifacts import ArtifactKind
-from core.errors import InvalidConfig, InvalidInput, ModelNotAvailable
+from core.errors import InvalidConfig, InvalidInput
 from core.storage.files import atomic_path
 
+ARRAYS_FILE = "heads.npz"
 # The project's artifact convention (core.artifacts): config.json + heads.npz, hashed.
 # Format 3 is v2's arrays and keys with the convention's kind and file hashes; heads saved
 # as v1 or v2 (no hashes) still load.
@@ -59,8 +60,8 @@ HEADS_ARTIFACT = ArtifactKind(
     name="taxonomy.heads", format=3, description="taxonomy heads",
     make_with="reelsift train taxonomy labeled.jsonl --out DIR",
     legacy_formats=("reelsift.taxonomy_heads.v1", "reelsift.taxonomy_heads.v2"),
+    legacy_files=(ARRAYS_FILE,),
 )
-ARRAYS_FILE = "heads.npz"
 NONE_CLASS = ""  # the root head's class for rows without a category
 LOGIT_LIMIT = 12.0  # probabilities 0 and 1 as finite logits
 GATED_SCALE = 1e-3  # root probabilities of rows the topic gate stops
@@ -515,9 +516,6 @@ class SupervisedHeads:
     def load(cls, directory: str | Path) -> SupervisedHeads:
         directory = Path(directory)
         config = HEADS_ARTIFACT.read_config(directory)
-        if not (directory / ARRAYS_FILE).is_file():  # a legacy config records no files
-            raise ModelNotAvailable(f"taxonomy heads file {directory / ARRAYS_FILE} is missing; "
-                                    f"make it again with `{HEADS_ARTIFACT.make_with}`")
         root_head = None
         topic_gate = None
         word_head = None

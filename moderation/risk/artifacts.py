@@ -65,14 +65,9 @@ def save(
     }, files=[BUNDLE_FILE])
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """The artifact's config (name, version, training data, figures), its bundle's hash
-    checked."""
-    return TEXT_RISK.read_config(directory)
-
-
 def load_bundle(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Unpickle the bundle ``read_manifest`` vouched for."""
+    """Unpickle the bundle whose config ``TEXT_RISK.read_config`` has checked (its sha256
+    included): ``manifest`` is that config."""
     import joblib
     import sklearn
 

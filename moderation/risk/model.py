@@ -101,9 +101,9 @@ class TextRiskModel:
         blocklist_dir: Path | str | None = DEFAULT_BLOCKLIST_DIR,
         evidence_threshold: float = 0.5,
     ) -> TextRiskModel:
-        """Load a trained directory; refuses files whose sha256 differs from the manifest."""
+        """Load a trained directory; refuses files whose sha256 differs from its config."""
         directory = Path(path)
-        manifest = artifacts.read_manifest(directory)
+        manifest = artifacts.TEXT_RISK.read_config(directory)
         bundle = artifacts.load_bundle(directory, manifest)
         blocklists = load_blocklists(Path(blocklist_dir)) if blocklist_dir is not None else []
         return cls(

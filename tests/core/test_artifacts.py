@@ -76,6 +76,17 @@ def test_legacy_configs_without_hashes_are_read_as_they_are(tmp_path: Path) -> N
         WIDGET.read_config(tmp_path)
 
 
+def test_a_legacy_config_still_needs_the_files_its_kind_declares(tmp_path: Path) -> None:
+    legacy = ArtifactKind(name="test.widget", format=2, description="widget",
+                          make_with="reelsift make widget", legacy_formats=("widget.v1",),
+                          legacy_files=("weights.bin",))
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"format": "widget.v1", "hidden": 4}))
+    with pytest.raises(ModelNotAvailable, match=r"weights\.bin is missing.*reelsift make widget"):
+        legacy.read_config(tmp_path)
+    (tmp_path / "weights.bin").write_bytes(b"\x00")
+    assert legacy.read_config(tmp_path) == {"format": "widget.v1", "hidden": 4}
+
+
 def test_a_module_may_not_set_the_conventions_own_keys(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="files"):
         WIDGET.write_config(tmp_path, {"files": []}, files=[])
