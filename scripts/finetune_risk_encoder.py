@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from moderation.risk import datasets as D
-from moderation.risk.metrics import precision_at_recall, recall_at_precision
+from moderation.risk.metrics import PROBABILITY_GRID, held_out_figures
 
 
 def main() -> None:
@@ -56,7 +56,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from sklearn.metrics import f1_score, roc_auc_score
     from transformers import AutoModel, AutoTokenizer
 
     from analyzers.model_registry import ModelRegistry
@@ -150,41 +149,23 @@ def main() -> None:
             schedule.step()
             optimizer.zero_grad()
         minutes = round((time.time() - started) / 60, 1)
-        for name in args.source:
-            calib, test = parts[name]["calib"], parts[name]["test"]
-            p_calib, p_test = scores(calib), scores(test)
-            y_calib, y_test = targets[calib], targets[test]
-            if len(np.unique(y_test)) < 2:  # a source of negatives only (forum posts, ...)
+        for name in names:
+            test = parts[name]["test"]
+            p_test, y_test = scores(test), targets[test]
+            if len(np.unique(y_test)) < 2:  # negatives only (forum posts, abstracts, news)
                 print(json.dumps({
                     "epoch": epoch + 1, "source": name, "negatives": len(test),
                     "share_at_or_above": round(float(np.mean(p_test >= args.review_threshold)), 4),
                     "threshold": args.review_threshold,
                 }), flush=True)
                 continue
-            grid = np.linspace(0.02, 0.98, 97)
-            threshold = float(grid[np.argmax([
-                f1_score(y_calib, p_calib >= g, average="macro") for g in grid])])
-            print(json.dumps({
-                "epoch": epoch + 1, "source": name,
-                "test_auc": round(float(roc_auc_score(y_test, p_test)), 4),
-                "test_macro_f1_at_calib_threshold": round(float(
-                    f1_score(y_test, p_test >= threshold, average="macro")), 4),
-                "calib_threshold": threshold,
-                "test_accuracy_at_0.5": round(float(np.mean((p_test >= 0.5) == y_test)), 4),
-                "test_precision_at_recall_0.95": round(
-                    precision_at_recall(y_test, p_test, 0.95), 4),
-                "test_recall_at_precision_0.50": round(
-                    recall_at_precision(y_test, p_test, 0.50), 4),
-                "training_minutes": minutes,
-            }), flush=True)
+            calib = parts[name]["calib"]
+            p_calib = scores(calib)
+            figures = held_out_figures(targets[calib], p_calib, y_test, p_test, PROBABILITY_GRID)
+            print(json.dumps({"epoch": epoch + 1, "source": name, **figures,
+                              "training_minutes": minutes}), flush=True)
             for part, values in (("calib", p_calib), ("test", p_test)):
                 np.save(args.out / f"{name}-{args.head}-{part}-epoch{epoch + 1}.npy", values)
-        if args.clean:
-            print(json.dumps({"epoch": epoch + 1, "clean_share_at_or_above": {
-                name: round(float(np.mean(scores(parts[name]["test"]) >= args.review_threshold)),
-                            4)
-                for name in D.CLEAN_DEV_SOURCES}, "threshold": args.review_threshold}),
-                flush=True)
 
 
 if __name__ == "__main__":

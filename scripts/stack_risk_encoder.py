@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from moderation.risk import datasets as D
-from moderation.risk.metrics import precision_at_recall, recall_at_precision
+from moderation.risk.metrics import PROBABILITY_GRID, held_out_figures
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -35,7 +35,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score, roc_auc_score
 
     from core.contracts import RiskCategory
     from moderation.risk.evaluation import _matrix, _score
@@ -56,21 +55,12 @@ def main() -> None:
     stack = LogisticRegression(C=1.0).fit(features["calib"], y["calib"])
     stacked = {p: stack.predict_proba(features[p])[:, 1] for p in parts}
 
-    grid = np.linspace(0.02, 0.98, 97)
     for name, scores in (("n-gram head (shipped)", ngram), ("fine-tuned encoder", encoder),
                          ("stacked (LR on calib)", stacked)):
-        threshold = float(grid[np.argmax([f1_score(y["calib"], scores["calib"] >= g,
-                                                   average="macro") for g in grid])])
-        test, y_test = scores["test"], y["test"]
-        print(json.dumps({
-            "method": name, "source": args.source, "head": args.head, "n": len(y_test),
-            "auc": round(float(roc_auc_score(y_test, test)), 4),
-            "macro_f1_at_calib_threshold": round(float(
-                f1_score(y_test, test >= threshold, average="macro")), 4),
-            "precision_at_recall_0.95": round(precision_at_recall(y_test, test, 0.95), 4),
-            "recall_at_precision_0.50": round(recall_at_precision(y_test, test, 0.50), 4),
-            "accuracy_at_0.5": round(float(np.mean((test >= 0.5) == y_test)), 4),
-        }))
+        figures = held_out_figures(y["calib"], scores["calib"], y["test"], scores["test"],
+                                   PROBABILITY_GRID)
+        print(json.dumps({"method": name, "source": args.source, "head": args.head,
+                          "n": len(y["test"]), **figures}))
 
 
 if __name__ == "__main__":

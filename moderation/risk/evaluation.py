@@ -44,6 +44,7 @@ from moderation.risk.datasets import (
 from moderation.risk.features import profanity_probability
 from moderation.risk.heads import CATEGORY_HEADS
 from moderation.risk.metrics import (
+    best_macro_f1_threshold,
     expected_calibration_error,
     precision_at_recall,
     recall_at_precision,
@@ -165,12 +166,6 @@ class InDomainBaseline:
 
     def probability(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.model.predict_proba(self.vectorizer.transform(texts))[:, 1])
-
-
-def _best_macro_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
-    candidates = np.unique(np.quantile(score, np.linspace(0.01, 0.99, 197)))
-    f1s = [f1_score(y, score >= t, average="macro") for t in candidates]
-    return float(candidates[int(np.argmax(f1s))])
 
 
 def evaluate(
@@ -305,7 +300,7 @@ def _olid_levels(result: Evaluation, olid: ScoredSource, policy: Policy) -> None
     profanity = olid.scores[RiskCategory.PROFANITY]
     offensive = np.array([r["offensive"] == "OFF" for r in raw_test], dtype=int)
     calib_offensive = np.array([r["offensive"] == "OFF" for r in raw_calib], dtype=int)
-    chosen = _best_macro_f1_threshold(calib_offensive, olid.calib_scores[RiskCategory.PROFANITY])
+    chosen = best_macro_f1_threshold(calib_offensive, olid.calib_scores[RiskCategory.PROFANITY])
     policy_threshold = policy.category(RiskCategory.PROFANITY).review
     baseline = profanity_probability([olid.rows.texts[i] for i in olid.test])
     level_a = {
@@ -333,7 +328,7 @@ def _olid_levels(result: Evaluation, olid: ScoredSource, policy: Policy) -> None
     tin = np.array([r["offense_type"] == "TIN" for r in raw_test], dtype=int)
     calib_off = calib_offensive == 1
     calib_tin = np.array([r["offense_type"] == "TIN" for r in raw_calib], dtype=int)
-    b_threshold = _best_macro_f1_threshold(calib_tin[calib_off], calib_targeted[calib_off])
+    b_threshold = best_macro_f1_threshold(calib_tin[calib_off], calib_targeted[calib_off])
     level_b = {
         "n": int(off.sum()), "targeted": int(tin[off].sum()),
         "score": "max(harassment, hate)",

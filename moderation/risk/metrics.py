@@ -6,9 +6,13 @@ import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     brier_score_loss,
+    f1_score,
     precision_recall_curve,
     roc_auc_score,
 )
+
+# The thresholds the encoder experiments (scripts/*risk_encoder*.py) try on probabilities.
+PROBABILITY_GRID = np.linspace(0.02, 0.98, 97)
 
 
 def precision_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) -> float:
@@ -29,6 +33,34 @@ def threshold_for_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) 
     _, achieved, thresholds = precision_recall_curve(y_true, scores)
     ok = np.flatnonzero(achieved[:-1] >= recall)
     return float(thresholds[ok].max()) if ok.size else float(thresholds.min())
+
+
+def best_macro_f1_threshold(
+    y_true: np.ndarray, scores: np.ndarray, candidates: np.ndarray | None = None
+) -> float:
+    """The threshold with the best macro-F1 on these rows (choose it on calibration rows,
+    apply it to test rows); ``candidates`` defaults to 197 quantiles of the scores."""
+    if candidates is None:
+        candidates = np.unique(np.quantile(scores, np.linspace(0.01, 0.99, 197)))
+    f1s = [f1_score(y_true, scores >= t, average="macro") for t in candidates]
+    return float(candidates[int(np.argmax(f1s))])
+
+
+def held_out_figures(
+    y_calib: np.ndarray, calib_scores: np.ndarray, y_test: np.ndarray, test_scores: np.ndarray,
+    candidates: np.ndarray | None = None,
+) -> dict[str, float]:
+    """One score's test figures, its macro-F1 threshold chosen on the calibration rows."""
+    threshold = best_macro_f1_threshold(y_calib, calib_scores, candidates)
+    return {
+        "auc": round(float(roc_auc_score(y_test, test_scores)), 4),
+        "macro_f1_at_calib_threshold": round(float(
+            f1_score(y_test, test_scores >= threshold, average="macro")), 4),
+        "calib_threshold": round(threshold, 4),
+        "precision_at_recall_0.95": round(precision_at_recall(y_test, test_scores, 0.95), 4),
+        "recall_at_precision_0.50": round(recall_at_precision(y_test, test_scores, 0.50), 4),
+        "accuracy_at_0.5": round(float(np.mean((test_scores >= 0.5) == y_test)), 4),
+    }
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
