@@ -308,18 +308,27 @@ def import_items(
             advance(len(pending))
         pending.clear()
 
-    for line in read_items(source):
-        summary.lines += 1
-        if line.error is not None:
-            summary.failed.append((line.number, line.raw_id, line.error.message))
-            if advance is not None:
-                advance(1)
-            continue
+    for line in importable_lines(source, summary, advance):
         pending.append(line)
         if len(pending) >= chunk:
             flush()
     flush()
     return summary
+
+
+def importable_lines(
+    source: Path, summary: ImportSummary, advance: Advance | None,
+) -> Iterator[Line]:
+    """The lines of ``source`` that parsed; each is counted, and a bad one is recorded in
+    ``summary.failed`` (and its progress step taken) instead of being yielded."""
+    for line in read_items(source):
+        summary.lines += 1
+        if line.error is None:
+            yield line
+            continue
+        summary.failed.append((line.number, line.raw_id, line.error.message))
+        if advance is not None:
+            advance(1)
 
 
 def record_outcome(

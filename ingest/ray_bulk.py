@@ -47,7 +47,7 @@ from ingest.bulk import (
     Components,
     ImportSummary,
     Line,
-    read_items,
+    importable_lines,
     record_outcome,
     text_lines_to_import,
 )
@@ -256,13 +256,7 @@ def _import(
             window[item_id] = stored.get(item_id)
 
     pending: list[Line] = []
-    for line in read_items(source):
-        summary.lines += 1
-        if line.error is not None:
-            summary.failed.append((line.number, line.raw_id, line.error.message))
-            if advance is not None:
-                advance(1)
-            continue
+    for line in importable_lines(source, summary, advance):
         pending.append(line)
         if len(pending) >= chunk:
             store(pending)
