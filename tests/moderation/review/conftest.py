@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import insert
 
 import moderation.review.tables  # noqa: F401  (registers the tables before create_all)
-from core.contracts import ItemState
+from core.contracts import ItemState, RiskCategory, RiskScore
 from core.storage.db import make_session_factory
 from core.storage.items import ItemStore, StateChange
 from core.storage.tables import ItemRow
-from moderation.policy import Policy
+from moderation.policy import Policy, Route
 from moderation.review import ReviewService
 from serving.auth import Principal, Role
 
@@ -37,6 +37,16 @@ def add_items(store: ItemStore, ids: Iterable[str], state: ItemState) -> None:
     ]
     with store.sessions() as session, session.begin():
         session.execute(insert(ItemRow), rows)
+
+
+def flag(service: ReviewService, item_id: str, **values: float) -> int:
+    """Route an analysed item through the policy to review; returns its task id."""
+    scores = [RiskScore(category=RiskCategory(k), score=v) for k, v in values.items()]
+    decision = service.policy.route(scores, item_id=item_id)
+    assert decision.route is Route.REVIEW
+    task = service.apply_policy(item_id, decision)
+    assert task is not None
+    return task.id
 
 
 def item_state(store: ItemStore, item_id: str) -> str:

@@ -8,22 +8,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.contracts import ItemState, RiskCategory, RiskScore
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from moderation.policy import Route, TaskReason
+from moderation.policy import TaskReason
 from moderation.review import Action, TaskFilter
 from moderation.review.tables import AuditRow, ReviewDecisionRow
 from serving.auth import Principal, Role
 
-from .conftest import add_items, item_state
-
-
-def flag(service, item_id: str, **values: float) -> int:
-    """Route an analysed item through the policy; returns its task id."""
-    scores = [RiskScore(category=RiskCategory(k), score=v) for k, v in values.items()]
-    decision = service.policy.route(scores, item_id=item_id)
-    assert decision.route is Route.REVIEW
-    task = service.apply_policy(item_id, decision)
-    assert task is not None
-    return task.id
+from .conftest import add_items, flag, item_state
 
 
 @pytest.fixture

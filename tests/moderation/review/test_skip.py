@@ -11,27 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from core.contracts import ItemState, RiskCategory, RiskScore
+from core.contracts import ItemState, RiskCategory
 from core.errors import Conflict, Forbidden
 from core.storage.db import make_engine, make_session_factory, write_transaction
 from core.storage.items import ItemStore
 from core.storage.tables import ItemRow
-from moderation.policy import Route, TaskReason
+from moderation.policy import TaskReason
 from moderation.review import ReviewService, TaskFilter
 from moderation.review.queue import PREVIEW_CHARS, item_preview
 from moderation.review.tables import ReviewDecisionRow, ReviewSkipRow
 from serving.auth import Principal, Role
 
-from .conftest import add_items
-
-
-def flag(service: ReviewService, item_id: str, **values: float) -> int:
-    scores = [RiskScore(category=RiskCategory(k), score=v) for k, v in values.items()]
-    decision = service.policy.route(scores, item_id=item_id)
-    assert decision.route is Route.REVIEW
-    task = service.apply_policy(item_id, decision)
-    assert task is not None
-    return task.id
+from .conftest import add_items, flag
 
 
 @pytest.fixture
