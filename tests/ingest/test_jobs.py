@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 from sqlalchemy import update
@@ -23,6 +22,7 @@ from ingest.jobs import (
     server_spawner,
     thread_spawner,
 )
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -110,9 +110,8 @@ def test_thread_spawner_runs_jobs_in_the_background(store):
     runner.submit(job_id)
     assert store.get(job_id).state in (JobState.QUEUED, JobState.RUNNING)
     release.set()
-    deadline = time.monotonic() + 30  # generous: CI machines are loaded
-    while not store.get(job_id).finished and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: store.get(job_id).finished, "the background job never finished",
+               interval_s=0.05)
     assert store.get(job_id).state is JobState.DONE
 
 

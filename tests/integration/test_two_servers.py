@@ -41,6 +41,7 @@ from tests.conftest import (
     live_server_at,
     required_redis_server,
 )
+from tests.waiting import wait_until
 
 # Two servers and two workers start in the first test's setup: minutes on a busy machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -113,10 +114,8 @@ def cluster(request, tmp_path_factory) -> Iterator[tuple[LiveServer, LiveServer,
         second = LiveServer(url=launched.url, data_dir=root / "b" / "var", keys=first.keys,
                             log=launched.log)
         layout = StreamLayout(namespace, PARTITIONS)
-        deadline = time.monotonic() + 120
-        while client.zcard(layout.workers) < 2:  # both workers registered
-            assert time.monotonic() < deadline, "event workers did not start"
-            time.sleep(0.5)
+        wait_until(lambda: client.zcard(layout.workers) >= 2,  # both workers registered
+                   "event workers did not start", timeout_s=120, interval_s=0.5)
         yield first, second, workers, client, layout, db_url
 
 

@@ -18,6 +18,7 @@ from recommender.channels import Matcher, MatchRequest, TagCategoryChannel, defa
 from recommender.features import DENSE_FEATURES, FRESHNESS_SECONDS, build_features, category_bucket
 from recommender.popularity import ItemStats, decay_factor
 from recommender.vector_index import VectorIndex
+from tests.waiting import wait_until
 
 
 def _world(h, clock, tmp_path, n=3000, dim=8, **overrides):
@@ -267,8 +268,6 @@ def test_a_second_worker_follows_takedowns_approvals_and_events(
 
 def test_following_on_a_timer_applies_changes_without_a_call(
         sqlite_engine, small_world, clock, open_recommender, tmp_path):
-    import time
-
     from core.contracts import ItemState
     from core.storage.db import make_session_factory
 
@@ -278,10 +277,7 @@ def test_following_on_a_timer_applies_changes_without_a_call(
                                    follow_seconds=0.05)
     target = small_world.items[0].id
     store.transition(target, ItemState.REMOVED)
-    deadline = time.monotonic() + 30  # generous: CI machines are loaded
-    while target in follower.catalog and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert target not in follower.catalog
+    wait_until(lambda: target not in follower.catalog, "the follower kept the removed item")
     follower.close()
     assert not follower._follower.is_alive()
 

@@ -33,6 +33,7 @@ from recommender.stream.log import RedisEventLog
 from recommender.stream.profiles import RedisProfiles
 from recommender.stream.worker import EventWorker, PairRecorder
 from recommender.tables import EventRow
+from tests.waiting import wait_until
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DIM = 4
@@ -215,6 +216,10 @@ def test_two_workers_split_the_partitions_and_apply_every_event_once(
     # a 600 ms lease, leaving a partition briefly unowned when the test looked.
     workers = [EventWorker(client, layout, make_state(tmp_path / name), name=name,
                            lease_ms=2000, batch=200) for name in ("w1", "w2")]
+
+    def owners() -> set[bytes | None]:
+        return {client.get(layout.owner(p)) for p in range(layout.partitions)}
+
     stop = threading.Event()
     threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
     for thread in threads:
@@ -222,28 +227,21 @@ def test_two_workers_split_the_partitions_and_apply_every_event_once(
     try:
         # the split is under test, not start-up order: on a loaded machine the first
         # worker can take every partition and drain 3,000 events before the second runs
-        deadline = time.monotonic() + 60
-        while {client.get(layout.owner(p)) for p in range(layout.partitions)} != {b"w1", b"w2"}:
-            assert time.monotonic() < deadline, "the two workers never shared the partitions"
-            time.sleep(0.05)
+        wait_until(lambda: owners() == {b"w1", b"w2"},
+                   "the two workers never shared the partitions", timeout_s=60)
         events = make_events(3000, users=97)
         for start in range(0, len(events), 250):
             api.ingest(events[start:start + 250])
-        deadline = time.monotonic() + 60
-        while sum(w.stats.applied for w in workers) < 3000:
-            assert time.monotonic() < deadline, [w.stats for w in workers]
-            time.sleep(0.05)
+        wait_until(lambda: sum(w.stats.applied for w in workers) >= 3000,
+                   lambda: f"not every event applied: {[w.stats for w in workers]}",
+                   timeout_s=60)
         # both took part; every partition has one owner, one of the two (a lease that lapsed
         # under load is taken again at the next rebalance, so this is waited for; a worker's
         # own view may lag a lost lease: its commits are refused then, see the dead-worker
         # test)
         assert all(w.stats.applied > 0 for w in workers)
-        deadline = time.monotonic() + 30
-        while None in (owners := {client.get(layout.owner(p))
-                                  for p in range(layout.partitions)}):
-            assert time.monotonic() < deadline, "a partition stayed without an owner"
-            time.sleep(0.05)
-        assert owners <= {b"w1", b"w2"}
+        wait_until(lambda: None not in owners(), "a partition stayed without an owner")
+        assert owners() <= {b"w1", b"w2"}
     finally:
         stop.set()
         for thread in threads:
