@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from core.storage.db import make_session_factory
-from recommender.experiments import bucket
+from recommender.experiments import METRICS, bucket
 from recommender.settings import ExperimentConfig
 from recommender.simulation import SyntheticWorld
 from recommender.simulation.harness import run_population
@@ -54,7 +54,12 @@ def test_a_a_test_finds_no_difference(sqlite_engine, clock, open_recommender):
     report = _run(sqlite_engine, clock, open_recommender, _experiment("aa"))
     a, b = report.arms
     assert a.users + b.users == 36 and min(a.users, b.users) >= 10
-    assert all(p > 0.05 for p in b.p_value.values()), b.p_value
+    # Five metrics are compared, so "no difference" is judged family-wise (Bonferroni at
+    # 0.05): at 0.05 each, an A/A test flags one of five by chance about one time in
+    # five, and which simulated trajectory a machine's floating point takes decides it
+    # (this one gave likes p = 0.028 on one CPU and passed on another).
+    assert set(b.p_value) == set(METRICS)
+    assert all(p > 0.05 / len(METRICS) for p in b.p_value.values()), b.p_value
     assert b.difference[WATCH].low < 0 < b.difference[WATCH].high
 
 
