@@ -324,7 +324,8 @@ def experiments_report(
     set_: SetOption = None,
 ) -> None:
     """Per arm: users, CTR, watch time, completion, likes and hides per impression, with
-    95% intervals, and each arm's difference from the first (Welch's t-test)."""
+    95% intervals, and each arm's difference from the first (Welch's t-test; q: its p-value
+    adjusted for the five metrics, Benjamini-Hochberg)."""
     from recommender.experiments import find, report_from_db
 
     try:
@@ -334,7 +335,7 @@ def experiments_report(
         raise _fail(exc) from exc
     table = Table(title=f"experiment {report.experiment_id} (control: {report.control})")
     for column in ("arm", "users", "impressions", "metric", "mean [95% CI]",
-                   "vs control [95% CI]", "p"):
+                   "vs control [95% CI]", "p", "q"):
         table.add_column(column)
     for arm in report.arms:
         for n, (metric, value) in enumerate(arm.metrics.items()):
@@ -344,6 +345,7 @@ def experiments_report(
                 str(arm.impressions) if n == 0 else "", metric,
                 f"{value.mean:.4g} [{value.low:.4g}, {value.high:.4g}]",
                 f"{diff.mean:+.4g} [{diff.low:+.4g}, {diff.high:+.4g}]" if diff else "",
-                f"{arm.p_value[metric]:.3g}" if metric in arm.p_value else "")
+                f"{arm.p_value[metric]:.3g}" if metric in arm.p_value else "",
+                f"{arm.q_value[metric]:.3g}" if metric in arm.q_value else "")
     Console(width=160).print(table)
     typer.echo(report.model_dump_json())

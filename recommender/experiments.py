@@ -133,6 +133,10 @@ class ArmReport(BaseModel):
     # vs the first arm: difference of means with its 95% interval and Welch's p-value
     difference: dict[str, Interval] = Field(default_factory=dict)
     p_value: dict[str, float] = Field(default_factory=dict)
+    # The p-values adjusted for comparing several metrics at once (Benjamini-Hochberg over
+    # this arm's metrics): five metrics at 0.05 each flag one by chance in about one A/A
+    # test of five, so a winner is called on these.
+    q_value: dict[str, float] = Field(default_factory=dict)
 
 
 class ExperimentReport(BaseModel):
@@ -214,6 +218,9 @@ def summarise(
                                                     low=float(low), high=float(high))
                     p = float(test.pvalue)
                     report.p_value[m] = p if np.isfinite(p) else 1.0
+            if report.p_value:
+                q = stats.false_discovery_control(list(report.p_value.values()), method="bh")
+                report.q_value = dict(zip(report.p_value, map(float, q), strict=True))
         reports.append(report)
     return ExperimentReport(experiment_id=experiment.id, control=control, arms=reports)
 
