@@ -4,13 +4,12 @@ encoder, on the CPU (for ``finetune_risk_encoder.py --train-layers``).
     uv run python scripts/risk_encoder_layer_cost.py --layers 2
     uv run python scripts/risk_encoder_layer_cost.py --layers 2 --runtime onnx
 
-Times forward passes over 512 OLID tweets (64 word pieces at most) for the 6-layer encoder
-and for the same encoder cut to ``--layers`` layers (plus the word embeddings, a small
-share), in the same process, and prints the ratio; three rounds. ``--runtime torch``
-(the default) runs PyTorch in batches of 32; ``--runtime onnx`` runs both as the service
-runs its encoder: exported with ``analyzers.text_embedding.export_to_onnx`` (pooling in
-the graph, attention fused) and run by onnxruntime in length-sorted batches of 8, each
-padded to its longest text, spinning off, ``--threads`` intra-op threads.
+Times forward passes over 512 OLID tweets for the 6-layer encoder and for the same
+encoder cut to ``--layers`` layers (plus the word embeddings, a small share), in the same
+process, and prints the ratio; three rounds after a warm-up. ``--runtime torch`` (the
+default) runs PyTorch in batches of 32, 64 word pieces at most; ``--runtime onnx`` runs
+both through the service's ``OnnxTextEmbedder`` (its ONNX export, session options and
+length-sorted batches; tokenizing included, as served) with ``--threads`` threads.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from analyzers.model_registry import ResolvedModel
 from moderation.risk import datasets as D
 
 
@@ -46,52 +46,32 @@ def _torch_rounds(path: Path, layers: int, texts: list[str]) -> tuple[Callable[[
     return timer(full), timer(top)
 
 
-def _onnx_rounds(path: Path, layers: int, texts: list[str], threads: int,
+def _onnx_rounds(resolved: ResolvedModel, layers: int, texts: list[str], threads: int,
                  workdir: Path) -> tuple[Callable[[], float], ...]:
-    import numpy as np
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
+    """Both encoders through the service's own ``OnnxTextEmbedder`` (its export, session
+    options and batching); the cut copy is the model directory with fewer layers."""
+    import shutil
+
     from transformers import AutoModel
 
-    from analyzers.text_embedding import export_to_onnx
+    from analyzers.text_embedding import OnnxTextEmbedder
 
     cut_dir = workdir / f"minilm-{layers}-layers"
-    AutoModel.from_pretrained(path, num_hidden_layers=layers).save_pretrained(cut_dir)
-    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=64)
-    tokenizer.no_padding()
-    encodings = sorted(tokenizer.encode_batch(texts), key=lambda e: len(e.ids))
-    batches = []
-    for start in range(0, len(encodings), 8):
-        part = encodings[start:start + 8]
-        width = max(len(e.ids) for e in part)
-        ids = np.zeros((len(part), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, encoding in enumerate(part):
-            ids[row, :len(encoding.ids)] = encoding.ids
-            mask[row, :len(encoding.ids)] = 1
-        batches.append({"input_ids": ids, "attention_mask": mask,
-                        "token_type_ids": np.zeros_like(ids)})
+    shutil.copytree(resolved.path, cut_dir, ignore=shutil.ignore_patterns("*.safetensors"))
+    AutoModel.from_pretrained(resolved.path, num_hidden_layers=layers).save_pretrained(cut_dir)
+    cut = ResolvedModel(path=cut_dir, ref=resolved.ref.model_copy(
+        update={"version": f"{resolved.ref.version}-top{layers}"}))
 
-    def timer(model_dir: Path, name: str) -> Callable[[], float]:
-        onnx_path = workdir / f"{name}.onnx"
-        export_to_onnx(model_dir, onnx_path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(onnx_path), options,
-                                       providers=["CPUExecutionProvider"])
+    def timer(model: ResolvedModel) -> Callable[[], float]:
+        embedder = OnnxTextEmbedder(model, workdir, threads=threads)
 
         def ms_per_text() -> float:
             started = time.perf_counter()
-            for batch in batches:
-                session.run(["sentence_embedding"], batch)
+            embedder.encode(texts)
             return (time.perf_counter() - started) / len(texts) * 1000
         return ms_per_text
 
-    return timer(path, "full"), timer(cut_dir, "top")
+    return timer(resolved), timer(cut)
 
 
 def main() -> None:
@@ -108,15 +88,15 @@ def main() -> None:
     from analyzers.text_embedding import MINILM
 
     torch.set_num_threads(args.threads)
-    path = Path(ModelRegistry().resolve(MINILM).path)
+    resolved = ModelRegistry().resolve(MINILM)
     rows = D.load_source(D.SOURCES_BY_NAME["olid"], args.datasets / "moderation",
                          args.datasets / "taxonomy_dev")
     texts = rows.texts[:512]
     with tempfile.TemporaryDirectory() as workdir:
         if args.runtime == "onnx":
-            full, top = _onnx_rounds(path, args.layers, texts, args.threads, Path(workdir))
+            full, top = _onnx_rounds(resolved, args.layers, texts, args.threads, Path(workdir))
         else:
-            full, top = _torch_rounds(path, args.layers, texts)
+            full, top = _torch_rounds(resolved.path, args.layers, texts)
         full(), top()  # warm-up: first runs allocate and plan
         for round_ in range(3):
             whole, part = full(), top()
