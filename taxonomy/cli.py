@@ -286,11 +286,13 @@ def evaluate(
 def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
                        labeled_files: list[Path] | None, cache_dir: Path,
                        min_confidence: float, as_json: bool) -> None:
+    from core.targets import target_table
     from taxonomy.dev_evaluation import (
         REPORTED_COVERAGE,
         TfidfBaseline,
         eval_sets,
         evaluate_dev_sets,
+        target_checks,
     )
     from taxonomy.devsets import load_dev_sets
     from taxonomy.documents import VectorCache
@@ -306,7 +308,8 @@ def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
     results = evaluate_dev_sets(classifier, eval_sets(sets, datasets_dir), baseline,
                                 min_confidence)
     if as_json:
-        typer.echo(json.dumps([r.as_dict() for r in results]))
+        typer.echo(json.dumps({"sets": [r.as_dict() for r in results],
+                               "targets": [c.as_dict() for c in target_checks(results)]}))
         return
     heads = classifier.heads
     table = Table(title=(
@@ -344,3 +347,4 @@ def _evaluate_dev_sets(classifier: TaxonomyClassifier, datasets_dir: Path,
             per_class.add_row(dataset, name, *[
                 fmt(by_method[m].get(name)) if m in by_method else "-" for m in methods])
     wide.print(per_class)
+    wide.print(target_table(target_checks(results), "issue 13 targets"))

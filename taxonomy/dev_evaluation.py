@@ -12,7 +12,9 @@ sets: spam SMS and seeded nonsense) and each method, the figures are:
   ``min_confidence`` (issue 13 states its BBC target at that coverage);
 - for abstention sets, coverage is the share wrongly given a label (lower is better);
 - per class (the set's own class names): accuracy over that class's rows, so a weak
-  class (BBC business) is seen beside the baselines' figure for it in the same run.
+  class (BBC business) is seen beside the baselines' figure for it in the same run;
+- issue 13's targets on the heads' figures (``target_checks``), each with its 95%
+  interval (Wilson's, ``core.targets``) and whether the goal lies inside it.
 
 Methods, all run in the same process on the same rows:
 
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidInput
+from core.targets import Target, TargetCheck, share_check
 from taxonomy.classifier import TaxonomyClassifier
 from taxonomy.devsets import DevSet, nonsense_texts
 from taxonomy.heads import NONE_CLASS
@@ -51,6 +54,12 @@ class Figures:
     selective_accuracy: float | None
     accuracy_at_coverage: float | None = None  # over the REPORTED_COVERAGE most confident rows
     per_class: dict[str, float] = field(default_factory=dict)  # class name -> accuracy
+    # Counts behind the shares, for intervals: rows labelled at min_confidence, right
+    # rows, and the REPORTED_COVERAGE most confident rows and how many of them are right.
+    covered_rows: int = 0
+    right_rows: int | None = None
+    kept_rows: int = 0
+    kept_right_rows: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
@@ -82,7 +91,8 @@ def figures(dataset: str, method: str, top_roots: Sequence[str], top_confidence:
     covered = np.asarray(top_confidence) >= min_confidence
     n = len(top_roots)
     if not any(accepted):
-        return Figures(dataset, method, n, None, float(covered.mean()) if n else 0.0, None)
+        return Figures(dataset, method, n, None, float(covered.mean()) if n else 0.0, None,
+                       covered_rows=int(covered.sum()))
     hits = np.array([root in gold for root, gold in zip(top_roots, accepted, strict=True)])
     per_class: dict[str, float] = {}
     if classes:
@@ -94,7 +104,39 @@ def figures(dataset: str, method: str, top_roots: Sequence[str], top_confidence:
     kept = most_confident[: int(np.ceil(REPORTED_COVERAGE * n))]
     return Figures(dataset, method, n, float(hits.mean()), float(covered.mean()),
                    float(hits[covered].mean()) if covered.any() else None,
-                   float(hits[kept].mean()) if n else None, per_class)
+                   float(hits[kept].mean()) if n else None, per_class,
+                   covered_rows=int(covered.sum()), right_rows=int(hits.sum()),
+                   kept_rows=len(kept), kept_right_rows=int(hits[kept].sum()))
+
+
+ISSUE = 13
+TARGET_METHOD = "heads"  # the served classifier; the other methods are baselines
+
+
+def target_checks(results: Sequence[Figures]) -> list[TargetCheck]:
+    """Issue 13's taxonomy targets, for the sets this run measured (a set whose file is
+    absent is left out): BBC tier-1 accuracy at least 0.90 at coverage 0.95, and coverage
+    at least 0.95 at the served ``min_confidence``; 20 Newsgroups at least 0.85; no label
+    on spam SMS or nonsense."""
+    by_set = {r.dataset: r for r in results if r.method == TARGET_METHOD}
+    checks: list[TargetCheck] = []
+    if (bbc := by_set.get("bbc_news")) is not None and bbc.kept_right_rows is not None:
+        checks.append(share_check(Target(
+            f"bbc_news tier-1 accuracy over the {REPORTED_COVERAGE:.0%} most confident rows",
+            0.90, issue=ISSUE), bbc.kept_right_rows, bbc.kept_rows))
+        checks.append(share_check(Target(
+            "bbc_news coverage at min_confidence", REPORTED_COVERAGE, issue=ISSUE,
+        ), bbc.covered_rows, bbc.items))
+    if (news := by_set.get("newsgroups20")) is not None and news.right_rows is not None:
+        checks.append(share_check(Target(
+            "newsgroups20 tier-1 accuracy, test part", 0.85, issue=ISSUE,
+        ), news.right_rows, news.items))
+    for name in ("sms_spam", "nonsense"):
+        if (abstain := by_set.get(name)) is not None:
+            checks.append(share_check(Target(
+                f"{name}: share labelled at min_confidence", 0.0, at_most=True, issue=ISSUE,
+            ), abstain.covered_rows, abstain.items))
+    return checks
 
 
 def classifier_top_roots(classifier: TaxonomyClassifier, vectors: np.ndarray, *,

@@ -133,6 +133,7 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
+    from core.targets import target_table
     from moderation.policy import Policy
     from moderation.risk.artifacts import DEFAULT_ARTIFACT_DIR
     from moderation.risk.evaluation import evaluate as run_evaluation
@@ -204,10 +205,12 @@ def evaluate(
     for name, figures in result.clean.items():
         for title, cats in figures["examples"]:
             console.print(f"  {name} to review ({', '.join(cats)}): {title[:100]!r}")
+    console.print(target_table(result.targets, "issue 14 targets"))
     if json_out is not None:
         # Every field but the fitted baseline models.
         figures = {f.name: getattr(result, f.name) for f in fields(result)
                    if f.name != "baselines"}
+        figures["targets"] = [check.as_dict() for check in result.targets]
         json_out.write_text(json.dumps(figures, indent=2, default=str) + "\n")
         console.print(f"figures written to {json_out}")
 

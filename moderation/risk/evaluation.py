@@ -15,7 +15,9 @@ training held out. Figures (all ``sklearn.metrics``):
 * expected calibration error per head and source;
 * per clean dev set (newsgroups outside politics/religion, Wikipedia abstracts, BBC
   articles): the share of items the default policy sends to review, overall and per
-  category.
+  category;
+* issue 14's targets, each figure with its 95% interval (``core.targets``: bootstrap
+  over the test rows, Wilson's for shares) and whether the goal lies inside it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 from analyzers.text import document_text
 from core.artifacts import file_sha256
 from core.contracts import RiskCategory, RiskScore
+from core.targets import Target, TargetCheck, bootstrap_check, share_check
 from moderation.policy import Policy, Route
 from moderation.risk.datasets import (
     CLEAN_DEV_SOURCES,
@@ -62,6 +65,29 @@ LABELLED: dict[RiskCategory, tuple[str, ...]] = {
 }
 TITLED_SOURCES = frozenset({"clickbait", "newsgroups", "bbc"})
 
+ISSUE = 14
+# Issue 14's targets on labelled test rows: (category row, source) -> (figure, goal).
+LABELLED_TARGETS: dict[tuple[str, str], tuple[tuple[str, float], ...]] = {
+    ("abusive (max of 3)", "davidson"): (("roc_auc", 0.99), ("precision_at_recall_0.95", 0.99)),
+    ("spam", "sms"): (("accuracy_at_threshold", 0.99),),
+    ("spam", "youtube"): (("accuracy_at_threshold", 0.95),),
+    ("clickbait", "clickbait"): (("accuracy_at_threshold", 0.97),),
+    ("hate", "davidson"): (("roc_auc", 0.90), ("recall_at_precision_0.50", 0.60)),
+}
+OLID_MACRO_F1_GOAL = 0.83
+CLEAN_TO_REVIEW_GOAL = 0.01  # at most, per clean dev set
+CLEAN_ONE_CATEGORY_GOAL = 0.005  # at most, for the category that sends the most there
+FIGURE_NAMES = {
+    "roc_auc": "AUC", "precision_at_recall_0.95": "precision at recall 0.95",
+    "recall_at_precision_0.50": "recall at precision 0.50",
+    "accuracy_at_threshold": "accuracy at the policy threshold",
+}
+RANKING_STATISTICS = {
+    "roc_auc": lambda y, s: float(roc_auc_score(y, s)),
+    "precision_at_recall_0.95": lambda y, s: precision_at_recall(y, s, 0.95),
+    "recall_at_precision_0.50": lambda y, s: recall_at_precision(y, s, 0.50),
+}
+
 
 @dataclass
 class ScoredSource:
@@ -83,6 +109,7 @@ class Evaluation:
     olid: dict[str, Any] = field(default_factory=dict)
     ece: dict[str, dict[str, float]] = field(default_factory=dict)
     clean: dict[str, dict[str, Any]] = field(default_factory=dict)
+    targets: list[TargetCheck] = field(default_factory=list)
     data_matches_training: bool = True
     notes: list[str] = field(default_factory=list)
     baselines: list[InDomainBaseline] = field(default_factory=list, repr=False)
@@ -207,8 +234,9 @@ def evaluate(
             route_categories=[d.categories for d in decisions],
         )
 
-    _labelled_rows(result, scored, policy, seed)
-    _olid_levels(result, scored["olid"], policy)
+    labelled = _labelled_rows(result, scored, policy, seed)
+    result.targets.extend(_labelled_target_checks(labelled))
+    result.targets.append(_olid_levels(result, scored["olid"], policy))
     for category, head in CATEGORY_HEADS.items():
         per_source: dict[str, float] = {}
         for name, source in scored.items():
@@ -224,10 +252,16 @@ def evaluate(
         source = scored[name]
         n = len(source.routes)
         reviewed = sum(route is not Route.APPROVE for route in source.routes)
-        per_category = {
-            c.value: sum(c in cats for cats in source.route_categories) / max(n, 1)
-            for c in RiskCategory
-        }
+        counts = {c: sum(c in cats for cats in source.route_categories) for c in RiskCategory}
+        per_category = {c.value: count / max(n, 1) for c, count in counts.items()}
+        worst = max(counts, key=lambda c: counts[c])
+        result.targets.append(share_check(Target(
+            f"{name}: share sent to review", CLEAN_TO_REVIEW_GOAL, at_most=True, issue=ISSUE,
+        ), reviewed, n))
+        result.targets.append(share_check(Target(
+            f"{name}: share sent to review for {worst.value} (the largest category)",
+            CLEAN_ONE_CATEGORY_GOAL, at_most=True, issue=ISSUE,
+        ), counts[worst], n))
         titles, documents = _items(source.rows, source.test)
         # What single-domain models (the in-domain baselines above) would flag at 0.5.
         baseline_flags = {
@@ -248,9 +282,15 @@ def evaluate(
     return result
 
 
+Labelled = dict[tuple[str, str], tuple[np.ndarray, np.ndarray, float]]
+
+
 def _labelled_rows(
     result: Evaluation, scored: dict[str, ScoredSource], policy: Policy, seed: int
-) -> None:
+) -> Labelled:
+    """Figures per category and labelled source; returns each row's targets, scores and
+    threshold, keyed like ``LABELLED_TARGETS``."""
+    labelled: Labelled = {}
     profanity_check: dict[str, np.ndarray] = {}
     for category, names in LABELLED.items():
         head = CATEGORY_HEADS[category]
@@ -262,6 +302,7 @@ def _labelled_rows(
             keep = (targets != NOT_USED) & ~np.isnan(score)
             y, s = targets[keep].astype(int), score[keep]
             row = {"category": category.value, "source": name, **_figures(y, s, threshold)}
+            labelled[(category.value, name)] = (y, s, threshold)
             if category in ABUSE_CATEGORIES:
                 if name not in profanity_check:
                     texts = [source.rows.texts[i] for i in source.test]
@@ -292,9 +333,27 @@ def _labelled_rows(
             "category": "abusive (max of 3)", "source": name, **_figures(y, score, threshold),
             "baseline": {"method": "alt-profanity-check", **_figures(y, baseline, 0.5)},
         })
+        labelled[("abusive (max of 3)", name)] = (y, score, threshold)
+    return labelled
 
 
-def _olid_levels(result: Evaluation, olid: ScoredSource, policy: Policy) -> None:
+def _labelled_target_checks(labelled: Labelled) -> list[TargetCheck]:
+    checks = []
+    for (category, name), figures in LABELLED_TARGETS.items():
+        y, score, threshold = labelled[(category, name)]
+        for figure, goal in figures:
+            target = Target(f"{category} {FIGURE_NAMES[figure]}, {name} test rows", goal,
+                            issue=ISSUE)
+            if figure == "accuracy_at_threshold":
+                correct = int(np.sum((score >= threshold) == y))
+                checks.append(share_check(target, correct, len(y)))
+            else:
+                checks.append(bootstrap_check(target, RANKING_STATISTICS[figure], y, score))
+    return checks
+
+
+def _olid_levels(result: Evaluation, olid: ScoredSource, policy: Policy) -> TargetCheck:
+    """OLID's three levels into ``result.olid``; returns the offensive-vs-not target."""
     raw_test = [olid.rows.raw[i] for i in olid.test]
     raw_calib = [olid.rows.raw[i] for i in olid.calib]
     profanity = olid.scores[RiskCategory.PROFANITY]
@@ -357,3 +416,8 @@ def _olid_levels(result: Evaluation, olid: ScoredSource, policy: Policy) -> None
     }
     result.olid = {"offensive_vs_not": level_a, "targeted_vs_untargeted": level_b,
                    "individual_vs_group": level_c}
+    return bootstrap_check(
+        Target("OLID offensive vs not, macro-F1 at the calib threshold, OLID test rows",
+               OLID_MACRO_F1_GOAL, issue=ISSUE),
+        lambda y, s: float(f1_score(y, s >= chosen, average="macro")), offensive, profanity,
+    )

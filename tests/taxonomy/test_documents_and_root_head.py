@@ -11,7 +11,7 @@ import pytest
 from analyzers.base import l2_normalise
 from core.errors import InvalidInput
 from taxonomy.classifier import TaxonomyClassifier
-from taxonomy.dev_evaluation import figures
+from taxonomy.dev_evaluation import figures, target_checks
 from taxonomy.devsets import load_dev_sets, nonsense_texts
 from taxonomy.documents import (
     ChunkSettings,
@@ -267,6 +267,32 @@ def test_figures_give_accuracy_per_class_of_the_set() -> None:
     assert result.as_dict()["per_class_accuracy"] == {"business": 0.6667, "politics": 1.0}
     with pytest.raises(InvalidInput):
         figures("news", "m", ["biz"], np.array([0.9]), [frozenset({"biz"})], 0.3, ["a", "b"])
+
+
+def test_issue_13_targets_are_checked_on_the_heads_figures_only() -> None:
+    # BBC: 20 rows, the 19 most confident right; 18 of 20 labelled at 0.3.
+    confidence = np.r_[np.linspace(0.99, 0.35, 18), 0.2, 0.1]
+    bbc = figures("bbc_news", "heads", ["a"] * 19 + ["b"], confidence,
+                  [frozenset({"a"})] * 20, 0.3)
+    news = figures("newsgroups20", "heads", ["a"] * 8 + ["b"] * 2, np.full(10, 0.9),
+                   [frozenset({"a"})] * 10, 0.3)
+    sms = figures("sms_spam", "heads", ["a"] * 4, np.array([0.9, 0.1, 0.2, 0.1]),
+                  [frozenset()] * 4, 0.3)
+    baseline = figures("nonsense", "tfidf+logreg", ["a"] * 3, np.full(3, 0.9),
+                       [frozenset()] * 3, 0.3)
+    checks = {c.target.figure: c for c in target_checks([bbc, news, sms, baseline])}
+    assert set(checks) == {
+        "bbc_news tier-1 accuracy over the 95% most confident rows",
+        "bbc_news coverage at min_confidence", "newsgroups20 tier-1 accuracy, test part",
+        "sms_spam: share labelled at min_confidence",
+    }  # nonsense was measured by a baseline only: not a target of the served heads
+    top = checks["bbc_news tier-1 accuracy over the 95% most confident rows"]
+    assert (top.value, top.n, top.met) == (1.0, 19, True)
+    coverage = checks["bbc_news coverage at min_confidence"]
+    assert (coverage.value, coverage.met) == (0.9, False)
+    assert checks["newsgroups20 tier-1 accuracy, test part"].value == 0.8
+    spam = checks["sms_spam: share labelled at min_confidence"]
+    assert (spam.value, spam.met, spam.goal_inside_interval) == (0.25, False, False)
 
 
 def test_classify_documents_reuses_given_vectors_for_short_texts_only(

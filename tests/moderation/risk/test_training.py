@@ -119,8 +119,18 @@ def test_evaluate_prints_every_figure(
         assert "spam (sms-only LR)" in clean_set["baseline_share_at_0.5"]
     assert figures["ece"]["spam"]["sms"] >= 0.0
     assert figures["data_matches_training"] is True
+    targets = {t["figure"]: t for t in figures["targets"]}
+    assert {"hate AUC, davidson test rows", "spam accuracy at the policy threshold, sms "
+            "test rows", "bbc: share sent to review"} <= set(targets)
+    assert any(name.startswith("OLID offensive vs not") for name in targets)
+    hate_auc = next(r["roc_auc"] for r in figures["rows"]
+                    if (r["category"], r["source"]) == ("hate", "davidson"))
+    hate = targets["hate AUC, davidson test rows"]
+    assert hate["value"] == hate_auc and hate["goal"] == "≥ 0.9"
+    assert hate["interval_95"][0] <= hate["value"] <= hate["interval_95"][1]
+    assert hate["met"] == (hate_auc >= 0.9)
     for heading in ("held-out test rows", "OLID validation split", "calibration error",
-                    "clean dev sets"):
+                    "clean dev sets", "issue 14 targets"):
         assert heading in result.output
 
 
