@@ -40,6 +40,7 @@ def evaluate_entities(
         evaluate,
         read_conll,
         spacy_predictor,
+        target_checks,
     )
 
     sentences = read_conll(conll_file)[:limit]
@@ -54,10 +55,14 @@ def evaluate_entities(
         raise typer.Exit(2) from exc
     results: dict[str, dict[str, dict[str, float]]] = {}
     seconds: dict[str, float] = {}
+    checks = []
     for name, predict in candidates.items():
         started = time.perf_counter()
-        results[name] = evaluate(sentences, predict).as_dict()
+        scores = evaluate(sentences, predict)
         seconds[name] = time.perf_counter() - started
+        results[name] = scores.as_dict()
+        if name == "shipped":
+            checks = target_checks(scores)
     gold = next(iter(results.values()))
     summary = {
         "file": str(conll_file),
@@ -69,6 +74,7 @@ def evaluate_entities(
         ),
         "pipelines": results,
         "seconds": {name: round(value, 2) for name, value in seconds.items()},
+        "targets": [check.as_dict() for check in checks],
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -90,3 +96,8 @@ def evaluate_entities(
             )
         )
     typer.echo(f"{'seconds':8}" + "".join(f"{seconds[name]:>26.1f}" for name in results))
+    from rich.console import Console
+
+    from core.targets import target_table
+
+    Console(width=150).print(target_table(checks, "issue 13 entity targets (shipped)"))

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from spacy.scorer import PRFScore
+
+from core.targets import Target, TargetCheck, rows_bootstrap_check
 
 SCORED_LABELS = ("PER", "ORG", "LOC")
 PREDICTED_TO_GOLD = {"PERSON": "PER", "ORG": "ORG", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC"}
@@ -98,14 +101,33 @@ class SpanScores:
     per_label: dict[str, PRFScore] = field(
         default_factory=lambda: {label: PRFScore() for label in SCORED_LABELS}
     )
+    # Each sentence's (tp, fp, fn) per label, in SCORED_LABELS order: what a bootstrap
+    # over sentences resamples (``f1_check``).
+    per_sentence: list[tuple[tuple[int, int, int], ...]] = field(default_factory=list)
 
     def add(self, gold: set[CharSpan], predicted: set[CharSpan]) -> None:
+        counts = []
         for label, score in self.per_label.items():
             g = {s for s in gold if s[2] == label}
             p = {s for s in predicted if s[2] == label}
-            score.tp += len(g & p)
-            score.fp += len(p - g)
-            score.fn += len(g - p)
+            tp, fp, fn = len(g & p), len(p - g), len(g - p)
+            score.tp += tp
+            score.fp += fp
+            score.fn += fn
+            counts.append((tp, fp, fn))
+        self.per_sentence.append(tuple(counts))
+
+    def f1_check(self, target: Target, label: str | None = None) -> TargetCheck:
+        """F1 of one label (``None``: all three) with its 95% interval over sentences."""
+        counts = np.asarray(self.per_sentence, dtype=np.int64).reshape(-1, len(SCORED_LABELS), 3)
+        chosen = counts[:, [SCORED_LABELS.index(label)], :] if label else counts
+        tp, fp, fn = (chosen[:, :, i].sum(axis=1) for i in range(3))
+
+        def f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> float:
+            denominator = 2 * tp.sum() + fp.sum() + fn.sum()
+            return float(2 * tp.sum() / denominator) if denominator else 0.0
+
+        return rows_bootstrap_check(target, f1, tp, fp, fn)
 
     @property
     def overall(self) -> PRFScore:
@@ -129,6 +151,20 @@ class SpanScores:
 
 
 Predictor = Callable[[Sequence[str]], list[list[CharSpan]]]
+
+
+ISSUE = 13
+# Issue 13's entity targets for the shipped pipeline: (label or None for all three, goal).
+TARGETS: tuple[tuple[str | None, float, str], ...] = (
+    (None, 0.60, "F1, PER/ORG/LOC"),
+    (None, 0.70, "F1, PER/ORG/LOC (stretch)"),
+    ("PER", 0.65, "F1, PER"),
+)
+
+
+def target_checks(scores: SpanScores) -> list[TargetCheck]:
+    return [scores.f1_check(Target(f"entities {name}, exact spans", goal, issue=ISSUE), label)
+            for label, goal, name in TARGETS]
 
 
 def evaluate(sentences: Sequence[ConllSentence], predict: Predictor) -> SpanScores:

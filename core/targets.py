@@ -10,8 +10,9 @@ reader needs to weigh it.
 
 Intervals come from ``scipy.stats``: a percentile bootstrap over the test rows
 (stratified by class) for ranking figures (AUC, precision at a recall, macro-F1 at a
-fixed threshold) and Wilson's interval for shares (accuracy, the share of a clean set
-sent to review).
+fixed threshold), over whole units for figures summed over them (entity F1 over
+sentences), and Wilson's interval for shares (accuracy, the share of a clean set sent
+to review).
 """
 
 from __future__ import annotations
@@ -107,6 +108,28 @@ def bootstrap_check(
     return TargetCheck(target, value, float(interval.low), float(interval.high), len(y_true))
 
 
+def rows_bootstrap_check(
+    target: Target,
+    statistic: Callable[..., float],
+    *columns: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> TargetCheck:
+    """``statistic(*columns)`` over rows that are resampled whole (the columns stay
+    paired), for figures summed over units such as sentences: entity F1 from each
+    sentence's true positives, false positives and misses."""
+    arrays = tuple(np.asarray(c) for c in columns)
+    value = float(statistic(*arrays))
+    result = stats.bootstrap(
+        arrays, statistic, paired=True, vectorized=False, n_resamples=resamples,
+        confidence_level=CONFIDENCE, method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return TargetCheck(target, value, float(interval.low), float(interval.high),
+                       len(arrays[0]))
+
+
 def share_check(target: Target, count: int, n: int) -> TargetCheck:
     """A share ``count / n`` (an accuracy, a flag rate) with Wilson's interval."""
     if n <= 0:
@@ -119,7 +142,7 @@ def target_table(checks: list[TargetCheck], title: str) -> Any:
     """A ``rich`` table of the checks, as the evaluation commands print them."""
     from rich.table import Table
 
-    table = Table(title=f"{title}: each figure with its 95% interval on the test rows")
+    table = Table(title=f"{title}: each figure with its 95% interval over the rows measured")
     for column in ("figure", "goal", "value", "95% interval", "n", "verdict"):
         table.add_column(column)
     for check in checks:

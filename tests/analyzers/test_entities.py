@@ -23,6 +23,7 @@ from analyzers.entity_evaluation import (
     spacy_predictor,
 )
 from core.errors import ModelNotAvailable
+from core.targets import Target
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +170,15 @@ def test_scores_count_exact_spans_only(tmp_path: Path):
             [(0, 5, "GPE"), (6, 12, "GPE")],
         ]
 
-    scores = evaluate(sentences, predict).as_dict()
+    result = evaluate(sentences, predict)
+    scores = result.as_dict()
     assert scores["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "gold": 1, "predicted": 1}
+    # The targets' F1 is the summed one, its interval resampled over the two sentences.
+    overall = result.f1_check(Target("F1", 0.6))
+    assert overall.value == pytest.approx(scores["overall"]["f1"], abs=1e-4)
+    assert overall.n == 2 and overall.low <= overall.value <= overall.high
+    loc = result.f1_check(Target("LOC F1", 0.6), "LOC")
+    assert loc.value == pytest.approx(scores["LOC"]["f1"], abs=1e-4) and not loc.met
     assert scores["ORG"]["recall"] == 0.0 and scores["ORG"]["gold"] == 1
     assert scores["LOC"]["gold"] == 3 and scores["LOC"]["predicted"] == 5
     assert scores["LOC"]["precision"] == pytest.approx(2 / 5, abs=1e-4)
@@ -202,3 +210,10 @@ def test_evaluate_entities_command(tmp_path: Path):
     assert summary["pipeline"] == DEFAULT_SPACY_PIPELINE
     assert set(summary["pipelines"]) == {"rules only", "bare model (baseline)", "shipped"}
     assert summary["pipelines"]["shipped"]["PER"]["f1"] == 1.0
+    targets = {t["figure"]: t for t in summary["targets"]}
+    per = targets["entities F1, PER, exact spans"]
+    assert (per["value"], per["goal"], per["met"]) == (1.0, "≥ 0.65", True)
+    assert {"entities F1, PER/ORG/LOC, exact spans",
+            "entities F1, PER/ORG/LOC (stretch), exact spans"} <= set(targets)
+    printed = CliRunner().invoke(app, ["evaluate", "entities", str(path)])
+    assert printed.exit_code == 0 and "issue 13 entity targets" in printed.output
