@@ -14,9 +14,12 @@ head's score by a logistic regression fitted on the *calib* rows of every listed
 
 With several sources the head learns from all their *fit* rows (each source's share of a
 class weighted by n ** -0.5, as the shipped heads are), the epoch is the one with the best
-AUC on the *calib* rows of every source, and ``--clean`` prints the share of each clean dev
-set (test rows; BBC whole) whose score reaches ``--review-threshold`` (the policy's hate
-threshold by default), shipped head beside stacked.
+AUC on the *calib* rows of every training source, and ``--clean`` prints the share of each
+clean dev set (test rows; BBC whole) whose score reaches ``--review-threshold`` (the
+policy's hate threshold by default), shipped head beside stacked. ``--calibrate-on``
+names the sources whose *calib* rows fit the stack when they are not the training
+sources: a head trained on tweets, calibrated on every domain as the shipped calibrators
+are.
 
 Head: each piece's state projected to ``--width`` units (ReLU), mean- and max-pooled over
 the pieces, one logistic output; AdamW, seed 0. Token states are cached per source under
@@ -65,6 +68,9 @@ def main() -> None:
     parser.add_argument("--source", nargs="+", default=["davidson"],
                         choices=[s.name for s in D.TRAINING_SOURCES])
     parser.add_argument("--head", default="hate", choices=list(D.HEAD_NAMES))
+    parser.add_argument("--calibrate-on", nargs="+", default=None,
+                        choices=[s.name for s in D.TRAINING_SOURCES],
+                        help="sources whose calib rows fit the stack (default: --source)")
     parser.add_argument("--clean", action="store_true")
     parser.add_argument("--review-threshold", type=float, default=0.30)
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
@@ -89,7 +95,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     model = TextRiskModel.load()
     category = RiskCategory(args.head)
-    names = list(dict.fromkeys(args.source + (list(D.CLEAN_DEV_SOURCES) if args.clean else [])))
+    calibrate_on = args.calibrate_on or args.source
+    names = list(dict.fromkeys(
+        args.source + calibrate_on + (list(D.CLEAN_DEV_SOURCES) if args.clean else [])
+    ))
     # Every source's rows in one list; each keeps its own seed-13 splits.
     states: list[np.ndarray] = []
     targets_parts: list[np.ndarray] = []
@@ -193,7 +202,8 @@ def main() -> None:
         return np.column_stack([_logit(np.array([shipped[i] for i in indices])),
                                 _logit(np.array([token[i] for i in indices]))])
 
-    stack = LogisticRegression(C=1.0).fit(features(calib), y_all[calib])
+    stack_rows = np.concatenate([parts[n]["calib"] for n in calibrate_on])
+    stack = LogisticRegression(C=1.0).fit(features(stack_rows), y_all[stack_rows])
     for name in names:
         test, source_calib = parts[name]["test"], parts[name]["calib"]
         methods = {
