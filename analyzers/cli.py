@@ -34,6 +34,8 @@ def evaluate_entities(
     """P/R/F1 per label (PER, ORG, LOC) for the rules, the bare statistical pipeline and
     the shipped pipeline. Predictions map PERSON->PER, ORG->ORG, GPE/LOC/FAC->LOC; gold
     MISC and every other predicted label are left out."""
+    from rich.console import Console
+
     from analyzers.entities import EntityPipeline, load_statistical
     from analyzers.entity_evaluation import (
         entity_pipeline_predictor,
@@ -42,6 +44,7 @@ def evaluate_entities(
         spacy_predictor,
         target_checks,
     )
+    from core.targets import target_table
 
     sentences = read_conll(conll_file)[:limit]
     try:
@@ -96,8 +99,4 @@ def evaluate_entities(
             )
         )
     typer.echo(f"{'seconds':8}" + "".join(f"{seconds[name]:>26.1f}" for name in results))
-    from rich.console import Console
-
-    from core.targets import target_table
-
     Console(width=150).print(target_table(checks, "issue 13 entity targets (shipped)"))

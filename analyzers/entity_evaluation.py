@@ -93,39 +93,44 @@ def map_predicted(spans: Iterable[CharSpan]) -> set[CharSpan]:
     return {(s, e, PREDICTED_TO_GOLD[lb]) for s, e, lb in spans if lb in PREDICTED_TO_GOLD}
 
 
+def _prf(tp: int, fp: int, fn: int) -> PRFScore:
+    return PRFScore(tp=int(tp), fp=int(fp), fn=int(fn))
+
+
 @dataclass
 class SpanScores:
-    """True/false positives and false negatives per label; spaCy's ``PRFScore`` does
-    the arithmetic."""
+    """True/false positives and false negatives per sentence and label; the per-label
+    totals are their sums, and spaCy's ``PRFScore`` does the arithmetic."""
 
-    per_label: dict[str, PRFScore] = field(
-        default_factory=lambda: {label: PRFScore() for label in SCORED_LABELS}
-    )
-    # Each sentence's (tp, fp, fn) per label, in SCORED_LABELS order: what a bootstrap
-    # over sentences resamples (``f1_check``).
+    # Each sentence's (tp, fp, fn) per label, in SCORED_LABELS order: summed for the
+    # figures, resampled by sentence for their intervals (``f1_check``).
     per_sentence: list[tuple[tuple[int, int, int], ...]] = field(default_factory=list)
 
     def add(self, gold: set[CharSpan], predicted: set[CharSpan]) -> None:
         counts = []
-        for label, score in self.per_label.items():
+        for label in SCORED_LABELS:
             g = {s for s in gold if s[2] == label}
             p = {s for s in predicted if s[2] == label}
-            tp, fp, fn = len(g & p), len(p - g), len(g - p)
-            score.tp += tp
-            score.fp += fp
-            score.fn += fn
-            counts.append((tp, fp, fn))
+            counts.append((len(g & p), len(p - g), len(g - p)))
         self.per_sentence.append(tuple(counts))
+
+    def _counts(self) -> np.ndarray:
+        """(sentences, labels, 3) array of tp, fp, fn."""
+        return np.asarray(self.per_sentence, dtype=np.int64).reshape(-1, len(SCORED_LABELS), 3)
+
+    @property
+    def per_label(self) -> dict[str, PRFScore]:
+        totals = self._counts().sum(axis=0)
+        return {label: _prf(*totals[i]) for i, label in enumerate(SCORED_LABELS)}
 
     def f1_check(self, target: Target, label: str | None = None) -> TargetCheck:
         """F1 of one label (``None``: all three) with its 95% interval over sentences."""
-        counts = np.asarray(self.per_sentence, dtype=np.int64).reshape(-1, len(SCORED_LABELS), 3)
+        counts = self._counts()
         chosen = counts[:, [SCORED_LABELS.index(label)], :] if label else counts
         tp, fp, fn = (chosen[:, :, i].sum(axis=1) for i in range(3))
 
         def f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> float:
-            denominator = 2 * tp.sum() + fp.sum() + fn.sum()
-            return float(2 * tp.sum() / denominator) if denominator else 0.0
+            return float(_prf(tp.sum(), fp.sum(), fn.sum()).fscore)
 
         return rows_bootstrap_check(target, f1, tp, fp, fn)
 

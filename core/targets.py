@@ -76,6 +76,19 @@ class TargetCheck:
         }
 
 
+def _percentile_interval(
+    samples: tuple[np.ndarray, ...], statistic: Callable[..., float], *, paired: bool,
+    resamples: int, seed: int,
+) -> tuple[float, float]:
+    """scipy's percentile bootstrap, seeded: the same rows print the same interval."""
+    interval = stats.bootstrap(
+        samples, statistic, paired=paired, vectorized=False, n_resamples=resamples,
+        confidence_level=CONFIDENCE, method="percentile",
+        random_state=np.random.default_rng(seed),
+    ).confidence_interval
+    return float(interval.low), float(interval.high)
+
+
 def bootstrap_check(
     target: Target,
     statistic: Callable[[np.ndarray, np.ndarray], float],
@@ -89,7 +102,7 @@ def bootstrap_check(
 
     Stratified: positives and negatives are resampled apart (scipy resamples unpaired
     samples independently), so every resample keeps the test rows' class counts and a
-    ranking figure is defined in each. Seeded: the same rows print the same interval."""
+    ranking figure is defined in each."""
     y_true = np.asarray(y_true).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     value = float(statistic(y_true.astype(int), scores))
@@ -99,13 +112,9 @@ def bootstrap_check(
     def resampled(pos: np.ndarray, neg: np.ndarray) -> float:
         return float(statistic(labels, np.r_[pos, neg]))
 
-    result = stats.bootstrap(
-        (positives, negatives), resampled, vectorized=False, n_resamples=resamples,
-        confidence_level=CONFIDENCE, method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    interval = result.confidence_interval
-    return TargetCheck(target, value, float(interval.low), float(interval.high), len(y_true))
+    low, high = _percentile_interval((positives, negatives), resampled, paired=False,
+                                     resamples=resamples, seed=seed)
+    return TargetCheck(target, value, low, high, len(y_true))
 
 
 def rows_bootstrap_check(
@@ -119,15 +128,9 @@ def rows_bootstrap_check(
     paired), for figures summed over units such as sentences: entity F1 from each
     sentence's true positives, false positives and misses."""
     arrays = tuple(np.asarray(c) for c in columns)
-    value = float(statistic(*arrays))
-    result = stats.bootstrap(
-        arrays, statistic, paired=True, vectorized=False, n_resamples=resamples,
-        confidence_level=CONFIDENCE, method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    interval = result.confidence_interval
-    return TargetCheck(target, value, float(interval.low), float(interval.high),
-                       len(arrays[0]))
+    low, high = _percentile_interval(arrays, statistic, paired=True, resamples=resamples,
+                                     seed=seed)
+    return TargetCheck(target, float(statistic(*arrays)), low, high, len(arrays[0]))
 
 
 def share_check(target: Target, count: int, n: int) -> TargetCheck:

@@ -46,20 +46,40 @@ REPORTED_COVERAGE = 0.95
 
 @dataclass(frozen=True)
 class Figures:
+    """Counts of one method on one set; the shares are derived from them (and the counts
+    are what the targets' intervals need). ``right_rows`` and friends are ``None`` for
+    abstention sets, which have no right answer, only rows wrongly labelled."""
+
     dataset: str
     method: str
     items: int
-    accuracy: float | None  # None for abstention sets
-    coverage: float
-    selective_accuracy: float | None
-    accuracy_at_coverage: float | None = None  # over the REPORTED_COVERAGE most confident rows
-    per_class: dict[str, float] = field(default_factory=dict)  # class name -> accuracy
-    # Counts behind the shares, for intervals: rows labelled at min_confidence, right
-    # rows, and the REPORTED_COVERAGE most confident rows and how many of them are right.
-    covered_rows: int = 0
-    right_rows: int | None = None
-    kept_rows: int = 0
+    covered_rows: int  # rows labelled at min_confidence
+    right_rows: int | None = None  # rows whose top tier-1 node is an accepted one
+    covered_right_rows: int | None = None
+    kept_rows: int = 0  # the REPORTED_COVERAGE most confident rows
     kept_right_rows: int | None = None
+    per_class: dict[str, float] = field(default_factory=dict)  # class name -> accuracy
+
+    @property
+    def accuracy(self) -> float | None:
+        return None if self.right_rows is None else self.right_rows / self.items
+
+    @property
+    def coverage(self) -> float:
+        return self.covered_rows / self.items if self.items else 0.0
+
+    @property
+    def selective_accuracy(self) -> float | None:
+        if self.covered_right_rows is None or not self.covered_rows:
+            return None
+        return self.covered_right_rows / self.covered_rows
+
+    @property
+    def accuracy_at_coverage(self) -> float | None:
+        """Accuracy over the REPORTED_COVERAGE most confident rows."""
+        if self.kept_right_rows is None or not self.kept_rows:
+            return None
+        return self.kept_right_rows / self.kept_rows
 
     def as_dict(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
@@ -91,8 +111,7 @@ def figures(dataset: str, method: str, top_roots: Sequence[str], top_confidence:
     covered = np.asarray(top_confidence) >= min_confidence
     n = len(top_roots)
     if not any(accepted):
-        return Figures(dataset, method, n, None, float(covered.mean()) if n else 0.0, None,
-                       covered_rows=int(covered.sum()))
+        return Figures(dataset, method, n, int(covered.sum()))
     hits = np.array([root in gold for root, gold in zip(top_roots, accepted, strict=True)])
     per_class: dict[str, float] = {}
     if classes:
@@ -102,11 +121,9 @@ def figures(dataset: str, method: str, top_roots: Sequence[str], top_confidence:
         per_class = {str(c): float(hits[labels == c].mean()) for c in sorted(set(classes))}
     most_confident = np.argsort(-np.asarray(top_confidence), kind="stable")
     kept = most_confident[: int(np.ceil(REPORTED_COVERAGE * n))]
-    return Figures(dataset, method, n, float(hits.mean()), float(covered.mean()),
-                   float(hits[covered].mean()) if covered.any() else None,
-                   float(hits[kept].mean()) if n else None, per_class,
-                   covered_rows=int(covered.sum()), right_rows=int(hits.sum()),
-                   kept_rows=len(kept), kept_right_rows=int(hits[kept].sum()))
+    return Figures(dataset, method, n, int(covered.sum()), right_rows=int(hits.sum()),
+                   covered_right_rows=int(hits[covered].sum()), kept_rows=len(kept),
+                   kept_right_rows=int(hits[kept].sum()), per_class=per_class)
 
 
 ISSUE = 13

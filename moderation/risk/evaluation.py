@@ -22,6 +22,7 @@ training held out. Figures (all ``sklearn.metrics``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,9 @@ FIGURE_NAMES = {
     "recall_at_precision_0.50": "recall at precision 0.50",
     "accuracy_at_threshold": "accuracy at the policy threshold",
 }
-RANKING_STATISTICS = {
+# The ranking figures of every labelled row, as functions of (targets, scores): the
+# table computes them once, the targets' bootstrap once per resample.
+RANKING_STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "roc_auc": lambda y, s: float(roc_auc_score(y, s)),
     "precision_at_recall_0.95": lambda y, s: precision_at_recall(y, s, 0.95),
     "recall_at_precision_0.50": lambda y, s: recall_at_precision(y, s, 0.50),
@@ -158,9 +161,7 @@ def _figures(y: np.ndarray, score: np.ndarray, threshold: float | None) -> dict[
     return {
         "n": len(y),
         "positives": int(y.sum()),
-        "roc_auc": float(roc_auc_score(y, score)),
-        "precision_at_recall_0.95": precision_at_recall(y, score, 0.95),
-        "recall_at_precision_0.50": recall_at_precision(y, score, 0.50),
+        **{figure: statistic(y, score) for figure, statistic in RANKING_STATISTICS.items()},
         "accuracy_at_threshold": (
             None if threshold is None else float(np.mean((score >= threshold) == y))
         ),
