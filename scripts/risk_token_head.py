@@ -37,12 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from moderation.risk import datasets as D
+from moderation.risk.features import logit
 from moderation.risk.metrics import PROBABILITY_GRID, held_out_figures
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def token_states(texts: list[str], cache: Path) -> list[np.ndarray]:
@@ -199,8 +195,8 @@ def main() -> None:
     print(json.dumps({"epoch_chosen_on_calib_auc": chosen}), flush=True)
 
     def features(indices: np.ndarray) -> np.ndarray:
-        return np.column_stack([_logit(np.array([shipped[i] for i in indices])),
-                                _logit(np.array([token[i] for i in indices]))])
+        return np.column_stack([logit(np.array([shipped[i] for i in indices])),
+                                logit(np.array([token[i] for i in indices]))])
 
     stack_rows = np.concatenate([parts[n]["calib"] for n in calibrate_on])
     stack = LogisticRegression(C=1.0).fit(features(stack_rows), y_all[stack_rows])

@@ -17,12 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from moderation.risk import datasets as D
+from moderation.risk.features import logit
 from moderation.risk.metrics import PROBABILITY_GRID, held_out_figures
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def main() -> None:
@@ -51,7 +47,7 @@ def main() -> None:
     encoder = {p: np.load(args.scores / f"{args.source}-{args.head}-{p}-epoch{args.epoch}.npy")
                for p in parts}
     y = {p: targets[idx] for p, idx in parts.items()}
-    features = {p: np.column_stack([_logit(ngram[p]), _logit(encoder[p])]) for p in parts}
+    features = {p: np.column_stack([logit(ngram[p]), logit(encoder[p])]) for p in parts}
     stack = LogisticRegression(C=1.0).fit(features["calib"], y["calib"])
     stacked = {p: stack.predict_proba(features[p])[:, 1] for p in parts}
 
