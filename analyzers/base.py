@@ -32,6 +32,19 @@ class TokenEncoding:
     offsets: list[np.ndarray]  # per text: (pieces, 2) start, end characters
 
 
+@dataclass(frozen=True)
+class TokenStates:
+    """Per text, the word-piece states of one encoder pass (``TokenEncoding.token_vectors``)
+    and the model id of the encoder that computed them: a head over token states reads
+    only the encoder it was trained on."""
+
+    encoder: str
+    states: list[np.ndarray]  # per text: (pieces, dim)
+    # Per text, each piece's (start, end) characters in the text, where known: lets a
+    # head point at the words that drove it.
+    offsets: list[np.ndarray] | None = None
+
+
 @runtime_checkable
 class TokenTextEmbedder(TextEmbedder, Protocol):
     """A ``TextEmbedder`` that also returns the token embeddings of the same pass."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from analyzers.base import TextEmbedder, TokenEncoding, TokenTextEmbedder
+from analyzers.base import TextEmbedder, TokenEncoding, TokenStates, TokenTextEmbedder
 from analyzers.keywords import KeywordExtractor
 from analyzers.language import LanguageIdentifier
 from core.contracts import NotAssessed, TextAnalysis
@@ -34,6 +34,25 @@ def document_text(title: str, text: str) -> str:
 class TextResult:
     analysis: TextAnalysis
     vector: np.ndarray | None
+    # The encoder's word-piece states of the document and their character spans, when
+    # the encoder gives them (the text-risk heads read them without a second pass):
+    # (pieces, dim) and (pieces, 2).
+    token_states: np.ndarray | None = None
+    token_offsets: np.ndarray | None = None
+
+
+def token_states_of(embedder: TextEmbedder | None,
+                    results: Sequence[TextResult]) -> TokenStates | None:
+    """The batch's word-piece states for downstream heads, or None unless every result
+    has them."""
+    states = [r.token_states for r in results]
+    offsets = [r.token_offsets for r in results]
+    if embedder is None or not results or any(s is None for s in states):
+        return None
+    return TokenStates(
+        embedder.model.id, [s for s in states if s is not None],
+        None if any(o is None for o in offsets) else [o for o in offsets if o is not None],
+    )
 
 
 class TextAnalyzer:
@@ -75,12 +94,15 @@ class TextAnalyzer:
         docs = self.entities.parse(documents)
         missing: list[NotAssessed] = []
         vectors: np.ndarray | None = None
+        pieces: list[np.ndarray] | None = None
+        piece_spans: list[np.ndarray] | None = None
         keywords = None
         if self.embedder is not None:
             assert self.keywords is not None
             encoded = pending.result() if pending is not None else self._encode(documents)
             if isinstance(encoded, TokenEncoding):
-                vectors = encoded.vectors
+                vectors, pieces, piece_spans = (
+                    encoded.vectors, encoded.token_vectors, encoded.offsets)
                 keywords = self.keywords.extract(docs, vectors, encoded)
             else:
                 vectors = encoded
@@ -106,5 +128,9 @@ class TextAnalyzer:
                 embedding_dim=self.embedder.dim if self.embedder else None,
                 not_assessed=not_assessed,
             )
-            results.append(TextResult(analysis, vectors[i] if vectors is not None else None))
+            results.append(TextResult(
+                analysis, vectors[i] if vectors is not None else None,
+                pieces[i] if pieces is not None else None,
+                piece_spans[i] if piece_spans is not None else None,
+            ))
         return results

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
+from analyzers.base import TokenStates
 from analyzers.fusion import ItemFuser, fuse, pool
 from analyzers.media.dispatch import MediaAnalysis, MediaAnalyzer
 from analyzers.media.schemas import (
@@ -27,7 +28,7 @@ from analyzers.media.schemas import (
     VideoAnalysis,
 )
 from analyzers.media.sniff import MediaKind
-from analyzers.text import TextAnalyzer, document_text
+from analyzers.text import TextAnalyzer, document_text, token_states_of
 from core.contracts import (
     ItemAnalysis,
     Label,
@@ -61,9 +62,11 @@ AnalysedItem = tuple[str, list[RiskScore]]
 # transaction: moderation's policy and review queue in the running service (see
 # serving/wiring.py).
 ModerationGate = Callable[[Sequence[AnalysedItem]], None]
-# (titles, documents, the documents' text vectors or None) -> risk scores per document.
+# (titles, documents, the documents' text vectors or None, their word-piece states from
+# the same encoder pass or None) -> risk scores per document.
 TextRiskScorer = Callable[
-    [Sequence[str], Sequence[str], np.ndarray | None], list[list[RiskScore]]
+    [Sequence[str], Sequence[str], np.ndarray | None, TokenStates | None],
+    list[list[RiskScore]],
 ]
 # (titles, bodies, the documents' text vectors) -> hierarchical labels per document; long
 # bodies are read by chunks (``TaxonomyClassifier.classify_documents``).
@@ -119,7 +122,7 @@ def analyze_documents(
     have_vectors = all(r.vector is not None for r in results)
     matrix = np.stack([r.vector for r in results]) if have_vectors and results else None  # type: ignore[misc]
     risks = (
-        stages.risk(titles, documents, matrix)
+        stages.risk(titles, documents, matrix, token_states_of(analyzer.embedder, results))
         if stages.risk is not None
         else [unassessed_risk("no text risk model configured") for _ in documents]
     )

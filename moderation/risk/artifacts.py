@@ -20,10 +20,13 @@ from core.artifacts import ArtifactKind, file_sha256
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "reelsift.text_risk.v1"
-MODEL_MAJOR = 2
+# 3: hate, profanity and spam may stack a head over the encoder's word pieces.
+MODEL_MAJOR = 3
 BUNDLE_FILE = "text_risk.joblib"
-# The pickled bundle's own layout (pooled-domain lexical heads), stored inside it.
-BUNDLE_FORMAT = 2
+# The pickled bundle's own layout, stored inside it: 2, pooled-domain lexical heads; 3, a
+# head may add "token" arrays and a "stack_calibrator", and "token_encoder" names the
+# encoder they read.
+BUNDLE_FORMAT = 3
 DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
 # Format 3: the project-wide config.json (format 2 was manifest.json, same bundle).
 TEXT_RISK = ArtifactKind(

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
+from analyzers.base import TokenStates
 from analyzers.text import document_text
 from core.artifacts import file_sha256
 from core.contracts import RiskCategory, RiskScore
@@ -54,6 +55,7 @@ from moderation.risk.metrics import (
     recall_at_precision,
 )
 from moderation.risk.model import TextRiskModel
+from moderation.risk.token_heads import TokenStateCache
 
 ABUSE_CATEGORIES = (RiskCategory.PROFANITY, RiskCategory.HARASSMENT, RiskCategory.HATE)
 # Which labelled sources measure which category (sources with positives for its head).
@@ -137,13 +139,22 @@ def _items(rows: SourceRows, indices: np.ndarray) -> tuple[list[str], list[str]]
 
 
 def _score(
-    model: TextRiskModel, rows: SourceRows, indices: np.ndarray, batch: int = 512
+    model: TextRiskModel, rows: SourceRows, indices: np.ndarray,
+    states: list[np.ndarray] | None = None, batch: int = 512,
 ) -> list[list[RiskScore]]:
+    """Scores of the given rows as items; ``states``: the word-piece states of every row's
+    document (all rows of the source), as the text analyzer hands them to the model."""
     titles, documents = _items(rows, indices)
     out: list[list[RiskScore]] = []
     for start in range(0, len(documents), batch):
+        chunk = indices[start : start + batch]
+        token_states = (
+            None if states is None or model.token_encoder is None
+            else TokenStates(model.token_encoder, [states[i] for i in chunk])
+        )
         out.extend(model.score_items(
-            titles[start : start + batch], documents[start : start + batch]
+            titles[start : start + batch], documents[start : start + batch],
+            token_states=token_states,
         ))
     return out
 
@@ -201,13 +212,25 @@ def evaluate(
     policy: Policy,
     moderation_dir: Path,
     clean_dir: Path,
+    token_cache: TokenStateCache | None = None,
 ) -> Evaluation:
+    """``token_cache``: the encoder whose word-piece states the model's token-state heads
+    read; without it (or when its encoder is not theirs) every row is scored as a caller
+    without states would be, by the n-gram heads alone."""
     config = model.manifest.get("config", {})
     seed = int(config.get("seed", 13))
     test_fraction = float(config.get("test_fraction", 0.2))
     calib_fraction = float(config.get("calib_fraction", 0.1))
     max_rows = config.get("max_rows_per_source")
     result = Evaluation(model=model.model.id, policy=f"{policy.source} ({policy.version})")
+    if model.token_encoder is not None and (
+        token_cache is None or token_cache.encoder != model.token_encoder
+    ):
+        result.model = model.ngram_only_model.id
+        result.notes.append(
+            f"scored without word-piece states of {model.token_encoder}: every head is its "
+            "n-gram head alone, as for a caller without them"
+        )
     trained_on = {d["source"]: d["sha256"] for d in model.manifest.get("training_data", [])}
     for spec in SOURCES:
         if spec.name in trained_on:
@@ -224,13 +247,17 @@ def evaluate(
         if max_rows is not None and not rows.spec.measure_only:
             rows = stratified_sample(rows, int(max_rows), seed)
         splits = split_rows(rows, seed, test_fraction, calib_fraction)
-        test_scores = _score(model, rows, splits["test"])
+        states = (
+            token_cache.states(name, _items(rows, np.arange(len(rows)))[1])
+            if token_cache is not None and model.token_encoder == token_cache.encoder else None
+        )
+        test_scores = _score(model, rows, splits["test"], states)
         decisions = [policy.route(s) for s in test_scores]
         calib = splits["calib"]
         scored[name] = ScoredSource(
             name=name, rows=rows, test=splits["test"], calib=calib,
             scores=_matrix(test_scores),
-            calib_scores=_matrix(_score(model, rows, calib)) if name == "olid" else {},
+            calib_scores=_matrix(_score(model, rows, calib, states)) if name == "olid" else {},
             routes=[d.route for d in decisions],
             route_categories=[d.categories for d in decisions],
         )

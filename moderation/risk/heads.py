@@ -19,6 +19,10 @@ self_harm,     because a term list cannot clear a text.
 low_quality
 =============  =====================================================================
 
+Hate, profanity and spam may also have a head over the encoder's word-piece states
+(``token_heads.py``); where the caller passes those states, the head's probability is the
+stack calibrator's over both heads, otherwise the n-gram calibrator's.
+
 Every category may also have blocklists; where a model scores the category the final
 score is ``max(model probability, severity of matched terms)``.
 
@@ -40,8 +44,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 
 from core.contracts import RiskCategory
+from moderation.risk.features import logit
 
 CATEGORY_HEADS: dict[RiskCategory, str] = {
     RiskCategory.HATE: "hate",
@@ -77,13 +83,27 @@ def head_inputs(ngram_logit: np.ndarray, profanity_logit: np.ndarray | None) -> 
     return np.column_stack(columns)
 
 
+def stack_inputs(ngram_probability: np.ndarray, token_logit: np.ndarray) -> np.ndarray:
+    """The stack calibrator's inputs: the n-gram head's calibrated probability and the
+    token-state head's output, both as logits clipped alike (``features.logit``)."""
+    return np.column_stack([logit(ngram_probability), logit(expit(token_logit))])
+
+
 def head_probability(
-    parts: dict[str, Any], features: sp.csr_matrix, profanity_logit: np.ndarray | None
+    parts: dict[str, Any], features: sp.csr_matrix, profanity_logit: np.ndarray | None,
+    token_logit: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A head's calibrated probability from the shared n-gram features."""
+    """A head's calibrated probability from the shared n-gram features; where the head
+    has a token-state part and ``token_logit`` (its output) is given, the stack
+    calibrator's."""
     ngram_logit = parts["ngram"].decision_function(features)
     inputs = head_inputs(ngram_logit, profanity_logit if parts["uses_profanity_check"] else None)
-    return np.asarray(parts["calibrator"].predict_proba(inputs)[:, 1])
+    probability = np.asarray(parts["calibrator"].predict_proba(inputs)[:, 1])
+    if token_logit is None or "stack_calibrator" not in parts:
+        return probability
+    return np.asarray(
+        parts["stack_calibrator"].predict_proba(stack_inputs(probability, token_logit))[:, 1]
+    )
 
 
 def word_weights(parts: dict[str, Any]) -> np.ndarray:

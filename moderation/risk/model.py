@@ -7,10 +7,14 @@ scores which category.
 
 Every head reads the same TF-IDF n-grams (one transform per batch); the abuse heads
 (profanity, harassment, hate) also read alt-profanity-check's probability; harassment is
-capped by profanity where the bundle says so (``heads.CAPPED_BY``). Sentence
-embeddings are accepted for interface compatibility but this version's heads do not
-read them (they added < 0.01 AUC on held-out data and cost an embedding of every
-training text), so a model given an embedder never calls it.
+capped by profanity where the bundle says so (``heads.CAPPED_BY``). Hate, profanity and
+spam also read the served encoder's word-piece states when the caller passes them
+(``TokenStates``, from the text analyzer's own encoder pass; ``token_heads.py``): their
+probability is then the stack calibrator's over both heads, and the scores name the full
+model. Without the states, or with states of another encoder, every head is its n-gram
+head alone, and the scores name ``<model>-ngram-only`` so that stored outputs say which
+path scored them. Pooled sentence embeddings are accepted for interface compatibility
+and not read (they added < 0.01 AUC on held-out data); the model never calls an encoder.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from analyzers.base import TextEmbedder
+from analyzers.base import TextEmbedder, TokenStates, TokenTextEmbedder
 from core.contracts import Evidence, ModelRef, RiskCategory, RiskScore
 from core.errors import InvalidConfig, InvalidInput, PayloadTooLarge
 from core.registry import risk_models
@@ -38,6 +42,7 @@ from moderation.risk.features import (
     words_with_spans,
 )
 from moderation.risk.heads import CATEGORY_HEADS, apply_caps, head_probability, word_weights
+from moderation.risk.token_heads import TokenHeadSet, TokenStateHead
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,23 @@ class TextRiskModel:
         if unknown:
             raise InvalidConfig(f"text risk bundle caps unknown heads {sorted(unknown)}")
         self.model = ModelRef(name=manifest["name"], version=manifest["version"], source=source)
+        # Heads over the encoder's word pieces (absent in older bundles) and the encoder
+        # they read; without its states, scores come from the n-gram heads alone.
+        self._token_heads = {
+            name: TokenStateHead.from_arrays(parts["token"])
+            for name, parts in self._heads.items() if "token" in parts
+        }
+        self._token_head_set = TokenHeadSet(self._token_heads)
+        self.token_encoder: str | None = bundle.get("token_encoder")
+        if self._token_heads and any(
+            h.encoder != self.token_encoder for h in self._token_heads.values()
+        ):
+            raise InvalidConfig("text risk bundle's token heads read different encoders")
+        self.ngram_only_model = (
+            self.model if not self._token_heads else
+            ModelRef(name=f"{manifest['name']}-ngram-only", version=manifest["version"],
+                     source=source)
+        )
         self.evidence_threshold = evidence_threshold
         self.max_text_chars = max_text_chars
         self.blocklists: dict[RiskCategory, list[Blocklist]] = {}
@@ -91,6 +113,15 @@ class TextRiskModel:
             self.blocklists.setdefault(blocklist.category, []).append(blocklist)
         # Kept so callers can hand the pipeline's embedder over unchanged; never called.
         self.embedder = embedder
+        if self._token_heads and embedder is not None and (
+            embedder.model.id != self.token_encoder
+            or not isinstance(embedder, TokenTextEmbedder)
+        ):
+            log.warning(
+                "text risk heads read word pieces of %s, the pipeline's encoder is %s: "
+                "scores come from the n-gram heads alone (%s)",
+                self.token_encoder, embedder.model.id, self.ngram_only_model.id,
+            )
 
     @classmethod
     def load(
@@ -138,21 +169,36 @@ class TextRiskModel:
                 f"embeddings have shape {array.shape}; expected one row per text ({count})"
             )
 
+    def reads_token_states(self, token_states: TokenStates | None) -> bool:
+        """Whether these states feed the token-state heads: this bundle has such heads
+        and the states come from the encoder they were trained on."""
+        return (bool(self._token_heads) and token_states is not None
+                and token_states.encoder == self.token_encoder)
+
     def head_probabilities(
         self,
         texts: Sequence[str],
         embeddings: np.ndarray | None = None,
         *,
         heads: Sequence[str] | None = None,
+        token_states: TokenStates | None = None,
     ) -> tuple[dict[str, np.ndarray], bool]:
         """Calibrated probability of every head (or of ``heads``) for every text, and
-        whether embeddings were used (never, in this version)."""
+        whether the token states were read (``reads_token_states``)."""
         checked = self._check_texts(texts)
         if embeddings is not None:
             self._check_embeddings(embeddings, len(checked))
+        use_tokens = self.reads_token_states(token_states)
+        if use_tokens:
+            assert token_states is not None
+            if len(token_states.states) != len(checked):
+                raise InvalidInput(
+                    f"token states for {len(token_states.states)} texts; expected one per "
+                    f"text ({len(checked)})"
+                )
         wanted = list(heads) if heads is not None else list(self._heads)
         if not checked:
-            return {name: np.zeros(0) for name in wanted}, False
+            return {name: np.zeros(0) for name in wanted}, use_tokens
         # A capped head needs its capping head's probability too.
         computed = list(dict.fromkeys(
             wanted + [self._capped_by[n] for n in wanted if n in self._capped_by]
@@ -160,34 +206,45 @@ class TextRiskModel:
         features = transform(self._vectorizers, normalise_all(checked))
         needs_profanity = any(self._heads[name]["uses_profanity_check"] for name in computed)
         profanity = logit(profanity_probability(checked)) if needs_profanity else None
+        token_logits = (
+            self._token_head_set.logits(
+                token_states.states, [n for n in computed if n in self._token_heads])
+            if use_tokens and token_states is not None else {}
+        )
         probabilities = apply_caps({
-            name: head_probability(self._heads[name], features, profanity) for name in computed
+            name: head_probability(self._heads[name], features, profanity, token_logits.get(name))
+            for name in computed
         }, self._capped_by)
-        return {name: probabilities[name] for name in wanted}, False
+        return {name: probabilities[name] for name in wanted}, use_tokens
 
     def score_items(
         self,
         titles: Sequence[str],
         documents: Sequence[str],
         embeddings: np.ndarray | None = None,
+        token_states: TokenStates | None = None,
     ) -> list[list[RiskScore]]:
         """Scores for items: every head on the document (title + body), except clickbait,
         which is judged on the title alone (the head learned from headlines and calls
-        ordinary prose clickbait); an item without a title gets clickbait not assessed."""
-        scores = self.score(documents, embeddings, headlines=False)
+        ordinary prose clickbait); an item without a title gets clickbait not assessed.
+        ``token_states``: the documents' word-piece states from the analyzer's pass."""
+        scores = self.score(documents, embeddings, headlines=False, token_states=token_states)
         titled = [i for i, title in enumerate(titles) if title.strip()]
         if not titled:
             return scores
         title_texts = self._check_texts([titles[i] for i in titled])
         head = CATEGORY_HEADS[RiskCategory.CLICKBAIT]
         probabilities, _ = self.head_probabilities(title_texts, heads=[head])
-        evidence = self._model_evidence(title_texts, probabilities)
+        # Clickbait has no token-state part: its score is the same either way, and it
+        # names the model that scored the item's other categories.
+        model = self.model if self.reads_token_states(token_states) else self.ngram_only_model
+        evidence = self._model_evidence(title_texts, probabilities, model)
         for row, i in enumerate(titled):
             clickbait = self._apply_blocklists(
                 RiskCategory.CLICKBAIT, title_texts[row],
                 RiskScore(
                     category=RiskCategory.CLICKBAIT, score=float(probabilities[head][row]),
-                    model=self.model.id, evidence=evidence[(RiskCategory.CLICKBAIT, row)],
+                    model=model.id, evidence=evidence[(RiskCategory.CLICKBAIT, row)],
                 ),
             )
             scores[i] = [clickbait if s.category == RiskCategory.CLICKBAIT else s
@@ -200,10 +257,12 @@ class TextRiskModel:
         embeddings: np.ndarray | None = None,
         *,
         headlines: bool | Sequence[bool] = True,
+        token_states: TokenStates | None = None,
     ) -> list[list[RiskScore]]:
         """One ``RiskScore`` per ``RiskCategory`` (contract order) for each text.
 
         ``embeddings``: accepted for compatibility (one row per text); not read.
+        ``token_states``: each text's word-piece states (see the module docstring).
 
         ``headlines``: whether each text is a title/headline. The clickbait head learned
         from news headlines and calls most casual prose clickbait, so for texts marked
@@ -215,9 +274,13 @@ class TextRiskModel:
             head for category, head in CATEGORY_HEADS.items()
             if category is not RiskCategory.CLICKBAIT or any(is_headline)
         ]
-        probabilities, _ = self.head_probabilities(checked, embeddings, heads=heads)
-        model = self.model
-        evidence = self._model_evidence(checked, probabilities)
+        probabilities, used_tokens = self.head_probabilities(
+            checked, embeddings, heads=heads, token_states=token_states
+        )
+        model = self.model if used_tokens else self.ngram_only_model
+        evidence = self._model_evidence(checked, probabilities, model)
+        if used_tokens and token_states is not None and token_states.offsets is not None:
+            self._add_piece_evidence(checked, probabilities, token_states, evidence, model)
         results: list[list[RiskScore]] = []
         for row, text in enumerate(checked):
             if not text.strip():
@@ -301,7 +364,7 @@ class TextRiskModel:
     # ----------------------------------------------------------------- evidence
 
     def _model_evidence(
-        self, texts: list[str], probabilities: dict[str, np.ndarray]
+        self, texts: list[str], probabilities: dict[str, np.ndarray], model: ModelRef
     ) -> dict[tuple[RiskCategory, int], list[Evidence]]:
         """Spans for texts a head flags: the words that pushed its n-gram model up most,
         plus, for profanity, the words alt-profanity-check calls profane on their own.
@@ -322,19 +385,64 @@ class TextRiskModel:
                         span for span in words_with_spans(texts[row])
                         if span[2].lower() not in NON_EVIDENCE_WORDS
                     ]
-            spans = self._top_words(category, head, [word_spans[r] for r in flagged])
+            spans = self._top_words(category, head, [word_spans[r] for r in flagged], model)
             for row, row_spans in zip(flagged, spans, strict=True):
                 evidence[(category, row)].extend(row_spans)
             if category is RiskCategory.PROFANITY:
-                for row, profane in self._profane_words(flagged, word_spans).items():
+                for row, profane in self._profane_words(flagged, word_spans, model).items():
                     current = evidence[(category, row)]
                     taken = {(e.start, e.end) for e in current}
                     # Profane words first: for profanity they are the most direct evidence.
                     current[:0] = [e for e in profane if (e.start, e.end) not in taken]
         return evidence
 
+    def _add_piece_evidence(
+        self, texts: list[str], probabilities: dict[str, np.ndarray], token_states: TokenStates,
+        evidence: dict[tuple[RiskCategory, int], list[Evidence]], model: ModelRef,
+    ) -> None:
+        """For texts a head with a token-state part flags: the words whose pieces pushed
+        that part's logit most (each piece's exact share, ``piece_contributions``, summed
+        over the word and scaled by the stack calibrator's weight on it), after the
+        n-gram spans and not repeating them."""
+        assert token_states.offsets is not None
+        for category, head in CATEGORY_HEADS.items():
+            token_head = self._token_heads.get(head)
+            if token_head is None or head not in probabilities:
+                continue
+            flagged = [int(r) for r in
+                       np.flatnonzero(probabilities[head] >= self.evidence_threshold)]
+            if not flagged:
+                continue
+            scale = float(np.asarray(self._heads[head]["stack_calibrator"].coef_).ravel()[1])
+            shares = token_head.piece_contributions([token_states.states[r] for r in flagged])
+            for row, share in zip(flagged, shares, strict=True):
+                spans = np.asarray(token_states.offsets[row]).reshape(-1, 2)
+                words = [w for w in words_with_spans(texts[row])
+                         if w[2].lower() not in NON_EVIDENCE_WORDS]
+                weights = np.array([
+                    scale * share[(spans[:, 0] >= start) & (spans[:, 1] <= end)].sum()
+                    for start, end, _ in words
+                ])
+                if not len(weights) or weights.max() <= 0:
+                    continue
+                top = float(weights.max())
+                order = [i for i in np.argsort(-weights, kind="stable")
+                         if weights[i] >= RELATIVE_EVIDENCE_WEIGHT * top][:MAX_EVIDENCE_SPANS]
+                current = evidence[(category, row)]
+                taken = {(e.start, e.end) for e in current}
+                current.extend(
+                    Evidence(
+                        kind="text_span", start=words[i][0], end=words[i][1], text=words[i][2],
+                        detail=f"{category.value} ({model.id}): word-piece weight "
+                        f"{weights[i]:.2f}",
+                    )
+                    for i in sorted(order, key=lambda i: words[i][0])
+                    if (words[i][0], words[i][1]) not in taken
+                )
+
     def _top_words(
-        self, category: RiskCategory, head: str, rows: list[list[tuple[int, int, str]]]
+        self, category: RiskCategory, head: str, rows: list[list[tuple[int, int, str]]],
+        model: ModelRef,
     ) -> list[list[Evidence]]:
         flat = [word for words in rows for word in words]
         if not flat:
@@ -361,7 +469,7 @@ class TextRiskModel:
             out.append([
                 Evidence(
                     kind="text_span", start=words[i][0], end=words[i][1], text=words[i][2],
-                    detail=f"{category.value} ({self.model.id}): n-gram weight "
+                    detail=f"{category.value} ({model.id}): n-gram weight "
                     f"{weights[i]:.2f}",
                 )
                 for i in sorted(order[:MAX_EVIDENCE_SPANS], key=lambda i: words[i][0])
@@ -369,7 +477,8 @@ class TextRiskModel:
         return out
 
     def _profane_words(
-        self, rows: list[int], word_spans: dict[int, list[tuple[int, int, str]]]
+        self, rows: list[int], word_spans: dict[int, list[tuple[int, int, str]]],
+        model: ModelRef,
     ) -> dict[int, list[Evidence]]:
         flat = [(row, span) for row in rows for span in word_spans[row]]
         if not flat:
@@ -384,7 +493,7 @@ class TextRiskModel:
                 found.setdefault(row, []).append(
                     Evidence(
                         kind="text_span", start=start, end=end, text=word,
-                        detail=f"profanity ({self.model.id}): alt-profanity-check "
+                        detail=f"profanity ({model.id}): alt-profanity-check "
                         f"p={p:.2f} for this word alone",
                     )
                 )

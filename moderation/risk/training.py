@@ -12,11 +12,17 @@ With one fixed seed:
 4. per head, a calibrator (logistic regression over the n-gram logit, plus
    alt-profanity-check's logit for the abuse heads) is fitted on the *calib* rows of
    every domain together, so a probability means the same on tweets and on articles;
-5. the *test* rows of every source are scored and their figures recorded in the
+5. where an encoder is given (``TokenStateCache``), the heads of ``token_heads`` also get
+   a head over the encoder's word-piece states (``token_heads.py``), trained on the *fit*
+   rows of the sources named for it, and a second calibrator that stacks its logit with
+   the n-gram probability, fitted on the *calib* rows of every domain; the n-gram
+   calibrator stays for callers without the states;
+6. the *test* rows of every source are scored and their figures recorded in the
    manifest, beside the file hashes, the config and the model file's hash.
 
-Everything is deterministic (fixed seeds, liblinear, sorted outputs, no timings), so the
-same data, code and seed give the same bytes: ``reelsift train risk --check`` retrains
+Everything is deterministic (fixed seeds, liblinear, sorted outputs, no timings; torch
+with a fixed seed and thread count for the token-state heads), so the same data, code,
+seed and kind of machine give the same bytes: ``reelsift train risk --check`` retrains
 into a temporary folder and compares.
 """
 
@@ -48,14 +54,16 @@ from moderation.risk.datasets import (
 )
 from moderation.risk.features import (
     VectorizerConfig,
+    fit_vectorizers,
     logit,
     make_vectorizers,
     normalise_all,
     profanity_probability,
     transform,
 )
-from moderation.risk.heads import CAPPED_BY, head_inputs, head_probability
+from moderation.risk.heads import CAPPED_BY, head_inputs, head_probability, stack_inputs
 from moderation.risk.metrics import binary_report, expected_calibration_error
+from moderation.risk.token_heads import TokenHeadConfig, TokenStateCache, train_token_head
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +102,19 @@ class TrainConfig:
     # A head's probability capped by another's at scoring time (``heads.CAPPED_BY``:
     # harassment by profanity); stored in the bundle so the model file says what it does.
     capped_by: dict[str, str] = field(default_factory=lambda: dict(CAPPED_BY))
+    # Heads that also read the encoder's word-piece states, and the sources whose *fit*
+    # rows train that part (each source's share of a class balanced as above). Hate
+    # learns from both sources of group-targeted abuse: from Davidson alone it does not
+    # rank OLID's group-targeted tweets, which the every-domain calibrator must also
+    # serve; profanity and spam from every domain (DATA_SOURCES.md, sixth pass).
+    token_heads: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {
+            "hate": ("davidson", "olid"),
+            "profanity": tuple(s.name for s in TRAINING_SOURCES),
+            "spam": tuple(s.name for s in TRAINING_SOURCES),
+        }
+    )
+    token_head: TokenHeadConfig = field(default_factory=TokenHeadConfig)
     # Stratified sample of each file: for quick runs and tests, never for shipped models.
     max_rows_per_source: int | None = None
 
@@ -148,9 +169,7 @@ def prepare_sources(
         corpus.extend(rows.titles[i] for i in fit if rows.titles[i])
     say(f"fitting the n-gram vocabulary on {len(corpus)} texts")
     vectorizers = make_vectorizers(config.vectorizers)
-    normalised_corpus = normalise_all(corpus)
-    for vectorizer in vectorizers.values():
-        vectorizer.fit(normalised_corpus)
+    fit_vectorizers(vectorizers, normalise_all(corpus))
     prepared: dict[str, PreparedSource] = {}
     for name, rows in sources.items():
         say(f"vectorising {name} ({len(rows)} rows)")
@@ -170,11 +189,14 @@ def prepare_sources(
 
 def _stack_rows(
     prepared: dict[str, PreparedSource], head: str, split: str, source_balance: float = 0.0,
-    clean_weight: dict[str, float] | None = None,
+    clean_weight: dict[str, float] | None = None, names: tuple[str, ...] | None = None,
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
-    """Features, targets, profanity logits and sample weights of one head's rows."""
+    """Features, targets, profanity logits and sample weights of one head's rows (of the
+    sources in ``names``, default all)."""
     xs, ys, profanity, groups, extra = [], [], [], [], []
     for index, (name, source) in enumerate(prepared.items()):
+        if names is not None and name not in names:
+            continue
         rows = source.head_rows(head, split)
         if rows.size:
             xs.append(source.features(head)[rows])
@@ -223,15 +245,74 @@ def train_head(
     return {"ngram": ngram, "calibrator": calibrator, "uses_profanity_check": uses_profanity}
 
 
+TokenLogits = dict[str, dict[str, np.ndarray]]  # head -> source -> logit per row
+
+
+def train_token_parts(
+    head: str, parts: dict[str, Any], prepared: dict[str, PreparedSource],
+    states: dict[str, list[np.ndarray]], encoder: str, config: TrainConfig,
+    say: Callable[[str], None] = log.info,
+) -> dict[str, np.ndarray]:
+    """Add a token-state head and its stack calibrator to ``parts``; returns the head's
+    logit for every row of every source (for the stack and the test figures)."""
+    names = config.token_heads[head]
+    unknown = set(names) - set(prepared)
+    if head in TITLE_HEADS or unknown:
+        raise InvalidInput(
+            f"token_heads[{head!r}]: only document heads read word pieces, from training "
+            f"sources; unknown sources {sorted(unknown)}" if unknown else
+            f"token_heads[{head!r}]: {head} is judged on titles, which have no word pieces "
+            "in the served pass"
+        )
+    _, y_fit, _, weights = _stack_rows(prepared, head, "fit", config.source_balance,
+                                       names=names)
+
+    def rows_of(split: str) -> list[tuple[str, np.ndarray]]:
+        return [(name, prepared[name].head_rows(head, split)) for name in prepared
+                if name in names]
+
+    fit_states = [states[name][i] for name, rows in rows_of("fit") for i in rows]
+    calib = rows_of("calib")
+    calib_states = [states[name][i] for name, rows in calib for i in rows]
+    calib_y = np.concatenate([prepared[name].rows.targets[head][rows] for name, rows in calib])
+    token = train_token_head(encoder, fit_states, y_fit, weights, calib_states, calib_y,
+                             config.token_head, config.seed, say)
+    logits = {name: token.logits(states[name]) for name in prepared}
+    # The stack is fitted on every domain's calib rows, as the n-gram calibrator is:
+    # the policy cannot know an item's source.
+    ngram_p, token_z, y_calib = [], [], []
+    for name, source in prepared.items():
+        rows = source.head_rows(head, "calib")
+        ngram_p.append(head_probability(parts, source.features(head)[rows],
+                                        source.profanity_logit[rows]))
+        token_z.append(logits[name][rows])
+        y_calib.append(source.rows.targets[head][rows])
+    parts["token"] = token.to_arrays()
+    parts["stack_calibrator"] = LogisticRegression(
+        C=1.0, max_iter=1000, random_state=config.seed,
+    ).fit(stack_inputs(np.concatenate(ngram_p), np.concatenate(token_z)),
+          np.concatenate(y_calib))
+    return logits
+
+
 def _test_figures(
     heads: dict[str, dict[str, Any]], prepared: dict[str, PreparedSource],
-    capped_by: dict[str, str],
+    capped_by: dict[str, str], token_logits: TokenLogits,
 ) -> dict[str, Any]:
     """Per head and source, on *test* rows: ranking figures and calibration error; the
     calibration error also on *calib* (what the calibrator saw) for comparison. A capped
-    head is measured capped, as the model scores it."""
+    head is measured capped, and a head with a token-state part stacked, as the served
+    model scores them."""
+
+    def probability(head: str, name: str, rows: np.ndarray) -> np.ndarray:
+        source = prepared[name]
+        token = token_logits.get(head, {}).get(name)
+        return head_probability(heads[head], source.features(head)[rows],
+                                source.profanity_logit[rows],
+                                None if token is None else token[rows])
+
     figures: dict[str, Any] = {}
-    for head, parts in heads.items():
+    for head in heads:
         per_source: dict[str, Any] = {}
         for name, source in prepared.items():
             entry: dict[str, Any] = {}
@@ -240,14 +321,10 @@ def _test_figures(
                 if not rows.size:
                     continue
                 y = source.rows.targets[head][rows]
-                p = head_probability(
-                    parts, source.features(head)[rows], source.profanity_logit[rows]
-                )
+                p = probability(head, name, rows)
                 cap = capped_by.get(head)
                 if cap is not None:
-                    p = np.minimum(p, head_probability(
-                        heads[cap], source.features(cap)[rows], source.profanity_logit[rows]
-                    ))
+                    p = np.minimum(p, probability(cap, name, rows))
                 if split == "test":
                     entry.update(binary_report(y, p))
                 else:
@@ -264,12 +341,14 @@ def train_text_risk(
     config: TrainConfig | None = None,
     *,
     clean_dir: Path | None = None,
+    token_states: TokenStateCache | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> TrainingResult:
     """Train every head on the shared datasets; write artifacts to ``output_dir``.
 
     ``moderation_dir`` holds the labelled moderation CSVs, ``clean_dir`` the
-    ``taxonomy_dev`` files (default: ``moderation_dir/../taxonomy_dev``).
+    ``taxonomy_dev`` files (default: ``moderation_dir/../taxonomy_dev``). Without
+    ``token_states`` (the encoder's word pieces), no head gets a token-state part.
     """
     config = config or TrainConfig()
     say = progress or log.info
@@ -279,10 +358,19 @@ def train_text_risk(
     for head in HEAD_NAMES:
         say(f"training head {head}")
         heads[head] = train_head(head, prepared, config)
-    metrics = _test_figures(heads, prepared, config.capped_by)
+    token_logits: TokenLogits = {}
+    if token_states is not None and config.token_heads:
+        states = {name: token_states.states(name, source.rows.texts, say)
+                  for name, source in prepared.items()}
+        for head in config.token_heads:
+            say(f"training the token-state part of head {head}")
+            token_logits[head] = train_token_parts(
+                head, heads[head], prepared, states, token_states.encoder, config, say)
+    metrics = _test_figures(heads, prepared, config.capped_by, token_logits)
     bundle = {
         "format": artifacts.BUNDLE_FORMAT, "vectorizers": vectorizers, "heads": heads,
         "capped_by": dict(config.capped_by),
+        "token_encoder": token_states.encoder if token_logits and token_states else None,
     }
     training_data = [
         {
@@ -303,7 +391,8 @@ def train_text_risk(
         for name, source in prepared.items()
     ]
     manifest = artifacts.save(
-        output_dir, bundle, training_data=training_data, config=asdict(config), metrics=metrics,
+        output_dir, bundle, training_data=training_data, metrics=metrics,
+        config={**asdict(config), "token_encoder": bundle["token_encoder"]},
     )
     say(json.dumps(metrics_summary(manifest), indent=2))
     return TrainingResult(output_dir=output_dir, manifest=manifest)

@@ -95,6 +95,10 @@ def test_an_image_item_gets_one_analysis_with_media_text_risk_and_vectors(compon
     assert risk["low_quality"]["score"] is not None
     assert all(e["detail"].startswith("file ") for e in risk["low_quality"]["evidence"])
     assert risk["spam"]["score"] is not None
+    # The text model read the word pieces of the analyzer's own encoder pass: its scores
+    # name the full model, not its n-gram-only fallback.
+    assert components.text_risk is not None
+    assert risk["spam"]["model"] == risk["hate"]["model"] == components.text_risk.model.id
     vectors = {e.kind: e for e in out.embeddings}
     assert set(vectors) == {"text", "visual", "fused"}
     assert vectors["visual"].model_id == analysis["models"]["visual_embedding"]

@@ -23,6 +23,7 @@ from moderation.risk.artifacts import (
     load_bundle,
 )
 from moderation.risk.model import NON_EVIDENCE_WORDS, TextRiskModel
+from tests.moderation.risk.conftest import ScoringPath
 
 ABUSIVE = "you are a stupid fucking bitch, shut up"
 BENIGN = "What a lovely afternoon at the park with my kids."
@@ -80,16 +81,19 @@ def _score(row: dict[RiskCategory, RiskScore], category: RiskCategory) -> float:
 
 
 @pytest.fixture(scope="module")
-def scores(shipped_model: TextRiskModel) -> list[dict[RiskCategory, RiskScore]]:
-    return [_by_category(row) for row in shipped_model.score(TEXTS)]
+def scores(scoring_path: ScoringPath) -> list[dict[RiskCategory, RiskScore]]:
+    return [_by_category(row) for row in scoring_path.score(TEXTS)]
 
 
 def test_one_score_per_category_in_contract_order(
-    shipped_model: TextRiskModel, scores: list[dict[RiskCategory, RiskScore]]
+    scoring_path: ScoringPath, scores: list[dict[RiskCategory, RiskScore]]
 ) -> None:
     assert all(list(row) == list(RiskCategory) for row in scores)
-    assert scores[0][RiskCategory.HATE].model == shipped_model.model.id
-    assert shipped_model.model.id.startswith("reelsift.text_risk.v1@2.")
+    # Each path names the model that scored it: stored outputs say which.
+    assert scores[0][RiskCategory.HATE].model == scoring_path.model_id
+    assert scoring_path.model.model.id.startswith("reelsift.text_risk.v1@3.")
+    assert scoring_path.model.ngram_only_model.id.startswith(
+        "reelsift.text_risk.v1-ngram-only@3.")
 
 
 def test_scores_go_the_expected_way(scores: list[dict[RiskCategory, RiskScore]]) -> None:
@@ -104,10 +108,10 @@ def test_scores_go_the_expected_way(scores: list[dict[RiskCategory, RiskScore]])
     )
 
 
-def test_profanity_harassment_and_hate_are_distinct_heads(shipped_model: TextRiskModel) -> None:
+def test_profanity_harassment_and_hate_are_distinct_heads(scoring_path: ScoringPath) -> None:
     swearing, insult, hate = (
         _by_category(row)
-        for row in shipped_model.score([SWEARING_AT_NO_ONE, INSULT_AT_A_PERSON, HATE_AT_A_GROUP])
+        for row in scoring_path.score([SWEARING_AT_NO_ONE, INSULT_AT_A_PERSON, HATE_AT_A_GROUP])
     )
     # Swearing aimed at no one: profane, not harassment, not hate.
     assert _score(swearing, RiskCategory.PROFANITY) > 0.9
@@ -126,17 +130,39 @@ def test_profanity_harassment_and_hate_are_distinct_heads(shipped_model: TextRis
     assert _score(hate, RiskCategory.HATE) > 3 * _score(swearing, RiskCategory.HATE)
 
 
+def test_word_piece_evidence_points_at_the_words_that_drove_the_head(
+    scoring_path: ScoringPath,
+) -> None:
+    texts = [HATE_AT_A_GROUP, SPAM]
+    hate, spam = (_by_category(row) for row in scoring_path.score(texts))
+    for text, score in ((texts[0], hate[RiskCategory.HATE]), (texts[1], spam[RiskCategory.SPAM])):
+        pieces = [e for e in score.evidence if "word-piece weight" in (e.detail or "")]
+        if scoring_path.encoder is None:
+            assert not pieces  # the n-gram path has no pieces to point at
+            continue
+        assert score.score is not None and score.score >= scoring_path.model.evidence_threshold
+        assert pieces, score.evidence
+        spans = [(e.start, e.end) for e in score.evidence]
+        assert len(spans) == len(set(spans))  # no word twice
+        for span in pieces:
+            assert span.start is not None and span.end is not None
+            assert text[span.start:span.end] == span.text
+            assert (span.text or "").lower() not in NON_EVIDENCE_WORDS
+            assert (span.detail or "").startswith(
+                f"{score.category.value} ({scoring_path.model_id}): word-piece weight ")
+
+
 @pytest.mark.parametrize(("title", "text"), ORDINARY_ITEMS, ids=lambda v: v[:24])
 def test_ordinary_posts_are_approved_by_the_default_policy(
-    shipped_model: TextRiskModel, title: str, text: str
+    scoring_path: ScoringPath, title: str, text: str
 ) -> None:
-    (item_scores,) = shipped_model.score_items([title], [f"{title}\n{text}"])
+    (item_scores,) = scoring_path.score_items([title], [f"{title}\n{text}"])
     decision = Policy.load().route(item_scores)
     assert decision.route is Route.APPROVE, (decision.reasons, decision.scores)
 
 
 def test_evidence_spans_are_exact_named_and_never_stop_words(
-    shipped_model: TextRiskModel, scores: list[dict[RiskCategory, RiskScore]]
+    scoring_path: ScoringPath, scores: list[dict[RiskCategory, RiskScore]]
 ) -> None:
     for text, row, category in [
         (ABUSIVE, scores[0], RiskCategory.PROFANITY),
@@ -152,7 +178,7 @@ def test_evidence_spans_are_exact_named_and_never_stop_words(
             assert text[span.start : span.end] == span.text
             assert span.text is not None and span.text.lower() not in NON_EVIDENCE_WORDS
             assert span.detail is not None
-            assert span.detail.startswith(f"{category.value} ({shipped_model.model.id})")
+            assert span.detail.startswith(f"{category.value} ({scoring_path.model_id})")
     profane_words = {(e.text or "").lower() for e in scores[0][RiskCategory.PROFANITY].evidence}
     assert {"fucking", "bitch"} <= profane_words
     assert not scores[1][RiskCategory.PROFANITY].evidence  # benign: nothing to show
@@ -197,7 +223,7 @@ def test_embeddings_are_accepted_but_do_not_change_scores(
         shipped_model.score([BENIGN], np.zeros((2, 384), dtype=np.float32))
 
 
-def test_harassment_is_capped_by_profanity(shipped_model: TextRiskModel) -> None:
+def test_harassment_is_capped_by_profanity(scoring_path: ScoringPath) -> None:
     # An insult aimed at a person is offensive language by both sources' labels, so the
     # shipped model never scores a text likelier harassment than profanity.
     texts = [
@@ -205,15 +231,16 @@ def test_harassment_is_capped_by_profanity(shipped_model: TextRiskModel) -> None
         *(f"{title}\n{text}" for title, text in ORDINARY_ITEMS),
         "@mike are you coming to the game tonight? you said you would",
     ]
-    capped, _ = shipped_model.head_probabilities(texts)
+    shipped_model, states = scoring_path.model, scoring_path.states(texts)
+    capped, _ = shipped_model.head_probabilities(texts, token_states=states)
     assert np.all(capped["harassment"] <= capped["profanity"])
     # Asked for alone, harassment is capped the same way.
-    alone, _ = shipped_model.head_probabilities(texts, heads=["harassment"])
+    alone, _ = shipped_model.head_probabilities(texts, heads=["harassment"], token_states=states)
     np.testing.assert_array_equal(alone["harassment"], capped["harassment"])
     # The same heads without the cap: the cap is the minimum, and it bites on these texts.
     bundle = load_bundle(DEFAULT_ARTIFACT_DIR, shipped_model.manifest)
     uncapped = TextRiskModel(shipped_model.manifest, {**bundle, "capped_by": {}})
-    raw, _ = uncapped.head_probabilities(texts)
+    raw, _ = uncapped.head_probabilities(texts, token_states=states)
     np.testing.assert_array_equal(
         capped["harassment"], np.minimum(raw["harassment"], raw["profanity"])
     )

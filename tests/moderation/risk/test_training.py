@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,11 @@ from moderation.risk.datasets import HEAD_NAMES, TRAINING_SOURCES, source_path
 from moderation.risk.model import TextRiskModel
 from tests.moderation.risk.synthetic import write_datasets
 
+REPO = Path(__file__).resolve().parents[3]
+# The real bundled MiniLM's ONNX export, shared with the other tests; the word-piece
+# states of the synthetic rows are cached beside it.
+TEST_CACHE = REPO / "var" / "test-cache"
+
 
 @pytest.fixture(scope="module")
 def data_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
@@ -25,7 +31,7 @@ def data_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def _train_args(data_dirs: tuple[Path, Path], output: Path) -> list[str]:
     moderation, clean = data_dirs
     return ["--data-dir", str(moderation), "--clean-dir", str(clean), "--output-dir",
-            str(output), "--seed", "7"]
+            str(output), "--seed", "7", "--cache-dir", str(TEST_CACHE)]
 
 
 @pytest.fixture(scope="module")
@@ -88,21 +94,29 @@ def test_trained_model_loads_and_scores(trained_dir: Path) -> None:
     assert spam_score is not None and ham_score is not None and spam_score > ham_score
 
 
-def test_evaluate_prints_every_figure(
-    trained_dir: Path, data_dirs: tuple[Path, Path], tmp_path: Path
-) -> None:
+def _evaluate(trained_dir: Path, data_dirs: tuple[Path, Path], out: Path,
+              *extra: str) -> tuple[str, dict[str, Any]]:
+    """``reelsift evaluate risk`` on the synthetic data: its output and its JSON figures."""
     import typer
 
     moderation, clean = data_dirs
     cli = typer.Typer()
     cli.command()(evaluate)
-    out = tmp_path / "figures.json"
     result = CliRunner().invoke(cli, [
-        "--data-dir", str(moderation), "--clean-dir", str(clean),
-        "--artifacts-dir", str(trained_dir), "--json", str(out),
+        "--data-dir", str(moderation), "--clean-dir", str(clean), "--artifacts-dir",
+        str(trained_dir), "--json", str(out), "--cache-dir", str(TEST_CACHE), *extra,
     ])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    figures = json.loads(out.read_text())
+    return result.output, json.loads(out.read_text())
+
+
+def test_evaluate_prints_every_figure(
+    trained_dir: Path, data_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    output, figures = _evaluate(trained_dir, data_dirs, tmp_path / "figures.json")
+    # Scored as the service scores items: with the encoder's word-piece states.
+    assert figures["model"] == TextRiskModel.load(trained_dir).model.id
+    assert not figures["notes"]
     pairs = {(row["category"], row["source"]) for row in figures["rows"]}
     assert {("profanity", "olid"), ("harassment", "olid"), ("hate", "davidson"),
             ("spam", "sms"), ("spam", "youtube"), ("clickbait", "clickbait"),
@@ -131,7 +145,7 @@ def test_evaluate_prints_every_figure(
     assert hate["met"] == (hate_auc >= 0.9)
     for heading in ("held-out test rows", "OLID validation split", "calibration error",
                     "clean dev sets", "issue 14 targets"):
-        assert heading in result.output
+        assert heading in output
 
 
 def test_clean_weight_multiplies_only_that_sources_negatives(
@@ -152,3 +166,51 @@ def test_clean_weight_multiplies_only_that_sources_negatives(
     assert newsgroups.any() and (~newsgroups).any()
     np.testing.assert_allclose(weighted[newsgroups], 3.0 * plain[newsgroups])
     np.testing.assert_allclose(weighted[~newsgroups], plain[~newsgroups])
+
+
+def test_token_state_heads_ship_for_hate_profanity_and_spam(trained_dir: Path) -> None:
+    from analyzers.base import TokenStates
+    from moderation.risk.artifacts import load_bundle
+    from moderation.risk.token_heads import default_token_cache
+
+    model = TextRiskModel.load(trained_dir)
+    bundle = load_bundle(trained_dir, model.manifest)
+    with_token_part = {name for name, parts in bundle["heads"].items() if "token" in parts}
+    assert with_token_part == {"hate", "profanity", "spam"}
+    cache = default_token_cache(TEST_CACHE)
+    assert model.token_encoder == cache.encoder == bundle["token_encoder"]
+    assert model.manifest["config"]["token_encoder"] == cache.encoder
+    texts = ["WINNER! claim your cash prize now, call 09061234", "see you at the museum later Ann"]
+    states = TokenStates(cache.encoder, cache.embedder.encode_with_tokens(texts).token_vectors)
+    stacked = model.score(texts, token_states=states)
+    alone = model.score(texts)
+    assert {s.model for s in stacked[0]} - {None} == {model.model.id}
+    assert {s.model for s in alone[0]} - {None} == {model.ngram_only_model.id}
+    assert model.ngram_only_model.id.startswith("reelsift.text_risk.v1-ngram-only@")
+    spam = [{s.category: s.score for s in row}[RiskCategory.SPAM] for row in stacked]
+    assert spam[0] > spam[1]
+    # Two paths, two calibrators: the stacked spam score is not the n-gram one.
+    assert spam[0] != {s.category: s.score for s in alone[0]}[RiskCategory.SPAM]
+    # States of another encoder are not read: the n-gram heads score alone.
+    other = TokenStates("another-encoder@1", states.states)
+    assert model.score(texts, token_states=other) == alone
+
+
+def test_evaluate_without_token_states_says_so(
+    trained_dir: Path, data_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, figures = _evaluate(trained_dir, data_dirs, tmp_path / "figures.json",
+                           "--no-token-states")
+    assert figures["model"] == TextRiskModel.load(trained_dir).ngram_only_model.id
+    assert any("without word-piece states" in note for note in figures["notes"])
+
+
+def test_training_without_token_states_ships_ngram_heads_only(
+    data_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    output = tmp_path / "artifacts"
+    result = CliRunner().invoke(app, [*_train_args(data_dirs, output), "--no-token-states"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    model = TextRiskModel.load(output)
+    assert model.token_encoder is None and model.ngram_only_model == model.model
+    assert json.loads((output / CONFIG_FILE).read_text())["config"]["token_encoder"] is None
