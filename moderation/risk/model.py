@@ -47,6 +47,11 @@ from moderation.risk.token_heads import TokenHeadSet, TokenStateHead
 log = logging.getLogger(__name__)
 
 MAX_EVIDENCE_SPANS = 3
+# Scores at or above this get evidence spans: the lowest review threshold the default
+# policy sets for a category a head scores (hate 0.30), so every item it sends to a
+# moderator for a model's score shows the words behind it (at 0.5, a hate score of
+# 0.30-0.49 reached review with no span).
+DEFAULT_EVIDENCE_THRESHOLD = 0.30
 # A word is evidence only if it pushes at least this share of the top word's push: keeps
 # "bitch" and drops the "stupid" far behind it.
 RELATIVE_EVIDENCE_WEIGHT = 0.25
@@ -73,7 +78,7 @@ class TextRiskModel:
         blocklists: Sequence[Blocklist] = (),
         *,
         embedder: TextEmbedder | None = None,
-        evidence_threshold: float = 0.5,
+        evidence_threshold: float = DEFAULT_EVIDENCE_THRESHOLD,
         max_text_chars: int = 100_000,
         source: str = "inline",
     ) -> None:
@@ -130,7 +135,7 @@ class TextRiskModel:
         *,
         embedder: TextEmbedder | None = None,
         blocklist_dir: Path | str | None = DEFAULT_BLOCKLIST_DIR,
-        evidence_threshold: float = 0.5,
+        evidence_threshold: float = DEFAULT_EVIDENCE_THRESHOLD,
     ) -> TextRiskModel:
         """Load a trained directory; refuses files whose sha256 differs from its config."""
         directory = Path(path)
@@ -505,7 +510,7 @@ def make_text_risk_model(
     path: Path | str | None = None,
     embedder: TextEmbedder | None = None,
     blocklist_dir: Path | str | None = DEFAULT_BLOCKLIST_DIR,
-    evidence_threshold: float = 0.5,
+    evidence_threshold: float = DEFAULT_EVIDENCE_THRESHOLD,
 ) -> TextRiskModel:
     return TextRiskModel.load(
         path or artifacts.DEFAULT_ARTIFACT_DIR, embedder=embedder,

@@ -22,6 +22,7 @@ from moderation.risk.artifacts import (
     DEFAULT_ARTIFACT_DIR,
     load_bundle,
 )
+from moderation.risk.heads import CATEGORY_HEADS
 from moderation.risk.model import NON_EVIDENCE_WORDS, TextRiskModel
 from tests.moderation.risk.conftest import ScoringPath
 
@@ -128,6 +129,15 @@ def test_profanity_harassment_and_hate_are_distinct_heads(scoring_path: ScoringP
     assert _score(hate, RiskCategory.HATE) > 0.3
     assert _score(hate, RiskCategory.HARASSMENT) < 0.1
     assert _score(hate, RiskCategory.HATE) > 3 * _score(swearing, RiskCategory.HATE)
+
+
+def test_evidence_starts_at_or_below_every_review_threshold_of_a_scored_category(
+    shipped_model: TextRiskModel,
+) -> None:
+    # An item the default policy sends to review for a model's score has spans to show.
+    policy = Policy.load()
+    lowest = min(policy.category(category).review for category in CATEGORY_HEADS)
+    assert shipped_model.evidence_threshold <= lowest
 
 
 def test_word_piece_evidence_points_at_the_words_that_drove_the_head(
