@@ -21,6 +21,7 @@ DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "datasets" / "moderation"
 DEFAULT_CLEAN_DIR = REPO_ROOT.parent / "shared" / "datasets" / "taxonomy_dev"
 DEFAULT_OUTPUT_DIR = REPO_ROOT / "moderation" / "risk" / "artifacts"
 DEFAULT_CACHE_DIR = REPO_ROOT / "var" / "cache"
+CacheDirOption = Annotated[Path, typer.Option(help="encoder export and word-piece state cache")]
 
 app = typer.Typer(help="Train the text risk models (hate, harassment, profanity, spam, clickbait).")
 
@@ -69,9 +70,7 @@ def train(
             "states (encodes every row once: about 25 minutes on 2 cores, then cached)",
         ),
     ] = True,
-    cache_dir: Annotated[
-        Path, typer.Option(help="encoder export and word-piece state cache")
-    ] = DEFAULT_CACHE_DIR,
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
 ) -> None:
     """Train every head, save artifacts + manifest, print the held-out figures."""
     from rich.console import Console
@@ -143,9 +142,7 @@ def evaluate(
         typer.Option(help="pass the served encoder's word-piece states to the model, as the "
                      "service does (first run encodes every row, then cached)"),
     ] = True,
-    cache_dir: Annotated[
-        Path, typer.Option(help="encoder export and word-piece state cache")
-    ] = DEFAULT_CACHE_DIR,
+    cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
 ) -> None:
     """Text risk per category and source on held-out rows, OLID levels, calibration, and
     the share of clean dev sets the policy would send to review."""

@@ -223,9 +223,12 @@ def evaluate(
     calib_fraction = float(config.get("calib_fraction", 0.1))
     max_rows = config.get("max_rows_per_source")
     result = Evaluation(model=model.model.id, policy=f"{policy.source} ({policy.version})")
-    if model.token_encoder is not None and (
-        token_cache is None or token_cache.encoder != model.token_encoder
-    ):
+    # The cache whose states the model reads, if any (the same test as the service's).
+    states_from = (
+        token_cache if token_cache is not None and model.token_encoder == token_cache.encoder
+        else None
+    )
+    if model.token_encoder is not None and states_from is None:
         result.model = model.ngram_only_model.id
         result.notes.append(
             f"scored without word-piece states of {model.token_encoder}: every head is its "
@@ -248,8 +251,8 @@ def evaluate(
             rows = stratified_sample(rows, int(max_rows), seed)
         splits = split_rows(rows, seed, test_fraction, calib_fraction)
         states = (
-            token_cache.states(name, _items(rows, np.arange(len(rows)))[1])
-            if token_cache is not None and model.token_encoder == token_cache.encoder else None
+            states_from.states(name, _items(rows, np.arange(len(rows)))[1])
+            if states_from is not None else None
         )
         test_scores = _score(model, rows, splits["test"], states)
         decisions = [policy.route(s) for s in test_scores]

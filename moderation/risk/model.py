@@ -96,18 +96,15 @@ class TextRiskModel:
         self.model = ModelRef(name=manifest["name"], version=manifest["version"], source=source)
         # Heads over the encoder's word pieces (absent in older bundles) and the encoder
         # they read; without its states, scores come from the n-gram heads alone.
-        self._token_heads = {
+        self._token_head_set = TokenHeadSet({
             name: TokenStateHead.from_arrays(parts["token"])
             for name, parts in self._heads.items() if "token" in parts
-        }
-        self._token_head_set = TokenHeadSet(self._token_heads)
+        })
         self.token_encoder: str | None = bundle.get("token_encoder")
-        if self._token_heads and any(
-            h.encoder != self.token_encoder for h in self._token_heads.values()
-        ):
+        if any(h.encoder != self.token_encoder for h in self._token_head_set.heads.values()):
             raise InvalidConfig("text risk bundle's token heads read different encoders")
         self.ngram_only_model = (
-            self.model if not self._token_heads else
+            self.model if not self._token_head_set.heads else
             ModelRef(name=f"{manifest['name']}-ngram-only", version=manifest["version"],
                      source=source)
         )
@@ -118,7 +115,7 @@ class TextRiskModel:
             self.blocklists.setdefault(blocklist.category, []).append(blocklist)
         # Kept so callers can hand the pipeline's embedder over unchanged; never called.
         self.embedder = embedder
-        if self._token_heads and embedder is not None and (
+        if self._token_head_set.heads and embedder is not None and (
             embedder.model.id != self.token_encoder
             or not isinstance(embedder, TokenTextEmbedder)
         ):
@@ -177,7 +174,7 @@ class TextRiskModel:
     def reads_token_states(self, token_states: TokenStates | None) -> bool:
         """Whether these states feed the token-state heads: this bundle has such heads
         and the states come from the encoder they were trained on."""
-        return (bool(self._token_heads) and token_states is not None
+        return (bool(self._token_head_set.heads) and token_states is not None
                 and token_states.encoder == self.token_encoder)
 
     def head_probabilities(
@@ -213,7 +210,7 @@ class TextRiskModel:
         profanity = logit(profanity_probability(checked)) if needs_profanity else None
         token_logits = (
             self._token_head_set.logits(
-                token_states.states, [n for n in computed if n in self._token_heads])
+                token_states.states, [n for n in computed if n in self._token_head_set.heads])
             if use_tokens and token_states is not None else {}
         )
         probabilities = apply_caps({
@@ -283,9 +280,9 @@ class TextRiskModel:
             checked, embeddings, heads=heads, token_states=token_states
         )
         model = self.model if used_tokens else self.ngram_only_model
-        evidence = self._model_evidence(checked, probabilities, model)
-        if used_tokens and token_states is not None and token_states.offsets is not None:
-            self._add_piece_evidence(checked, probabilities, token_states, evidence, model)
+        evidence = self._model_evidence(
+            checked, probabilities, model, token_states if used_tokens else None
+        )
         results: list[list[RiskScore]] = []
         for row, text in enumerate(checked):
             if not text.strip():
@@ -369,11 +366,14 @@ class TextRiskModel:
     # ----------------------------------------------------------------- evidence
 
     def _model_evidence(
-        self, texts: list[str], probabilities: dict[str, np.ndarray], model: ModelRef
+        self, texts: list[str], probabilities: dict[str, np.ndarray], model: ModelRef,
+        token_states: TokenStates | None = None,
     ) -> dict[tuple[RiskCategory, int], list[Evidence]]:
         """Spans for texts a head flags: the words that pushed its n-gram model up most,
-        plus, for profanity, the words alt-profanity-check calls profane on their own.
-        Stop words never make a span; each span names its category and this model."""
+        plus, for profanity, the words alt-profanity-check calls profane on their own,
+        plus, where the head read ``token_states`` with their offsets, the words whose
+        pieces pushed its token-state part most (not repeating a span). Stop words never
+        make a span; each span names its category and this model."""
         evidence: dict[tuple[RiskCategory, int], list[Evidence]] = {
             (category, row): [] for category in CATEGORY_HEADS for row in range(len(texts))
         }
@@ -399,51 +399,32 @@ class TextRiskModel:
                     taken = {(e.start, e.end) for e in current}
                     # Profane words first: for profanity they are the most direct evidence.
                     current[:0] = [e for e in profane if (e.start, e.end) not in taken]
+            if (token_states is not None and token_states.offsets is not None
+                    and head in self._token_head_set.heads):
+                for row in flagged:
+                    current = evidence[(category, row)]
+                    taken = {(e.start, e.end) for e in current}
+                    current.extend(e for e in self._top_pieces(
+                        category, head, word_spans[row], token_states.states[row],
+                        token_states.offsets[row], model,
+                    ) if (e.start, e.end) not in taken)
         return evidence
 
-    def _add_piece_evidence(
-        self, texts: list[str], probabilities: dict[str, np.ndarray], token_states: TokenStates,
-        evidence: dict[tuple[RiskCategory, int], list[Evidence]], model: ModelRef,
-    ) -> None:
-        """For texts a head with a token-state part flags: the words whose pieces pushed
-        that part's logit most (each piece's exact share, ``piece_contributions``, summed
-        over the word and scaled by the stack calibrator's weight on it), after the
-        n-gram spans and not repeating them."""
-        assert token_states.offsets is not None
-        for category, head in CATEGORY_HEADS.items():
-            token_head = self._token_heads.get(head)
-            if token_head is None or head not in probabilities:
-                continue
-            flagged = [int(r) for r in
-                       np.flatnonzero(probabilities[head] >= self.evidence_threshold)]
-            if not flagged:
-                continue
-            scale = float(np.asarray(self._heads[head]["stack_calibrator"].coef_).ravel()[1])
-            shares = token_head.piece_contributions([token_states.states[r] for r in flagged])
-            for row, share in zip(flagged, shares, strict=True):
-                spans = np.asarray(token_states.offsets[row]).reshape(-1, 2)
-                words = [w for w in words_with_spans(texts[row])
-                         if w[2].lower() not in NON_EVIDENCE_WORDS]
-                weights = np.array([
-                    scale * share[(spans[:, 0] >= start) & (spans[:, 1] <= end)].sum()
-                    for start, end, _ in words
-                ])
-                if not len(weights) or weights.max() <= 0:
-                    continue
-                top = float(weights.max())
-                order = [i for i in np.argsort(-weights, kind="stable")
-                         if weights[i] >= RELATIVE_EVIDENCE_WEIGHT * top][:MAX_EVIDENCE_SPANS]
-                current = evidence[(category, row)]
-                taken = {(e.start, e.end) for e in current}
-                current.extend(
-                    Evidence(
-                        kind="text_span", start=words[i][0], end=words[i][1], text=words[i][2],
-                        detail=f"{category.value} ({model.id}): word-piece weight "
-                        f"{weights[i]:.2f}",
-                    )
-                    for i in sorted(order, key=lambda i: words[i][0])
-                    if (words[i][0], words[i][1]) not in taken
-                )
+    def _top_pieces(
+        self, category: RiskCategory, head: str, words: list[tuple[int, int, str]],
+        states: np.ndarray, offsets: np.ndarray, model: ModelRef,
+    ) -> list[Evidence]:
+        """The words whose pieces pushed the head's token-state part most: each piece's
+        exact share of its logit (``piece_contributions``), summed over the word, scaled
+        by the stack calibrator's weight on that logit."""
+        scale = float(np.asarray(self._heads[head]["stack_calibrator"].coef_).ravel()[1])
+        (share,) = self._token_head_set.heads[head].piece_contributions([states])
+        spans = np.asarray(offsets).reshape(-1, 2)
+        weights = np.array([
+            scale * share[(spans[:, 0] >= start) & (spans[:, 1] <= end)].sum()
+            for start, end, _ in words
+        ])
+        return _strongest_words(words, weights, f"{category.value} ({model.id}): word-piece")
 
     def _top_words(
         self, category: RiskCategory, head: str, rows: list[list[tuple[int, int, str]]],
@@ -466,19 +447,7 @@ class TextRiskModel:
         for words in rows:
             weights = contributions[offset : offset + len(words)]
             offset += len(words)
-            top = float(weights.max()) if len(weights) else 0.0
-            order = [
-                i for i in np.argsort(-weights, kind="stable")
-                if weights[i] > 0 and weights[i] >= RELATIVE_EVIDENCE_WEIGHT * top
-            ]
-            out.append([
-                Evidence(
-                    kind="text_span", start=words[i][0], end=words[i][1], text=words[i][2],
-                    detail=f"{category.value} ({model.id}): n-gram weight "
-                    f"{weights[i]:.2f}",
-                )
-                for i in sorted(order[:MAX_EVIDENCE_SPANS], key=lambda i: words[i][0])
-            ])
+            out.append(_strongest_words(words, weights, f"{category.value} ({model.id}): n-gram"))
         return out
 
     def _profane_words(
@@ -503,6 +472,24 @@ class TextRiskModel:
                     )
                 )
         return found
+
+
+def _strongest_words(
+    words: list[tuple[int, int, str]], weights: np.ndarray, label: str
+) -> list[Evidence]:
+    """Spans for the words pushing the score most (at most ``MAX_EVIDENCE_SPANS``, each
+    pushing up and at least ``RELATIVE_EVIDENCE_WEIGHT`` of the top push), in text order;
+    ``label`` starts each span's detail ("hate (model): n-gram")."""
+    top = float(weights.max()) if len(weights) else 0.0
+    order = [
+        i for i in np.argsort(-weights, kind="stable")
+        if weights[i] > 0 and weights[i] >= RELATIVE_EVIDENCE_WEIGHT * top
+    ]
+    return [
+        Evidence(kind="text_span", start=words[i][0], end=words[i][1], text=words[i][2],
+                 detail=f"{label} weight {weights[i]:.2f}")
+        for i in sorted(order[:MAX_EVIDENCE_SPANS], key=lambda i: words[i][0])
+    ]
 
 
 @risk_models.register(artifacts.MODEL_NAME)

@@ -68,22 +68,7 @@ class TokenStateHead:
 
     def logits(self, states: Sequence[np.ndarray]) -> np.ndarray:
         """One logit per text, from its pieces' states (``(pieces, dim)`` each)."""
-        if len(states) == 0:
-            return np.zeros(0, dtype=np.float64)
-        for index, s in enumerate(states):
-            if s.ndim != 2 or (len(s) and s.shape[1] != self.dim):
-                raise InvalidInput(
-                    f"token states of text {index} have shape {s.shape}; the head reads "
-                    f"(pieces, {self.dim}) states of {self.encoder}", index=index,
-                )
-        flat, starts = _pieces(states, self.dim)
-        hidden = np.maximum(flat @ self.project + self.project_bias, 0.0)
-        counts = np.diff(np.append(starts, len(flat)))
-        mean = np.add.reduceat(hidden, starts, axis=0) / counts[:, None]
-        peak = np.maximum.reduceat(hidden, starts, axis=0)
-        pooled = np.concatenate([mean, peak], axis=1).astype(np.float64)
-        out: np.ndarray = pooled @ self.out.astype(np.float64) + self.out_bias
-        return out
+        return TokenHeadSet({"head": self}).logits(states, ["head"])["head"]
 
     def piece_contributions(self, states: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per text, each piece's share of its logit: the logit is exactly the sum of its
