@@ -13,7 +13,7 @@ then trades relevance against redundancy (``diversity`` in [0, 1]).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -41,19 +41,17 @@ def candidate_phrases(doc: Any, max_candidates: int = 30, max_words: int = 3) ->
             first[key] = position
         found[key].spans.append((start, end))
 
-    tokens = list(doc)
-    for i, tok in enumerate(tokens):
-        text = tok.text
+    # Token attributes are read once each: spaCy builds a Token object per access.
+    texts = [tok.text for tok in doc]
+    starts = [tok.idx for tok in doc]
+    ends_phrase = [tok.is_alpha and len(tok.text) > 1 and not tok.is_stop for tok in doc]
+    for i, text in enumerate(texts):
         if text.startswith("#") and len(text) > 2:
-            add(text[1:], i, tok.idx + 1, tok.idx + len(text))
-        for n in range(1, max_words + 1):
-            span = tokens[i : i + n]
-            if len(span) < n:
+            add(text[1:], i, starts[i] + 1, starts[i] + len(text))
+        for last in range(i, min(i + max_words, len(texts))):
+            if not ends_phrase[last]:
                 break
-            last = span[-1]
-            if not (last.is_alpha and len(last.text) > 1) or last.is_stop:
-                break
-            add(" ".join(t.text for t in span), i, tok.idx, last.idx + len(last.text))
+            add(" ".join(texts[i : last + 1]), i, starts[i], starts[last] + len(texts[last]))
     # Frequent and early phrases first; the cap bounds the work per text.
     ranked = sorted(found, key=lambda k: (-len(found[k].spans), first[k]))[:max_candidates]
     return [found[k] for k in ranked]
@@ -64,44 +62,47 @@ def pooled_phrase_vectors(
 ) -> tuple[np.ndarray, list[int]]:
     """L2-normalised mean of the word-piece vectors each candidate covers, and the
     indices of the candidates that cover any (the rest lie past the encoder's input)."""
-    if len(offsets) == 0:
-        return np.zeros((0, token_vectors.shape[1]), np.float32), []
-    starts, ends = offsets[:, 0], offsets[:, 1]
-    rows: list[np.ndarray] = []
-    kept: list[int] = []
-    for index, candidate in enumerate(candidates):
-        covered = np.zeros(len(offsets), dtype=bool)
-        for start, end in candidate.spans:
-            covered |= (starts < end) & (ends > start)
-        if covered.any():
-            rows.append(token_vectors[covered].mean(axis=0))
-            kept.append(index)
-    if not rows:
-        return np.zeros((0, token_vectors.shape[1]), np.float32), []
-    return l2_normalise(np.stack(rows)), kept
+    dim = token_vectors.shape[1]
+    if len(offsets) == 0 or not candidates:
+        return np.zeros((0, dim), np.float32), []
+    # Every occurrence against every piece at once; occurrences of one candidate are
+    # consecutive rows, OR-ed together into that candidate's row.
+    spans = np.array([span for candidate in candidates for span in candidate.spans])
+    overlaps = (offsets[None, :, 0] < spans[:, 1, None]) & (offsets[None, :, 1] > spans[:, 0, None])
+    first_rows = np.cumsum([0, *(len(c.spans) for c in candidates[:-1])])
+    covered = np.logical_or.reduceat(overlaps, first_rows, axis=0)
+    counts = covered.sum(axis=1)
+    kept = np.flatnonzero(counts)
+    if not len(kept):
+        return np.zeros((0, dim), np.float32), []
+    sums = covered[kept].astype(token_vectors.dtype) @ token_vectors
+    return l2_normalise(sums / counts[kept, None]), kept.tolist()
 
 
-def mmr(
-    doc_vector: np.ndarray, candidate_vectors: np.ndarray, top_n: int, diversity: float
-) -> list[int]:
+def mmr_order(
+    doc_vector: np.ndarray, candidate_vectors: np.ndarray, diversity: float
+) -> Iterator[int]:
+    """Candidates in Maximal Marginal Relevance order, lazily: a caller that needs the
+    first few stops there instead of ranking every candidate. A candidate's redundancy
+    is its highest similarity to one already chosen, kept up to date as each is chosen."""
     relevance = candidate_vectors @ doc_vector
-    chosen: list[int] = []
-    remaining = list(range(len(candidate_vectors)))
-    while remaining and len(chosen) < top_n:
-        if chosen:
-            redundancy = (candidate_vectors[remaining] @ candidate_vectors[chosen].T).max(axis=1)
-        else:
-            redundancy = np.zeros(len(remaining))
-        scores = (1 - diversity) * relevance[remaining] - diversity * redundancy
-        best = remaining[int(np.argmax(scores))]
-        chosen.append(best)
-        remaining.remove(best)
-    return chosen
+    similarity = candidate_vectors @ candidate_vectors.T
+    redundancy = np.zeros(len(candidate_vectors))  # nothing chosen yet: none
+    open_ = np.ones(len(candidate_vectors), dtype=bool)
+    for step in range(len(candidate_vectors)):
+        scores = np.where(open_, (1 - diversity) * relevance - diversity * redundancy, -np.inf)
+        best = int(np.argmax(scores))
+        yield best
+        open_[best] = False
+        # A similarity can be negative, so the first chosen one sets it, not a max with 0.
+        redundancy = (similarity[best].astype(np.float64) if step == 0
+                      else np.maximum(redundancy, similarity[best]))
 
 
-def drop_overlapping(ranked: list[int], phrases: list[str], top_n: int) -> list[int]:
+def drop_overlapping(ranked: Iterable[int], phrases: list[str], top_n: int) -> list[int]:
     """Keep the best-ranked phrases that share no word with one already kept:
-    "Arsenal beat Chelsea" makes "beat Chelsea" and "Arsenal beat" redundant."""
+    "Arsenal beat Chelsea" makes "beat Chelsea" and "Arsenal beat" redundant. Reads
+    ``ranked`` only as far as it needs to."""
     kept: list[int] = []
     used: set[str] = set()
     for i in ranked:
@@ -151,7 +152,7 @@ class KeywordExtractor:
     def _pick(
         self, phrases: list[str], vectors: np.ndarray, doc_vector: np.ndarray
     ) -> list[Keyword]:
-        ranked = mmr(doc_vector, vectors, len(phrases), self.diversity) if phrases else []
+        ranked = mmr_order(doc_vector, vectors, self.diversity)
         picked = drop_overlapping(ranked, phrases, self.top_n)
         return [
             Keyword(text=phrases[i], score=round(float(vectors[i] @ doc_vector), 4))

@@ -11,7 +11,13 @@ import pytest
 
 from analyzers.base import TokenEncoding, TokenTextEmbedder
 from analyzers.entities import EntityPipeline
-from analyzers.keywords import Candidate, candidate_phrases, pooled_phrase_vectors
+from analyzers.keywords import (
+    Candidate,
+    candidate_phrases,
+    drop_overlapping,
+    mmr_order,
+    pooled_phrase_vectors,
+)
 from analyzers.language import LanguageIdentifier
 from analyzers.model_registry import ModelRegistry
 from analyzers.text import TextAnalyzer
@@ -83,6 +89,40 @@ def test_pooled_vectors_average_the_pieces_a_phrase_covers():
     np.testing.assert_allclose(vectors[0], [1.0, 0.0])
     np.testing.assert_allclose(vectors[1], [np.sqrt(0.5), np.sqrt(0.5)], atol=1e-6)
     np.testing.assert_allclose(vectors[2], [1 / np.sqrt(5), 2 / np.sqrt(5)], atol=1e-6)
+
+
+def test_mmr_order_matches_recomputing_redundancy_at_every_step():
+    """The incremental ranking keeps each candidate's highest similarity to the chosen
+    ones; recomputing it against every chosen candidate at each step ranks the same."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(25, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    doc = vectors[:5].mean(axis=0)
+    relevance = vectors @ doc
+    expected: list[int] = []
+    remaining = list(range(len(vectors)))
+    while remaining:
+        redundancy = (
+            (vectors[remaining] @ vectors[expected].T).max(axis=1) if expected
+            else np.zeros(len(remaining))
+        )
+        best = remaining[int(np.argmax(0.6 * relevance[remaining] - 0.4 * redundancy))]
+        expected.append(best)
+        remaining.remove(best)
+    assert list(mmr_order(doc, vectors, 0.4)) == expected
+
+
+def test_drop_overlapping_reads_the_ranking_only_as_far_as_it_needs():
+    phrases = ["Arsenal beat Chelsea", "beat Chelsea", "London", "derby", "goal"]
+    read: list[int] = []
+
+    def ranking():
+        for i in range(len(phrases)):
+            read.append(i)
+            yield i
+
+    assert drop_overlapping(ranking(), phrases, 2) == [0, 2]
+    assert read == [0, 1, 2]
 
 
 def test_candidates_keep_every_occurrence(rules):
