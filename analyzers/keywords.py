@@ -41,10 +41,15 @@ def candidate_phrases(doc: Any, max_candidates: int = 30, max_words: int = 3) ->
             first[key] = position
         found[key].spans.append((start, end))
 
-    # Token attributes are read once each: spaCy builds a Token object per access.
-    texts = [tok.text for tok in doc]
-    starts = [tok.idx for tok in doc]
-    ends_phrase = [tok.is_alpha and len(tok.text) > 1 and not tok.is_stop for tok in doc]
+    # One pass over the tokens reads what the n-gram windows need: spaCy builds a Token
+    # object (and looks up its lexeme) on every attribute access.
+    texts: list[str] = []
+    starts: list[int] = []
+    ends_phrase: list[bool] = []
+    for tok in doc:
+        texts.append(tok.text)
+        starts.append(tok.idx)
+        ends_phrase.append(tok.is_alpha and len(tok.text) > 1 and not tok.is_stop)
     for i, text in enumerate(texts):
         if text.startswith("#") and len(text) > 2:
             add(text[1:], i, starts[i] + 1, starts[i] + len(text))
